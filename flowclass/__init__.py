@@ -1,0 +1,53 @@
+"""flowclass: normalizing flows as classifiers, in pure JAX.
+
+A flow ``z = f_θ(x)`` and one Gaussian per class in ``z`` give exact class-conditional
+likelihoods ``log p(x | k) = log N(f_θ(x); μ_k, Σ_k) + log|det ∂f_θ/∂x|``; Bayes' rule turns
+them into a classifier.
+"""
+
+__version__ = "0.1.0"
+
+from flowclass import bijectors, data
+from flowclass.bijectors import AffineCoupling, Chain
+from flowclass.classifier import FlowClassifier
+from flowclass.distributions import ClassGaussians, as_means
+from flowclass.flows import tabular_realnvp
+from flowclass.losses import cross_entropy, flow_nll, make_flow_loss
+from flowclass.nets import FNN, MLP
+from flowclass.training import (
+    FitResult,
+    NonFiniteLossError,
+    TrainState,
+    create_train_state,
+    eval_step,
+    evaluate,
+    fit,
+    predict_logits,
+    train_step,
+)
+
+__all__ = [
+    "AffineCoupling",
+    "Chain",
+    "ClassGaussians",
+    "FNN",
+    "FitResult",
+    "FlowClassifier",
+    "MLP",
+    "NonFiniteLossError",
+    "TrainState",
+    "__version__",
+    "as_means",
+    "bijectors",
+    "create_train_state",
+    "cross_entropy",
+    "data",
+    "eval_step",
+    "evaluate",
+    "fit",
+    "flow_nll",
+    "make_flow_loss",
+    "predict_logits",
+    "tabular_realnvp",
+    "train_step",
+]

@@ -1,0 +1,68 @@
+"""Input checks at the public boundary.
+
+Shape checks run always (shapes are static, also under ``jit``). Value checks
+(finite entries, label range) need concrete arrays and are skipped for tracers,
+so the same public function validates fully when called eagerly and costs
+nothing inside a compiled graph.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import numpy as np
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_inputs(x, event_shape: Sequence[int], *, name: str = "x"):
+    """Checks that ``x`` is a non-empty, finite batch of shape ``(batch, *event_shape)``."""
+    event_shape = tuple(event_shape)
+    shape = tuple(np.shape(x))
+    expected = "(batch, " + ", ".join(str(d) for d in event_shape) + ")"
+    if len(shape) != len(event_shape) + 1:
+        raise ValueError(
+            f"{name} must have shape {expected} (rank {len(event_shape) + 1}); "
+            f"got shape {shape} (rank {len(shape)})."
+        )
+    if shape[1:] != event_shape:
+        raise ValueError(
+            f"{name} must have shape {expected}; got {shape}: "
+            f"feature shape {shape[1:]} does not match {event_shape}."
+        )
+    if shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {shape}); expected at least one example.")
+    dtype = np.result_type(x)
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"{name} must be a floating-point array; got dtype {dtype}.")
+    if _is_concrete(x):
+        finite = np.isfinite(np.asarray(x))
+        if not finite.all():
+            bad = int((~finite).sum())
+            raise ValueError(
+                f"{name} must be finite; got {bad} NaN/inf value(s) out of {finite.size}."
+            )
+
+
+def check_labels(y, num_classes: int, *, batch: int | None = None, name: str = "y"):
+    """Checks that ``y`` is a 1-D integer array of labels in ``[0, num_classes)``."""
+    shape = tuple(np.shape(y))
+    if len(shape) != 1:
+        raise ValueError(f"{name} must be a 1-D array of class labels; got shape {shape}.")
+    if batch is not None and shape[0] != batch:
+        raise ValueError(f"{name} has {shape[0]} labels but the inputs have {batch} examples.")
+    if shape[0] == 0:
+        raise ValueError(f"{name} is empty; expected at least one label.")
+    dtype = np.result_type(y)
+    if not np.issubdtype(dtype, np.integer):
+        raise ValueError(f"{name} must hold integer class labels; got dtype {dtype}.")
+    if _is_concrete(y):
+        y = np.asarray(y)
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= num_classes:
+            raise ValueError(
+                f"{name} must hold labels in [0, {num_classes}); got values in [{low}, {high}]."
+            )
