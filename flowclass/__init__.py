@@ -13,7 +13,7 @@ from flowclass.classifier import FlowClassifier
 from flowclass.distributions import ClassGaussians, as_means
 from flowclass.flows import tabular_realnvp
 from flowclass.losses import cross_entropy, flow_nll, make_flow_loss
-from flowclass.nets import FNN, MLP
+from flowclass.nets import FNN, MLP, ConvNet
 from flowclass.training import (
     FitResult,
     NonFiniteLossError,
@@ -29,6 +29,7 @@ from flowclass.training import (
 __all__ = [
     "AffineCoupling",
     "Chain",
+    "ConvNet",
     "ClassGaussians",
     "FNN",
     "FitResult",

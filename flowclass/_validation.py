@@ -14,6 +14,10 @@ import jax
 import numpy as np
 
 
+def _dtype(x) -> np.dtype:
+    return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
 def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
@@ -35,7 +39,7 @@ def check_inputs(x, event_shape: Sequence[int], *, name: str = "x"):
         )
     if shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {shape}); expected at least one example.")
-    dtype = np.result_type(x)
+    dtype = _dtype(x)
     if not np.issubdtype(dtype, np.floating):
         raise ValueError(f"{name} must be a floating-point array; got dtype {dtype}.")
     if _is_concrete(x):
@@ -56,7 +60,7 @@ def check_labels(y, num_classes: int, *, batch: int | None = None, name: str = "
         raise ValueError(f"{name} has {shape[0]} labels but the inputs have {batch} examples.")
     if shape[0] == 0:
         raise ValueError(f"{name} is empty; expected at least one label.")
-    dtype = np.result_type(y)
+    dtype = _dtype(y)
     if not np.issubdtype(dtype, np.integer):
         raise ValueError(f"{name} must hold integer class labels; got dtype {dtype}.")
     if _is_concrete(y):

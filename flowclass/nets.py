@@ -29,6 +29,23 @@ class MLP(nn.Module):
         return x
 
 
+class ConvNet(nn.Module):
+    """Hidden ``k × k`` convolutions ``h_{l+1} = act(conv_l(h_l))`` over NHWC images, 'SAME'
+    padding; no output layer (a coupling conditioner for image masks)."""
+
+    features: Sequence[int] = (32, 32)
+    kernel_size: int = 3
+    activation: Activation = nn.relu
+    dtype: jnp.dtype | None = None
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        window = (self.kernel_size, self.kernel_size)
+        for width in self.features:
+            x = self.activation(nn.Conv(width, window, padding="SAME", dtype=self.dtype)(x))
+        return x
+
+
 class FNN(nn.Module):
     """The seed's discriminative baseline: ``D → 100 → 100 → K`` with ReLU; returns logits.
 

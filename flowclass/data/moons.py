@@ -49,7 +49,7 @@ def _class_log_density(x: jnp.ndarray, noise: float, t: jnp.ndarray) -> jnp.ndar
     return jnp.stack([per_class(upper), per_class(lower)], axis=-1) + log_norm
 
 
-def moons_class_log_density(x, noise: float, *, num_nodes: int = 512, chunk: int = 8192) -> np.ndarray:
+def moons_class_log_density(x, noise: float, *, num_nodes: int = 2048, chunk: int = 8192) -> np.ndarray:
     """True ``log p(x | c)`` of ``make_moons`` data for ``c ∈ {0, 1}``, shape ``(N, 2)``."""
     if noise <= 0:
         raise ValueError(f"the moons density needs noise > 0; got {noise}.")

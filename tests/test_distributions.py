@@ -1,0 +1,86 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+from flowclass.distributions import ClassGaussians, as_means
+from helpers import perturb
+
+
+def _base(covariance="identity", trainable_weights=False, **kw):
+    base = ClassGaussians(3, (4,), covariance=covariance, trainable_weights=trainable_weights, mean_scale=2.0, **kw)
+    z = jax.random.normal(jax.random.key(0), (7, 4)) * 2
+    variables = base.init(jax.random.key(1), z)
+    if variables:
+        variables = perturb(variables, jax.random.key(2), scale=0.5)
+    return base, variables, z
+
+
+@pytest.mark.parametrize("covariance", ["identity", "diagonal", "class_diagonal"])
+@pytest.mark.parametrize("trainable_means", [False, True])
+def test_log_prob_matches_scipy(covariance, trainable_means):
+    base, variables, z = _base(covariance, trainable_weights=True, trainable_means=trainable_means)
+    means = np.asarray(base.apply(variables, method=lambda m: m.class_means))
+    log_scales = np.broadcast_to(np.asarray(base.apply(variables, method=lambda m: m.log_scales)), (3, 4))
+    got = np.asarray(base.apply(variables, z, method="log_prob"))
+    expected = np.stack(
+        [multivariate_normal(means[k], np.diag(np.exp(2 * log_scales[k]))).logpdf(np.asarray(z)) for k in range(3)],
+        axis=-1,
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+    log_w = np.asarray(base.apply(variables, method="log_weights"))
+    assert not np.allclose(log_w, np.log(1 / 3)), "perturbed weights should not be uniform"
+    np.testing.assert_allclose(np.exp(log_w).sum(), 1.0, rtol=1e-6)
+    marginal = np.asarray(base.apply(variables, z, method="marginal_log_prob"))
+    np.testing.assert_allclose(marginal, np.log(np.exp(expected + log_w).sum(-1)), rtol=1e-5, atol=1e-4)
+
+
+def test_given_means_are_used_and_fixed_means_are_not_parameters():
+    base = ClassGaussians(2, (2,), means=as_means([[-4, 0], [4, 0]]))
+    variables = base.init(jax.random.key(0), jnp.zeros((1, 2)))
+    assert "params" not in variables  # nothing for an optimiser to move
+    logp = base.apply(variables, jnp.array([[-4.0, 0.0]]))
+    np.testing.assert_allclose(logp[0, 0], -np.log(2 * np.pi), rtol=1e-6)
+
+
+def test_drawn_means_follow_seed_and_scale():
+    a = ClassGaussians(2, (50,), means="normal", mean_scale=3.0, mean_seed=1)
+    b = ClassGaussians(2, (50,), means="normal", mean_scale=3.0, mean_seed=2)
+    u = ClassGaussians(2, (50,), means="uniform", mean_scale=0.5)
+    get = lambda m: np.asarray(m.apply({}, method=lambda s: s.class_means))  # noqa: E731
+    assert not np.allclose(get(a), get(b))
+    assert 2.0 < get(a).std() < 4.0
+    assert np.all(np.abs(get(u)) <= 0.5)
+
+
+def test_sample_statistics():
+    base, variables, _ = _base("class_diagonal")
+    samples = np.asarray(base.apply(variables, jax.random.key(5), 1, 20000, method="sample"))
+    means = np.asarray(base.apply(variables, method=lambda m: m.class_means))[1]
+    scales = np.exp(np.asarray(base.apply(variables, method=lambda m: m.log_scales))[1])
+    assert samples.shape == (20000, 4)
+    np.testing.assert_allclose(samples.mean(0), means, atol=4 * scales.max() / np.sqrt(20000) * 3)
+    np.testing.assert_allclose(samples.std(0), scales, rtol=0.03)
+    cold = np.asarray(base.apply(variables, jax.random.key(5), 1, 20000, 0.5, method="sample"))
+    np.testing.assert_allclose(cold.std(0), 0.5 * scales, rtol=0.03)
+
+
+def test_image_event_shape_is_flattened():
+    base = ClassGaussians(10, (4, 4, 1))
+    z = jnp.zeros((2, 4, 4, 1))
+    out = base.apply({}, z)
+    assert out.shape == (2, 10)
+    assert base.apply({}, jax.random.key(0), 3, 5, method="sample").shape == (5, 4, 4, 1)
+
+
+def test_bad_configuration_and_inputs():
+    with pytest.raises(ValueError, match="num_classes, dim"):
+        ClassGaussians(3, (2,), means=((0.0, 0.0),)).apply({}, jnp.zeros((1, 2)))
+    with pytest.raises(ValueError, match="unknown covariance"):
+        ClassGaussians(2, (2,), covariance="full").init(jax.random.key(0), jnp.zeros((1, 2)))
+    with pytest.raises(ValueError, match="class k must be in"):
+        ClassGaussians(2, (2,)).apply({}, jax.random.key(0), 2, 3, method="sample")
+    with pytest.raises(ValueError, match=r"z must have shape \(batch, 2\)"):
+        ClassGaussians(2, (2,)).apply({}, jnp.zeros((4, 3)))

@@ -1,0 +1,88 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import flowclass as fc
+from flowclass.data import seed_moons, train_val_split
+
+
+@pytest.fixture(scope="module")
+def moons():
+    (x, y), test = seed_moons(0.1, n_samples=2000, n_train=1600)
+    return train_val_split(x, y, val_fraction=0.2, seed=0), test
+
+
+def _flow_state(x, lr=1e-3, loss_fn=fc.flow_nll, seed=0):
+    model = fc.tabular_realnvp(2, 2, num_couplings=4, hidden=(32, 32), means=((-4, 0), (4, 0)))
+    return fc.create_train_state(model, jax.random.key(seed), x[:1], optax.adam(lr), loss_fn)
+
+
+def test_train_step_lowers_the_loss_and_donates_state(moons):
+    (train, _), _ = moons
+    state = _flow_state(train[0])
+    batch = (jnp.asarray(train[0][:256]), jnp.asarray(train[1][:256]))
+    first = fc.eval_step(state, batch)["loss"]
+    old = state
+    for _ in range(50):
+        state, aux = fc.train_step(state, batch)
+    assert float(fc.eval_step(state, batch)["loss"]) < float(first) - 0.5
+    assert int(state.step) == 50
+    assert jax.tree.leaves(old.params)[0].is_deleted()  # buffers were donated
+
+
+def test_fit_selects_on_validation_and_reaches_high_accuracy(moons):
+    (train, val), (x_test, y_test) = moons
+    result = fc.fit(_flow_state(train[0], lr=3e-3), train, val, key=jax.random.key(1), epochs=20,
+                    batch_size=64, num_classes=2, progress=False)
+    val_loss = result.history["val_loss"]
+    assert val_loss.shape == (20,)
+    assert result.best_epoch == int(np.argmin(val_loss)) + 1
+    selected = fc.evaluate(result.state, *val)
+    np.testing.assert_allclose(selected["loss"], val_loss.min(), rtol=1e-4)
+    assert fc.evaluate(result.state, x_test, y_test)["accuracy"] > 0.98
+    assert result.train_samples_per_s > 0 and result.compile_s > 0
+
+
+def test_same_seed_same_numbers(moons):
+    (train, val), _ = moons
+    runs = [
+        fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(7), epochs=2, batch_size=128, progress=False)
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(runs[0].history["val_loss"], runs[1].history["val_loss"])
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_good_state(moons):
+    (train, val), _ = moons
+
+    def explodes_after_first_epoch(apply_fn, variables, x, y):
+        loss, aux = fc.flow_nll(apply_fn, variables, x, y)
+        steps = variables["params"]["flow"]["layers_0"]["log_scale_bound"][0]  # any param will do
+        poisoned = jnp.where(aux["loss"] < 2.5, jnp.nan, loss) + 0 * steps
+        return poisoned, {**aux, "loss": poisoned}
+
+    state = _flow_state(train[0], lr=3e-3, loss_fn=explodes_after_first_epoch)
+    with pytest.raises(fc.NonFiniteLossError, match="non-finite at epoch") as info:
+        fc.fit(state, train, val, key=jax.random.key(1), epochs=30, batch_size=64, progress=False)
+    best = info.value.best_state
+    assert best is not None
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(best.params))
+
+
+def test_hybrid_loss_adds_weighted_cross_entropy(moons):
+    (train, _), _ = moons
+    state = _flow_state(train[0])
+    x, y = jnp.asarray(train[0][:64]), jnp.asarray(train[1][:64])
+    plain = fc.flow_nll(state.apply_fn, state.variables, x, y)[1]
+    hybrid_loss, aux = fc.make_flow_loss(cross_entropy_weight=3.0)(state.apply_fn, state.variables, x, y)
+    np.testing.assert_allclose(hybrid_loss, plain["nll"] + 3.0 * plain["cross_entropy"], rtol=1e-5)
+    np.testing.assert_allclose(aux["bits_per_dim"], plain["nll"] / (2 * np.log(2)), rtol=1e-5)
+
+
+def test_fnn_baseline_trains(moons):
+    (train, val), (x_test, y_test) = moons
+    state = fc.create_train_state(fc.FNN(2), jax.random.key(0), train[0][:1], optax.adam(3e-3), fc.cross_entropy)
+    result = fc.fit(state, train, val, key=jax.random.key(1), epochs=20, batch_size=64, progress=False)
+    assert fc.evaluate(result.state, x_test, y_test)["accuracy"] > 0.97

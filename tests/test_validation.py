@@ -1,0 +1,78 @@
+"""Bad public inputs raise ValueError naming what was expected and what came."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import flowclass as fc
+
+
+@pytest.fixture(scope="module")
+def model_and_variables():
+    model = fc.tabular_realnvp(2, 2, num_couplings=2, hidden=(8,), means=((-4, 0), (4, 0)))
+    return model, model.init(jax.random.key(0), jnp.zeros((1, 2)))
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.zeros((2, 3), np.float32), r"x must have shape \(batch, 2\); got \(2, 3\)"),
+        (np.zeros((2,), np.float32), r"rank 2\); got shape \(2,\) \(rank 1\)"),
+        (np.zeros((2, 2, 1), np.float32), r"rank 2\); got shape \(2, 2, 1\) \(rank 3\)"),
+        (np.array([[0.0, np.nan], [1.0, np.inf]], np.float32), "must be finite; got 2 NaN/inf"),
+        (np.zeros((0, 2), np.float32), "empty batch"),
+        (np.zeros((2, 2), np.int32), "floating-point"),
+    ],
+)
+@pytest.mark.parametrize("method", ["logits", "predict", "encode", "class_log_likelihoods"])
+def test_bad_inputs(model_and_variables, x, message, method):
+    model, variables = model_and_variables
+    with pytest.raises(ValueError, match=message):
+        model.apply(variables, x, method=method)
+
+
+def test_shape_errors_are_raised_under_jit_too(model_and_variables):
+    model, variables = model_and_variables
+    with pytest.raises(ValueError, match="feature shape"):
+        jax.jit(lambda v, x: model.apply(v, x))(variables, jnp.zeros((4, 5)))
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (np.array([0, 2], np.int32), r"labels in \[0, 2\); got values in \[0, 2\]"),
+        (np.array([-1, 0], np.int32), r"got values in \[-1, 0\]"),
+        (np.array([0, 1, 1], np.int32), "3 labels but the inputs have 2"),
+        (np.array([[0, 1]], np.int32), "1-D array"),
+        (np.array([0.0, 1.0]), "integer class labels"),
+    ],
+)
+def test_bad_labels(model_and_variables, y, message):
+    model, variables = model_and_variables
+    with pytest.raises(ValueError, match=message):
+        model.apply(variables, np.zeros((2, 2), np.float32), y, method="log_prob")
+
+
+def test_fit_rejects_bad_data():
+    model = fc.FNN(2)
+    x = np.random.default_rng(0).normal(size=(32, 2)).astype(np.float32)
+    y = np.zeros(32, np.int32)
+
+    def state():
+        return fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), fc.cross_entropy)
+
+    with pytest.raises(ValueError, match=r"train y must hold labels in \[0, 2\); got values in \[0, 5\]"):
+        fc.fit(state(), (x, y.at[3].set(5) if hasattr(y, "at") else np.where(np.arange(32) == 3, 5, y)),
+               (x, y), key=jax.random.key(1), epochs=1, num_classes=2)
+    with pytest.raises(ValueError, match=r"validation x must have shape \(batch, 2\)"):
+        fc.fit(state(), (x, y), (x[:, :1], y), key=jax.random.key(1), epochs=1, num_classes=2)
+    with pytest.raises(ValueError, match="train x must be finite"):
+        bad = x.copy()
+        bad[0, 0] = np.nan
+        fc.fit(state(), (bad, y), (x, y), key=jax.random.key(1), epochs=1, num_classes=2)
+    with pytest.raises(ValueError, match="train x is an empty batch"):
+        fc.fit(state(), (x[:0], y[:0]), (x, y), key=jax.random.key(1), epochs=1, num_classes=2)
+    with pytest.raises(ValueError, match=r"batch_size must be in \[1, 32\]"):
+        fc.fit(state(), (x, y), (x, y), key=jax.random.key(1), epochs=1, batch_size=64, num_classes=2)
