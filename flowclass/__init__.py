@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from flowclass import bijectors, data
 from flowclass.bijectors import AffineCoupling, Chain
+from flowclass.checkpoint import Checkpointer
 from flowclass.classifier import FlowClassifier
 from flowclass.distributions import ClassGaussians, as_means
 from flowclass.flows import tabular_realnvp
@@ -29,6 +30,7 @@ from flowclass.training import (
 __all__ = [
     "AffineCoupling",
     "Chain",
+    "Checkpointer",
     "ConvNet",
     "ClassGaussians",
     "FNN",

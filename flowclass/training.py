@@ -4,15 +4,17 @@
     state, aux = train_step(state, (x_batch, y_batch))      # jitted, donates ``state``
     result = fit(state, (x_train, y_train), (x_val, y_val), key=key, epochs=100)
 
-``fit`` runs whole epochs inside ``lax.scan`` (data held on the device), evaluates the
-validation split after every epoch and keeps the parameters with the lowest
-validation loss: model selection never sees the test set.
+``fit`` keeps the data on the device and runs blocks of steps inside ``lax.scan``,
+evaluates the validation split after every epoch and keeps the parameters with the
+best validation score: model selection never sees the test set.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import flax.linen as nn
@@ -23,7 +25,9 @@ import optax
 from flax import struct
 from tqdm.auto import tqdm
 
+from flowclass import sharding
 from flowclass._validation import check_inputs, check_labels
+from flowclass.checkpoint import Checkpointer
 from flowclass.losses import LossFn
 
 
@@ -130,57 +134,65 @@ class FitResult:
     """What :func:`fit` returns.
 
     Attributes:
-      state: the train state with the best validation loss (the selected model).
-      last_state: the state after the final epoch.
+      state: the train state with the best validation score (the selected model).
+      last_state: the state after the last step.
       best_epoch: 1-based epoch of the selected model.
-      history: per-epoch arrays ``train_<metric>`` (means over the epoch's steps) and ``val_<metric>``.
-      compile_s: time to compile the epoch runner; train_s: time spent training after that.
-      train_samples_per_s: examples processed per second of ``train_s``.
+      epochs_run: epochs completed (fewer than asked when the time budget ran out).
+      history: per-epoch arrays ``train_<metric>`` (means over the epoch's steps),
+        ``val_<metric>`` and ``epoch_s``.
+      compile_s: time to compile the step block; train_s: time spent training after that.
+      train_samples_per_s: training examples processed per second of ``train_s``.
     """
 
     state: TrainState
     last_state: TrainState
     best_epoch: int
+    epochs_run: int
     history: dict[str, np.ndarray]
     compile_s: float
     train_s: float
     train_samples_per_s: float
 
 
-def _run_epochs(state, best, key, train, val, *, num_epochs: int, batch_size: int):
-    """``num_epochs`` shuffled epochs, each a ``lax.scan`` of train steps, then validation."""
-    train_x, train_y = train
-    n = train_x.shape[0]
-    steps = n // batch_size
+def _run_block(state, data, order, valid, key, augment=None, batch_spec=None):
+    """Train steps over the rows of ``order`` (``(steps, batch)`` indices into ``data``).
 
-    def one_epoch(carry, epoch_key):
-        state, best = carry
-        order = jax.random.permutation(epoch_key, n)[: steps * batch_size].reshape(steps, batch_size)
-        state, train_aux = jax.lax.scan(
-            lambda s, idx: _train_step(s, (train_x[idx], train_y[idx])), state, order
-        )
-        val_aux = _eval_step(state, val)
-        improved = val_aux["loss"] < best["val_loss"]
-        candidate = {"params": state.params, "collections": state.collections,
-                     "val_loss": val_aux["loss"], "epoch": (state.step // steps).astype(jnp.int32)}
-        best = jax.tree.map(lambda new, old: jnp.where(improved, new, old), candidate, best)
-        metrics = {f"train_{k}": jnp.mean(v) for k, v in train_aux.items()}
-        metrics.update({f"val_{k}": v for k, v in val_aux.items()})
-        return (state, best), metrics
+    Rows with ``valid = False`` pad the last block of an epoch and leave the state
+    unchanged. Returns the state, the sums of the step metrics, and the valid count.
+    """
+    x_all, y_all = data
+    keys = jax.random.split(key, order.shape[0])
 
-    (state, best), metrics = jax.lax.scan(one_epoch, (state, best), jax.random.split(key, num_epochs))
-    return state, best, metrics
+    def body(state, inputs):
+        idx, ok, step_key = inputs
+        x, y = x_all[idx], y_all[idx]
+        if batch_spec is not None:
+            x = jax.lax.with_sharding_constraint(x, batch_spec)
+            y = jax.lax.with_sharding_constraint(y, batch_spec)
+        if augment is not None:
+            x = augment(step_key, x)
+
+        def step(s):
+            return _train_step(s, (x, y))
+
+        def skip(s):
+            aux_shape = jax.eval_shape(step, s)[1]
+            return s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), aux_shape)
+
+        return jax.lax.cond(ok, step, skip, state)
+
+    state, aux = jax.lax.scan(body, state, (order, valid, keys))
+    weight = valid.astype(jnp.float32)
+    return state, jax.tree.map(lambda a: jnp.sum(a * weight), aux), jnp.sum(weight)
 
 
-_run_epochs_jit = jax.jit(_run_epochs, static_argnames=("num_epochs", "batch_size"), donate_argnums=(0, 1))
+_run_block_jit = jax.jit(_run_block, static_argnames=("augment", "batch_spec"), donate_argnums=0)
 
 
-def _epochs_per_call(epochs: int, target_updates: int = 20) -> int:
-    """The largest divisor of ``epochs`` giving about ``target_updates`` progress updates."""
-    for chunk in range(max(1, epochs // target_updates), 0, -1):
-        if epochs % chunk == 0:
-            return chunk
-    return 1
+def _block_layout(steps: int, max_steps_per_call: int) -> tuple[int, int]:
+    """``(calls, steps_per_call)`` covering ``steps`` with the least padding."""
+    calls = math.ceil(steps / max_steps_per_call)
+    return calls, math.ceil(steps / calls)
 
 
 def fit(
@@ -192,15 +204,35 @@ def fit(
     epochs: int,
     batch_size: int = 128,
     num_classes: int | None = None,
+    augment: Callable[[jax.Array, jnp.ndarray], jnp.ndarray] | None = None,
+    select: str = "loss",
+    eval_batch_size: int = 4096,
+    max_steps_per_call: int = 100,
+    time_budget_s: float | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    mesh: jax.sharding.Mesh | None = None,
     progress: bool = True,
     desc: str = "train",
 ) -> FitResult:
-    """Trains for ``epochs`` epochs on in-memory ``train = (x, y)`` and selects on ``val``.
+    """Trains on in-memory ``train = (x, y)`` and selects the best epoch on ``val``.
 
-    The epochs run inside ``lax.scan`` in chunks; between chunks a progress bar shows
-    the latest training and validation loss. The validation split is evaluated in one
-    batch, so it should fit in memory. A non-finite training loss stops the run with
-    :class:`NonFiniteLossError`, which carries the last good selected state.
+    Each epoch shuffles the training set (dropping the last partial batch) and runs
+    its steps in blocks of at most ``max_steps_per_call`` inside ``lax.scan``;
+    ``augment(key, x_batch)`` runs inside the compiled step. After every epoch the
+    validation metrics are computed and the state with the best ``val_<select>``
+    (lowest, or highest for ``'accuracy'``) is kept.
+
+    Args:
+      time_budget_s: stop after the block in which this much training time has passed.
+      checkpoint_dir: save a checkpoint (atomically, with Orbax) after every epoch;
+        with ``resume=True``, continue from the newest one found there.
+      mesh: data-parallel mesh (see :mod:`flowclass.sharding`); the default uses all
+        devices when there are several. ``batch_size`` must divide evenly over it.
+
+    Raises:
+      NonFiniteLossError: the training loss became NaN/inf; no checkpoint is written
+        for that epoch, and the error carries the last good selected state.
     """
     train_x, train_y = train
     val_x, val_y = val
@@ -214,49 +246,116 @@ def fit(
         raise ValueError(f"epochs must be >= 1; got {epochs}.")
     if not 1 <= batch_size <= len(train_x):
         raise ValueError(f"batch_size must be in [1, {len(train_x)}] (the training set size); got {batch_size}.")
+    if mesh is None and jax.device_count() > 1:
+        mesh = sharding.data_mesh()
+    batch_spec = None
+    if mesh is not None:
+        sharding.check_divisible(batch_size, mesh)
+        batch_spec = sharding.batch_sharding(mesh)
+        state = jax.device_put(state, sharding.replicated(mesh))
+    maximize = select == "accuracy"
+    sign = -1.0 if maximize else 1.0
 
-    train = (jnp.asarray(train_x), jnp.asarray(train_y))
-    val = (jnp.asarray(val_x), jnp.asarray(val_y))
-    best = {"params": state.params, "collections": state.collections,
-            "val_loss": jnp.asarray(jnp.inf, jnp.float32), "epoch": jnp.zeros((), jnp.int32)}
-    best = jax.tree.map(jnp.copy, best)  # ``state`` is donated; ``best`` must own its buffers
-    chunk = _epochs_per_call(epochs)
+    place = (lambda a: jax.device_put(a, sharding.replicated(mesh))) if mesh is not None else jnp.asarray
+    data = (place(train_x), place(train_y))
+    steps = len(train_x) // batch_size
+    calls, per_call = _block_layout(steps, max_steps_per_call)
+
+    checkpointer = Checkpointer(checkpoint_dir) if checkpoint_dir is not None else None
+    start_epoch, best_score, best_epoch, best, history = 0, np.inf, 0, None, []
+    if checkpointer is not None and resume and checkpointer.latest_step is not None:
+        template = {"state": _state_arrays(state),
+                    "best": {"params": state.params, "collections": state.collections}}
+        arrays, meta = checkpointer.restore(template)
+        state = state.replace(**arrays["state"])
+        best = arrays["best"]
+        start_epoch, best_epoch, best_score = meta["epoch"], meta["best_epoch"], meta["best_score"]
+        history = [{k: np.asarray(v) for k, v in row.items()} for row in meta["history"]]
+
+    def best_state() -> TrainState:
+        return state if best is None else state.replace(params=best["params"], collections=best["collections"])
+
+    example_order = jnp.zeros((per_call, batch_size), jnp.int32)
     start = time.perf_counter()
-    runner = _run_epochs_jit.lower(state, best, key, train, val, num_epochs=chunk, batch_size=batch_size).compile()
+    runner = _run_block_jit.lower(
+        state, data, example_order, jnp.ones((per_call,), bool), key, augment=augment, batch_spec=batch_spec
+    ).compile()
     compile_s = time.perf_counter() - start
 
-    history: list[dict] = []
-    start = time.perf_counter()
-    with tqdm(total=epochs, desc=desc, unit="epoch", disable=not progress, leave=False) as bar:
-        for key in jax.random.split(key, epochs // chunk):
-            state, best, metrics = runner(state, best, key, train, val)
-            metrics = jax.device_get(metrics)
-            history.append(metrics)
-            if not np.all(np.isfinite(metrics["train_loss"])):
-                bad = len(history) * chunk - chunk + int(np.argmin(np.isfinite(metrics["train_loss"]))) + 1
-                raise NonFiniteLossError(
-                    f"training loss became non-finite at epoch {bad}; stopped. The best state so far "
-                    f"(epoch {int(best['epoch'])}) is in .best_state. Try a lower learning rate.",
-                    _best_state(state, best),
+    train_start = time.perf_counter()
+    examples = 0
+    epochs_run = start_epoch
+    out_of_time = False
+    with tqdm(total=epochs * steps, initial=start_epoch * steps, desc=desc, unit="step",
+              disable=not progress, leave=False) as bar:
+        for epoch in range(start_epoch, epochs):
+            epoch_start = time.perf_counter()
+            epoch_key = jax.random.fold_in(key, epoch)
+            order = np.asarray(jax.random.permutation(jax.random.fold_in(epoch_key, 0), len(train_x)))
+            order = np.resize(order[: steps * batch_size].reshape(steps, batch_size), (calls * per_call, batch_size))
+            valid = np.arange(calls * per_call) < steps
+            sums, count = None, 0.0
+            for call in range(calls):
+                rows = slice(call * per_call, (call + 1) * per_call)
+                state, block_sums, block_count = runner(
+                    state, data, order[rows], valid[rows], jax.random.fold_in(epoch_key, call + 1)
                 )
-            bar.update(chunk)
-            bar.set_postfix(loss=f"{metrics['train_loss'][-1]:.4f}", val_loss=f"{metrics['val_loss'][-1]:.4f}")
-    train_s = time.perf_counter() - start
-
-    history_arrays = {k: np.concatenate([h[k] for h in history]) for k in history[0]}
-    steps = len(train_x) // batch_size
+                block_sums = jax.device_get(block_sums)
+                if not np.isfinite(block_sums["loss"]):
+                    _close(checkpointer)
+                    raise NonFiniteLossError(
+                        f"training loss became non-finite in epoch {epoch + 1}; stopped without saving it. "
+                        f"The best state so far (epoch {best_epoch}) is in .best_state. Try a lower learning rate.",
+                        best_state(),
+                    )
+                sums = block_sums if sums is None else jax.tree.map(np.add, sums, block_sums)
+                count += float(block_count)
+                examples += int(block_count) * batch_size
+                bar.update(int(block_count))
+                if time_budget_s is not None and time.perf_counter() - train_start > time_budget_s:
+                    out_of_time = True
+                    break
+            val_metrics = evaluate(state, val_x, val_y, batch_size=eval_batch_size)
+            row = {f"train_{k}": v / count for k, v in sums.items()}
+            row.update({f"val_{k}": v for k, v in val_metrics.items()})
+            row["epoch_s"] = time.perf_counter() - epoch_start
+            history.append(row)
+            epochs_run = epoch + 1
+            score = sign * val_metrics[select]
+            if score < best_score:
+                best_score, best_epoch = score, epoch + 1
+                best = jax.tree.map(jnp.copy, {"params": state.params, "collections": state.collections})
+            bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_loss=f"{row['val_loss']:.4f}",
+                            val_acc=f"{row.get('val_accuracy', float('nan')):.4f}")
+            if checkpointer is not None:
+                checkpointer.save(
+                    epoch + 1,
+                    {"state": _state_arrays(state), "best": best},
+                    {"epoch": epoch + 1, "best_epoch": best_epoch, "best_score": float(best_score),
+                     "history": [{k: float(v) for k, v in h.items()} for h in history]},
+                )
+            if out_of_time:
+                break
+    train_s = time.perf_counter() - train_start
+    _close(checkpointer)
+    history_arrays = {k: np.asarray([h[k] for h in history]) for k in history[0]} if history else {}
     return FitResult(
-        state=_best_state(state, best),
+        state=best_state(),
         last_state=state,
-        best_epoch=int(best["epoch"]),
+        best_epoch=best_epoch,
+        epochs_run=epochs_run,
         history=history_arrays,
         compile_s=compile_s,
         train_s=train_s,
-        train_samples_per_s=epochs * steps * batch_size / train_s,
+        train_samples_per_s=examples / train_s if train_s > 0 else float("nan"),
     )
 
 
-def _best_state(state: TrainState, best: dict) -> TrainState:
-    if int(best["epoch"]) == 0:  # no finished epoch improved on +inf: keep the current state
-        return state
-    return state.replace(params=best["params"], collections=best["collections"])
+def _state_arrays(state: TrainState) -> dict:
+    return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+            "collections": state.collections}
+
+
+def _close(checkpointer: Checkpointer | None) -> None:
+    if checkpointer is not None:
+        checkpointer.close()

@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,7 +56,7 @@ def test_same_seed_same_numbers(moons):
     np.testing.assert_array_equal(runs[0].history["val_loss"], runs[1].history["val_loss"])
 
 
-def test_non_finite_loss_stops_with_a_message_and_keeps_the_good_state(moons):
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_good_state(moons, tmp_path):
     (train, val), _ = moons
 
     def explodes_after_first_epoch(apply_fn, variables, x, y):
@@ -64,11 +66,15 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_good_state(moons):
         return poisoned, {**aux, "loss": poisoned}
 
     state = _flow_state(train[0], lr=3e-3, loss_fn=explodes_after_first_epoch)
-    with pytest.raises(fc.NonFiniteLossError, match="non-finite at epoch") as info:
-        fc.fit(state, train, val, key=jax.random.key(1), epochs=30, batch_size=64, progress=False)
+    with pytest.raises(fc.NonFiniteLossError, match=r"non-finite in epoch (\d+); stopped") as info:
+        fc.fit(state, train, val, key=jax.random.key(1), epochs=30, batch_size=64, progress=False,
+               checkpoint_dir=tmp_path / "ckpt")
+    bad_epoch = int(re.search(r"epoch (\d+);", str(info.value)).group(1))
     best = info.value.best_state
     assert best is not None
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(best.params))
+    # the failing epoch was never saved: the newest checkpoint is the epoch before it
+    assert fc.Checkpointer(tmp_path / "ckpt").latest_step == bad_epoch - 1
 
 
 def test_hybrid_loss_adds_weighted_cross_entropy(moons):
@@ -86,3 +92,39 @@ def test_fnn_baseline_trains(moons):
     state = fc.create_train_state(fc.FNN(2), jax.random.key(0), train[0][:1], optax.adam(3e-3), fc.cross_entropy)
     result = fc.fit(state, train, val, key=jax.random.key(1), epochs=20, batch_size=64, progress=False)
     assert fc.evaluate(result.state, x_test, y_test)["accuracy"] > 0.97
+
+
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(moons, tmp_path):
+    (train, val), _ = moons
+    kwargs = dict(key=jax.random.key(3), batch_size=128, progress=False)
+    full = fc.fit(_flow_state(train[0]), train, val, epochs=4, **kwargs)
+    fc.fit(_flow_state(train[0]), train, val, epochs=2, checkpoint_dir=tmp_path, **kwargs)
+    resumed = fc.fit(_flow_state(train[0]), train, val, epochs=4, checkpoint_dir=tmp_path, resume=True, **kwargs)
+    assert resumed.epochs_run == 4 and len(resumed.history["val_loss"]) == 4
+    np.testing.assert_allclose(resumed.history["val_loss"], full.history["val_loss"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(resumed.last_state.params), jax.tree.leaves(full.last_state.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert resumed.best_epoch == full.best_epoch
+
+
+def test_time_budget_and_accuracy_selection(moons):
+    (train, val), _ = moons
+    result = fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), epochs=50, batch_size=32,
+                    max_steps_per_call=5, time_budget_s=0.0, select="accuracy", progress=False)
+    assert result.epochs_run == 1  # stopped after the first block, then validated
+    assert result.best_epoch == 1
+    assert result.history["train_loss"].shape == (1,)
+
+
+def test_augment_runs_inside_the_step(moons):
+    (train, val), _ = moons
+    calls = []
+
+    def shift(key, x):
+        calls.append(1)  # traced once, at compile time
+        return x + 100.0  # far off the data: the training loss (on augmented batches) must show it
+
+    plain = fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), epochs=1, progress=False)
+    shifted = fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), epochs=1, augment=shift,
+                     progress=False)
+    assert calls and shifted.history["train_loss"][0] > plain.history["train_loss"][0] + 100.0
