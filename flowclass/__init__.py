@@ -7,14 +7,14 @@ them into a classifier.
 
 __version__ = "0.1.0"
 
-from flowclass import bijectors, data
+from flowclass import bijectors, data, sharding
 from flowclass.bijectors import AffineCoupling, Chain
 from flowclass.checkpoint import Checkpointer
 from flowclass.classifier import FlowClassifier
 from flowclass.distributions import ClassGaussians, as_means
-from flowclass.flows import tabular_realnvp
+from flowclass.flows import image_realnvp, tabular_realnvp
 from flowclass.losses import cross_entropy, flow_nll, make_flow_loss
-from flowclass.nets import FNN, MLP, ConvNet
+from flowclass.nets import CNN, FNN, MLP, ConvNet, GatedConvNet
 from flowclass.training import (
     FitResult,
     NonFiniteLossError,
@@ -29,6 +29,7 @@ from flowclass.training import (
 
 __all__ = [
     "AffineCoupling",
+    "CNN",
     "Chain",
     "Checkpointer",
     "ConvNet",
@@ -36,6 +37,7 @@ __all__ = [
     "FNN",
     "FitResult",
     "FlowClassifier",
+    "GatedConvNet",
     "MLP",
     "NonFiniteLossError",
     "TrainState",
@@ -49,8 +51,14 @@ __all__ = [
     "evaluate",
     "fit",
     "flow_nll",
+    "image_realnvp",
     "make_flow_loss",
     "predict_logits",
+    "sharding",
     "tabular_realnvp",
     "train_step",
 ]
+
+from flowclass import attacks, manifold  # noqa: E402
+
+__all__ += ["attacks", "manifold"]

@@ -37,6 +37,9 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, arrays: Any, metadata: dict) -> None:
+        """Writes checkpoint ``step``; refuses to overwrite an existing one (Orbax would skip it silently)."""
+        if step in self._manager.all_steps():
+            raise ValueError(f"checkpoint step {step} already exists in {self.directory}; use a new step.")
         self._manager.save(
             step,
             args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays), metadata=ocp.args.JsonSave(metadata)),

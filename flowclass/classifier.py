@@ -22,8 +22,9 @@ from flowclass.distributions import ClassGaussians
 class FlowClassifier(nn.Module):
     """Generative classifier ``p(x | k) = p_Z(f(x) | k) |det J_f(x)|``; calling it gives logits.
 
-    All methods take a batch ``x`` of shape ``(batch, *base.event_shape)`` and are
-    pure; call them with ``model.apply(variables, x, method="...")``.
+    All methods take a batch ``x`` of shape ``(batch, *input_shape)`` and are pure;
+    call them with ``model.apply(variables, x, method="...")``. ``input_shape`` defaults
+    to the base's event shape; set it when the flow changes the shape (e.g. squeezes).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -36,6 +37,7 @@ class FlowClassifier(nn.Module):
 
     flow: nn.Module
     base: ClassGaussians
+    input_shape: tuple[int, ...] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -43,6 +45,12 @@ class FlowClassifier(nn.Module):
 
     @property
     def event_shape(self) -> tuple[int, ...]:
+        """The shape of one input ``x``."""
+        return tuple(self.input_shape if self.input_shape is not None else self.base.event_shape)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one latent ``z = f(x)``."""
         return tuple(self.base.event_shape)
 
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -55,7 +63,7 @@ class FlowClassifier(nn.Module):
 
     def decode(self, z: jnp.ndarray):
         """``x, log|det ∂x/∂z| = f⁻¹(z)``."""
-        check_inputs(z, self.event_shape, name="z")
+        check_inputs(z, self.latent_shape, name="z")
         return self.flow(z, inverse=True)
 
     def class_log_likelihoods(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -91,12 +99,17 @@ class FlowClassifier(nn.Module):
         """``argmax_k p(k | x)``, shape ``(batch,)``."""
         return jnp.argmax(self.logits(x), axis=-1)
 
-    def bits_per_dim(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-        """``−log p(x | y) / (D log 2)``, shape ``(batch,)``."""
+    def bits_per_dim(self, x: jnp.ndarray, y: jnp.ndarray, num_bins: int | None = None) -> jnp.ndarray:
+        """``−log p(x | y) / (D log 2)``, shape ``(batch,)``.
+
+        For data quantised to ``num_bins`` levels and scaled to [0, 1] (e.g. 256 for
+        8-bit images), adds ``log2(num_bins)``: the discrete bits/dim bound.
+        """
         dim = math.prod(self.event_shape)
-        return -self.log_prob(x, y) / (dim * math.log(2.0))
+        bits = -self.log_prob(x, y) / (dim * math.log(2.0))
+        return bits + math.log2(num_bins) if num_bins else bits
 
     def sample(self, key: jax.Array, k, n: int, temperature: float = 1.0) -> jnp.ndarray:
         """``n`` inputs of class ``k``: ``f⁻¹(μ_k + T σ_k ε)``, shape ``(n, *event_shape)``."""
         z = self.base.sample(key, k, n, temperature)
-        return self.flow(z, inverse=True)[0]
+        return self.decode(z)[0]

@@ -6,10 +6,23 @@ from typing import Sequence
 
 import flax.linen as nn
 
-from flowclass.bijectors import AffineCoupling, Chain
+import math
+
+from flowclass.bijectors import (
+    ActNorm,
+    AffineCoupling,
+    Chain,
+    FactorOut,
+    InvertibleConv1x1,
+    LogitTransform,
+    Reshape,
+    Squeeze,
+)
 from flowclass.classifier import FlowClassifier
 from flowclass.distributions import ClassGaussians, Covariance, as_means
-from flowclass.nets import MLP, Activation
+from flowclass.nets import MLP, Activation, ConvNet, GatedConvNet
+
+IMAGE_CONFIGS = ("seed", "fast")
 
 
 def tabular_realnvp(
@@ -53,3 +66,95 @@ def tabular_realnvp(
         trainable_weights=trainable_weights,
     )
     return FlowClassifier(Chain(couplings), base)
+
+
+def _seed_image_flow(input_shape, dtype) -> tuple[list, tuple[int, ...]]:
+    """The seed's multi-scale RealNVP (as in the UvA deep-learning course's image flow)."""
+    h, w, c = input_shape
+
+    def coupling(features, mask_type, parity):
+        return AffineCoupling(GatedConvNet(features, num_blocks=3, dtype=dtype), mask_type=mask_type, parity=parity)
+
+    layers = [
+        LogitTransform(),
+        coupling(32, "checkerboard", 0),
+        coupling(32, "checkerboard", 1),
+        Squeeze(),
+        coupling(48, "channel", 0),
+        coupling(48, "channel", 1),
+        Squeeze(),
+        FactorOut(Chain([coupling(64, "channel", p % 2) for p in range(4)])),
+    ]
+    return layers, (h // 4, w // 4, 16 * c)
+
+
+def _fast_image_flow(input_shape, dtype) -> tuple[list, tuple[int, ...]]:
+    """A shallow, wide flow for CPUs: squeeze early, ActNorm + invertible 1×1 conv before every
+    conv coupling, two dense couplings on the flattened 7×7×16 code, no factor-out."""
+    h, w, c = input_shape
+
+    def step(features, parity):
+        return [ActNorm(), InvertibleConv1x1(),
+                AffineCoupling(ConvNet((features, features), dtype=dtype), mask_type="channel", parity=parity)]
+
+    latent = (h // 4, w // 4, 16 * c)
+    dim = math.prod(latent)
+    layers = [LogitTransform(), Squeeze()]
+    layers += [layer for p in range(2) for layer in step(64, p)]
+    layers += [Squeeze()]
+    layers += [layer for p in range(3) for layer in step(96, p)]
+    layers += [Reshape(latent, (dim,))]
+    layers += [AffineCoupling(MLP((512,), dtype=dtype), mask_type="alternating", parity=p) for p in range(2)]
+    return layers, (dim,)
+
+
+def image_realnvp(
+    config: str = "fast",
+    *,
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    means="normal",
+    mean_scale: float = 1.0,
+    trainable_means: bool = False,
+    covariance: Covariance = "identity",
+    trainable_weights: bool = False,
+    dtype=None,
+) -> FlowClassifier:
+    """Multi-scale RealNVP classifier for ``(H, W, C)`` images in [0, 1] (H, W divisible by 4).
+
+    Configurations:
+      ``'seed'``: the seed's architecture: logit preprocessing, 2 checkerboard couplings
+      (gated conv conditioners, 32 channels, 3 blocks), squeeze, 2 channel couplings (48),
+      squeeze, factor-out of half the channels, 4 channel couplings (64) on the rest.
+      ``'fast'``: squeeze to 14×14×4, 2 steps of ActNorm → invertible 1×1 conv → channel
+      coupling (64), squeeze to 7×7×16, 3 such steps (96), then 2 dense couplings (512)
+      on the flattened code.
+
+    The base has one Gaussian per class over all ``H·W·C`` latent dimensions.
+
+    Example:
+      >>> model = image_realnvp("seed")
+      >>> model.latent_shape
+      (7, 7, 16)
+    """
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or input_shape[0] % 4 or input_shape[1] % 4:
+        raise ValueError(f"input_shape must be (H, W, C) with H and W divisible by 4; got {input_shape}.")
+    if config == "seed":
+        layers, latent = _seed_image_flow(input_shape, dtype)
+    elif config == "fast":
+        layers, latent = _fast_image_flow(input_shape, dtype)
+    else:
+        raise ValueError(f"unknown config {config!r}; expected one of {IMAGE_CONFIGS}.")
+    if not isinstance(means, str):
+        means = as_means(means)
+    base = ClassGaussians(
+        num_classes,
+        latent,
+        means=means,
+        mean_scale=mean_scale,
+        trainable_means=trainable_means,
+        covariance=covariance,
+        trainable_weights=trainable_weights,
+    )
+    return FlowClassifier(Chain(layers), base, input_shape=input_shape)

@@ -14,16 +14,24 @@ import optax
 LossFn = Callable[..., tuple[jnp.ndarray, dict]]
 
 
-def make_flow_loss(*, cross_entropy_weight: float = 0.0) -> LossFn:
+def make_flow_loss(
+    *, cross_entropy_weight: float = 0.0, nll_unit: str = "nats", num_bins: int | None = None
+) -> LossFn:
     """Class-conditional negative log-likelihood of a :class:`~flowclass.FlowClassifier`,
     optionally plus ``β`` times the cross-entropy of its Bayes posterior (a hybrid loss):
 
-        L = −(1/B) Σ_i log p(x_i | y_i)  +  β · (1/B) Σ_i −log p(y_i | x_i)
+        L = NLL  +  β · (1/B) Σ_i −log p(y_i | x_i),     NLL = −(1/B) Σ_i log p(x_i | y_i) / u
 
+    with ``u = 1`` for ``nll_unit='nats'`` (the seed's objective) or ``u = D log 2`` for
+    ``'bits_per_dim'`` (so ``β`` means the same for any image size).
     ``aux`` reports ``nll`` (nats per example), ``nll_per_dim`` (nats per dimension),
-    ``bits_per_dim``, ``cross_entropy`` and ``accuracy``.
+    ``bits_per_dim`` (plus ``log2(num_bins)`` for data quantised to ``num_bins`` levels
+    in [0, 1]), ``cross_entropy`` and ``accuracy``.
     """
+    if nll_unit not in ("nats", "bits_per_dim"):
+        raise ValueError(f"nll_unit must be 'nats' or 'bits_per_dim'; got {nll_unit!r}.")
     beta = float(cross_entropy_weight)
+    offset = math.log2(num_bins) if num_bins else 0.0
 
     def flow_loss(apply_fn, variables, x, y):
         per_class = apply_fn(variables, x, method="class_log_likelihoods")
@@ -32,12 +40,13 @@ def make_flow_loss(*, cross_entropy_weight: float = 0.0) -> LossFn:
         logits = per_class + log_weights  # the log-det shift does not change the posterior
         cross_entropy = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
         dim = math.prod(x.shape[1:])
-        loss = nll + beta * cross_entropy if beta else nll
+        objective = nll if nll_unit == "nats" else nll / (dim * math.log(2.0))
+        loss = objective + beta * cross_entropy if beta else objective
         aux = {
             "loss": loss,
             "nll": nll,
             "nll_per_dim": nll / dim,
-            "bits_per_dim": nll / (dim * math.log(2.0)),
+            "bits_per_dim": nll / (dim * math.log(2.0)) + offset,
             "cross_entropy": cross_entropy,
             "accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
         }

@@ -12,6 +12,7 @@ best validation score: model selection never sees the test set.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -58,8 +59,12 @@ def create_train_state(
     tx: optax.GradientTransformation,
     loss_fn: LossFn,
 ) -> TrainState:
-    """Initialises ``model`` on ``sample_x`` (one example is enough) and the optimiser."""
-    variables = dict(model.init(key, jnp.asarray(sample_x)))
+    """Initialises ``model`` on ``sample_x`` and the optimiser.
+
+    One example is enough, except for layers with data-dependent initialisation
+    (:class:`~flowclass.bijectors.ActNorm`), which want a representative batch.
+    """
+    variables = dict(jax.jit(model.init)(key, jnp.asarray(sample_x)))
     params = variables.pop("params", {})
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -98,14 +103,34 @@ eval_step = jax.jit(_eval_step)
 eval_step.__doc__ = """The loss function's ``aux`` metrics on ``batch = (x, y)``, without updating."""
 
 
-def evaluate(state: TrainState, x, y, *, batch_size: int = 8192) -> dict[str, float]:
+def _state_mesh(state_or_variables) -> jax.sharding.Mesh | None:
+    """The mesh a (replicated) state or variable tree lives on, if it spans several devices."""
+    params = state_or_variables.params if isinstance(state_or_variables, TrainState) else state_or_variables
+    leaves = jax.tree.leaves(params)
+    spec = getattr(leaves[0], "sharding", None) if leaves else None
+    if isinstance(spec, jax.sharding.NamedSharding) and spec.mesh.devices.size > 1:
+        return spec.mesh
+    return None
+
+
+def _place(batch, mesh: jax.sharding.Mesh | None):
+    """Puts a batch next to a state on ``mesh``: split over devices when it divides evenly."""
+    if mesh is None:
+        return jax.tree.map(jnp.asarray, batch)
+    divisible = len(jax.tree.leaves(batch)[0]) % mesh.devices.size == 0
+    target = sharding.batch_sharding(mesh) if divisible else sharding.replicated(mesh)
+    return jax.device_put(batch, target)
+
+
+def evaluate(state: TrainState, x, y, *, batch_size: int = 4096) -> dict[str, float]:
     """Example-weighted means of the loss function's metrics over ``(x, y)``, in batches."""
     n = len(x)
     if n == 0:
         raise ValueError("cannot evaluate on an empty set.")
+    mesh = _state_mesh(state)
     totals: dict[str, float] = {}
     for start in range(0, n, batch_size):
-        batch = (jnp.asarray(x[start : start + batch_size]), jnp.asarray(y[start : start + batch_size]))
+        batch = _place((x[start : start + batch_size], y[start : start + batch_size]), mesh)
         aux = jax.device_get(eval_step(state, batch))
         weight = len(batch[0])
         for name, value in aux.items():
@@ -113,12 +138,18 @@ def evaluate(state: TrainState, x, y, *, batch_size: int = 8192) -> dict[str, fl
     return {name: total / n for name, total in totals.items()}
 
 
-def predict_logits(apply_fn: Callable, variables, x, *, batch_size: int = 8192) -> np.ndarray:
-    """``apply_fn(variables, x)`` (logits) over ``x`` in batches, as a NumPy array."""
-    logits_fn = jax.jit(apply_fn)
-    return np.concatenate(
-        [np.asarray(logits_fn(variables, jnp.asarray(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)]
-    )
+@functools.partial(jax.jit, static_argnames=("apply_fn", "method"))
+def _apply(apply_fn, variables, x, method=None):
+    return apply_fn(variables, x, method=method) if method else apply_fn(variables, x)
+
+
+def predict_logits(apply_fn: Callable, variables, x, *, batch_size: int = 4096, method: str | None = None) -> np.ndarray:
+    """``apply_fn(variables, x)`` (logits, or another ``method``'s output) over ``x`` in batches."""
+    mesh = _state_mesh(variables)
+    return np.concatenate([
+        np.asarray(_apply(apply_fn, variables, _place(x[i : i + batch_size], mesh), method))
+        for i in range(0, len(x), batch_size)
+    ])
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -154,45 +185,41 @@ class FitResult:
     train_samples_per_s: float
 
 
-def _run_block(state, data, order, valid, key, augment=None, batch_spec=None):
+def _run_block(state, data, order, key, augment=None, batch_spec=None):
     """Train steps over the rows of ``order`` (``(steps, batch)`` indices into ``data``).
 
-    Rows with ``valid = False`` pad the last block of an epoch and leave the state
-    unchanged. Returns the state, the sums of the step metrics, and the valid count.
+    Returns the state and the sums of the step metrics. A single row runs without a loop:
+    XLA's CPU backend runs convolutions inside ``while``/``cond`` bodies many times slower
+    (measured 23x on the image flow), so image models take one step per call.
     """
     x_all, y_all = data
-    keys = jax.random.split(key, order.shape[0])
 
-    def body(state, inputs):
-        idx, ok, step_key = inputs
+    def one_step(state, idx, step_key):
         x, y = x_all[idx], y_all[idx]
         if batch_spec is not None:
             x = jax.lax.with_sharding_constraint(x, batch_spec)
             y = jax.lax.with_sharding_constraint(y, batch_spec)
         if augment is not None:
             x = augment(step_key, x)
+        return _train_step(state, (x, y))
 
-        def step(s):
-            return _train_step(s, (x, y))
-
-        def skip(s):
-            aux_shape = jax.eval_shape(step, s)[1]
-            return s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), aux_shape)
-
-        return jax.lax.cond(ok, step, skip, state)
-
-    state, aux = jax.lax.scan(body, state, (order, valid, keys))
-    weight = valid.astype(jnp.float32)
-    return state, jax.tree.map(lambda a: jnp.sum(a * weight), aux), jnp.sum(weight)
+    if order.shape[0] == 1:
+        return one_step(state, order[0], key)
+    state, aux = jax.lax.scan(
+        lambda s, inputs: one_step(s, *inputs), state, (order, jax.random.split(key, order.shape[0]))
+    )
+    return state, jax.tree.map(jnp.sum, aux)
 
 
 _run_block_jit = jax.jit(_run_block, static_argnames=("augment", "batch_spec"), donate_argnums=0)
 
 
-def _block_layout(steps: int, max_steps_per_call: int) -> tuple[int, int]:
-    """``(calls, steps_per_call)`` covering ``steps`` with the least padding."""
-    calls = math.ceil(steps / max_steps_per_call)
-    return calls, math.ceil(steps / calls)
+def _block_layout(steps: int, max_steps_per_call: int) -> list[int]:
+    """Block sizes covering ``steps``: equal blocks of at most ``max_steps_per_call``, plus
+    at most one smaller remainder block (so at most two compiled shapes)."""
+    size = min(steps, max_steps_per_call)
+    blocks = [size] * (steps // size)
+    return blocks + [steps % size] if steps % size else blocks
 
 
 def fit(
@@ -207,7 +234,7 @@ def fit(
     augment: Callable[[jax.Array, jnp.ndarray], jnp.ndarray] | None = None,
     select: str = "loss",
     eval_batch_size: int = 4096,
-    max_steps_per_call: int = 100,
+    max_steps_per_call: int | None = None,
     time_budget_s: float | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
@@ -218,7 +245,9 @@ def fit(
     """Trains on in-memory ``train = (x, y)`` and selects the best epoch on ``val``.
 
     Each epoch shuffles the training set (dropping the last partial batch) and runs
-    its steps in blocks of at most ``max_steps_per_call`` inside ``lax.scan``;
+    its steps in blocks of at most ``max_steps_per_call`` inside ``lax.scan`` (default:
+    100 for tabular data; 1, i.e. one jitted step per call, for images, whose
+    convolutions XLA's CPU backend runs much slower inside loops);
     ``augment(key, x_batch)`` runs inside the compiled step. After every epoch the
     validation metrics are computed and the state with the best ``val_<select>``
     (lowest, or highest for ``'accuracy'``) is kept.
@@ -259,7 +288,9 @@ def fit(
     place = (lambda a: jax.device_put(a, sharding.replicated(mesh))) if mesh is not None else jnp.asarray
     data = (place(train_x), place(train_y))
     steps = len(train_x) // batch_size
-    calls, per_call = _block_layout(steps, max_steps_per_call)
+    if max_steps_per_call is None:
+        max_steps_per_call = 100 if len(event_shape) == 1 else 1
+    blocks = _block_layout(steps, max_steps_per_call)
 
     checkpointer = Checkpointer(checkpoint_dir) if checkpoint_dir is not None else None
     start_epoch, best_score, best_epoch, best, history = 0, np.inf, 0, None, []
@@ -275,11 +306,13 @@ def fit(
     def best_state() -> TrainState:
         return state if best is None else state.replace(params=best["params"], collections=best["collections"])
 
-    example_order = jnp.zeros((per_call, batch_size), jnp.int32)
     start = time.perf_counter()
-    runner = _run_block_jit.lower(
-        state, data, example_order, jnp.ones((per_call,), bool), key, augment=augment, batch_spec=batch_spec
-    ).compile()
+    runners = {
+        size: _run_block_jit.lower(
+            state, data, jnp.zeros((size, batch_size), jnp.int32), key, augment=augment, batch_spec=batch_spec
+        ).compile()
+        for size in sorted(set(blocks))
+    }
     compile_s = time.perf_counter() - start
 
     train_start = time.perf_counter()
@@ -292,14 +325,12 @@ def fit(
             epoch_start = time.perf_counter()
             epoch_key = jax.random.fold_in(key, epoch)
             order = np.asarray(jax.random.permutation(jax.random.fold_in(epoch_key, 0), len(train_x)))
-            order = np.resize(order[: steps * batch_size].reshape(steps, batch_size), (calls * per_call, batch_size))
-            valid = np.arange(calls * per_call) < steps
-            sums, count = None, 0.0
-            for call in range(calls):
-                rows = slice(call * per_call, (call + 1) * per_call)
-                state, block_sums, block_count = runner(
-                    state, data, order[rows], valid[rows], jax.random.fold_in(epoch_key, call + 1)
-                )
+            order = order[: steps * batch_size].reshape(steps, batch_size)
+            sums, count, row_start = None, 0, 0
+            for call, size in enumerate(blocks):
+                rows = order[row_start : row_start + size]
+                row_start += size
+                state, block_sums = runners[size](state, data, rows, jax.random.fold_in(epoch_key, call + 1))
                 block_sums = jax.device_get(block_sums)
                 if not np.isfinite(block_sums["loss"]):
                     _close(checkpointer)
@@ -309,9 +340,9 @@ def fit(
                         best_state(),
                     )
                 sums = block_sums if sums is None else jax.tree.map(np.add, sums, block_sums)
-                count += float(block_count)
-                examples += int(block_count) * batch_size
-                bar.update(int(block_count))
+                count += size
+                examples += size * batch_size
+                bar.update(size)
                 if time_budget_s is not None and time.perf_counter() - train_start > time_budget_s:
                     out_of_time = True
                     break

@@ -1,12 +1,24 @@
 """Bijectors: Flax modules with ``y, log_det = layer(x)`` and ``x, log_det = layer(y, inverse=True)``."""
 
+from flowclass.bijectors.actnorm import ActNorm
 from flowclass.bijectors.chain import Chain
+from flowclass.bijectors.conv1x1 import InvertibleConv1x1
 from flowclass.bijectors.coupling import AffineCoupling
+from flowclass.bijectors.factor_out import FactorOut
+from flowclass.bijectors.logit import LogitTransform
 from flowclass.bijectors.masks import alternating_mask, build_mask, channel_mask, checkerboard_mask
+from flowclass.bijectors.reshape import Reshape
+from flowclass.bijectors.squeeze import Squeeze
 
 __all__ = [
+    "ActNorm",
     "AffineCoupling",
     "Chain",
+    "FactorOut",
+    "InvertibleConv1x1",
+    "LogitTransform",
+    "Reshape",
+    "Squeeze",
     "alternating_mask",
     "build_mask",
     "channel_mask",

@@ -1,5 +1,15 @@
-"""Data: loaders return NumPy arrays (tabular ``(N, D)`` float32; labels int32). No model imports."""
+"""Data: loaders return NumPy arrays (tabular ``(N, D)`` and images NHWC, float32; labels int32).
 
+Nothing here imports a model.
+"""
+
+from flowclass.data.mnist import (
+    DataNotFoundError,
+    load_idx_dir,
+    load_image_dataset,
+    read_idx,
+    read_mnist_pickle,
+)
 from flowclass.data.moons import (
     bayes_predict,
     make_moons,
@@ -10,6 +20,11 @@ from flowclass.data.moons import (
 from flowclass.data.split import train_val_split
 
 __all__ = [
+    "DataNotFoundError",
+    "load_idx_dir",
+    "load_image_dataset",
+    "read_idx",
+    "read_mnist_pickle",
     "bayes_predict",
     "make_moons",
     "moons_class_log_density",

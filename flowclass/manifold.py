@@ -1,0 +1,170 @@
+"""How well attack paths stay on the data manifold, measured with a known data density.
+
+A point is *on the manifold* when its log-density clears ``τ``, the ``q``-th percentile
+(1st by default) of the log-densities of held-out data, so that ``1 − q/100`` of real data
+counts as on it:
+
+    on(x) = [log p(x) > τ],     τ = percentile_q { log p(x_i) : x_i held-out }
+
+For a path ``x_0, ..., x_T`` of an :class:`~flowclass.attacks.AttackResult` that moved for
+``m = num_steps`` steps (it stays put afterwards), the moves are ``x_1 .. x_m`` and
+
+    on-manifold fraction = (1/m) Σ_{s=1..m} on(x_s)                  (undefined if m = 0)
+    length fraction      = Σ_s ℓ_s on(x_s) / Σ_s ℓ_s,   ℓ_s = ‖x_s − x_{s−1}‖
+    stays on manifold    = Π_{s=1..m} on(x_s)
+    ends on manifold     = on(x_m)
+
+The length-weighted share does not depend on how finely an optimiser cuts the path.
+
+``log p`` is any density evaluated on NumPy batches, e.g. the true moons density
+:func:`flowclass.data.moons_log_density`.
+
+Example:
+  >>> import numpy as np
+  >>> path = np.array([[0.0, 0.0], [-1.0, -2.0], [-1.0, -2.0]])  # log p at s = 0, 1, 2 of 2 paths
+  >>> on_manifold_fraction(path, np.array([2, 1]), threshold=-1.5).tolist()
+  [1.0, 0.0]
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+LogDensityFn = Callable[[np.ndarray], np.ndarray]
+
+
+def manifold_threshold(reference_log_density, percentile: float = 1.0) -> float:
+    """``τ``: the ``percentile``-th percentile of held-out data's log-densities."""
+    values = np.asarray(reference_log_density, np.float64)
+    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError(f"reference log-densities must be a non-empty finite 1-D array; got shape {values.shape}.")
+    if not 0.0 <= percentile <= 100.0:
+        raise ValueError(f"percentile must be in [0, 100]; got {percentile}.")
+    return float(np.percentile(values, percentile))
+
+
+def path_log_density(inputs, num_steps, log_density_fn: LogDensityFn) -> np.ndarray:
+    """``log p(x_s)`` along every path, shape ``(T + 1, n)``.
+
+    Only steps up to ``max(num_steps)`` are evaluated; later entries repeat each path's
+    value at its last move (the path stays put there).
+    """
+    inputs = np.asarray(inputs)
+    num_steps = np.asarray(num_steps)
+    last = int(num_steps.max())
+    moved = inputs[: last + 1]
+    values = np.asarray(log_density_fn(moved.reshape(-1, *inputs.shape[2:]))).reshape(moved.shape[:2])
+    rows = np.minimum(np.arange(inputs.shape[0])[:, None], num_steps[None, :])
+    return values[rows, np.arange(inputs.shape[1])[None, :]]
+
+
+def on_manifold_fraction(log_density_path, num_steps, threshold: float, *, inputs=None) -> np.ndarray:
+    """Per path, the share of its moves ``x_1 .. x_m`` on the manifold; NaN where nothing moved.
+
+    With the path's ``inputs`` ``(T + 1, n, ...)``, each move is weighted by its length
+    ``‖x_s − x_{s−1}‖``: the share of the path's length on the manifold.
+    """
+    on, moves = _on_moves(log_density_path, num_steps, threshold)
+    weights = moves.astype(np.float64)
+    if inputs is not None:
+        inputs = np.asarray(inputs, np.float64)
+        steps = np.linalg.norm(np.diff(inputs, axis=0).reshape(inputs.shape[0] - 1, inputs.shape[1], -1), axis=-1)
+        weights[1:] *= steps
+    total = weights.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (weights * on).sum(0) / total, np.nan)
+
+
+def nearest_distance(points, reference, *, chunk: int = 2048) -> np.ndarray:
+    """Euclidean distance from each of ``points (n, ...)`` to its nearest row of ``reference (N, ...)``."""
+    points = np.asarray(points, np.float32).reshape(len(points), -1)
+    reference = jnp.asarray(np.asarray(reference, np.float32).reshape(len(reference), -1))
+    out = [np.asarray(_nearest(jnp.asarray(points[i : i + chunk]), reference)) for i in range(0, len(points), chunk)]
+    return np.concatenate(out)
+
+
+@jax.jit
+def _nearest(points, reference):
+    squared = (
+        jnp.sum(points**2, -1)[:, None] + jnp.sum(reference**2, -1)[None, :] - 2.0 * points @ reference.T
+    )
+    return jnp.sqrt(jnp.maximum(jnp.min(squared, axis=-1), 0.0))
+
+
+def summarize_paths(result, log_density_path, *, threshold: float, reference, select=None) -> dict:
+    """Success and on-manifold statistics of an attack's paths (optionally a ``select``-ed subset).
+
+    ``result`` is an :class:`~flowclass.attacks.AttackResult` and ``log_density_path`` its
+    :func:`path_log_density`. Returns ``n`` (paths), ``success_rate``,
+    ``median_steps_to_success`` (over successful paths), ``starts_on_manifold``, and the
+    path statistics over ``'all'`` paths and over the ``'successful'`` ones:
+    ``n_moved`` (paths that moved; the statistics below are over these),
+    ``on_manifold_step_fraction``, ``on_manifold_length_fraction`` (means over paths),
+    ``stays_on_manifold``, ``ends_on_manifold`` (shares of paths),
+    ``median_final_log_density`` and ``median_final_nearest_distance`` (from ``x_m`` to the
+    nearest ``reference`` point, e.g. the training data). Undefined values are NaN.
+    """
+    inputs = np.asarray(result.inputs)
+    num_steps = np.asarray(result.num_steps)
+    success_step = np.asarray(result.success_step)
+    log_density = np.asarray(log_density_path)
+    if select is not None:
+        select = np.asarray(select, bool)
+        inputs, log_density = inputs[:, select], log_density[:, select]
+        num_steps, success_step = num_steps[select], success_step[select]
+    n = len(num_steps)
+    if n == 0:
+        raise ValueError("no paths to summarize (the selection is empty).")
+    on, moves = _on_moves(log_density, num_steps, threshold)
+    last = (num_steps, np.arange(n))
+    per_path = {
+        "on_manifold_step_fraction": on_manifold_fraction(log_density, num_steps, threshold),
+        "on_manifold_length_fraction": on_manifold_fraction(log_density, num_steps, threshold, inputs=inputs),
+        "stays_on_manifold": np.all(on | ~moves, axis=0),
+        "ends_on_manifold": log_density[last] > threshold,
+        "final_log_density": log_density[last],
+        "final_nearest_distance": nearest_distance(inputs[last], reference),
+    }
+    succeeded = success_step >= 0
+
+    def over(paths):
+        paths = paths & (num_steps > 0)
+        if not paths.any():
+            return {"n_moved": 0, **{key: float("nan") for key in _PATH_STATISTICS}}
+        stats = {"n_moved": int(paths.sum())}
+        for key in _PATH_STATISTICS:
+            name = key.removeprefix("median_")
+            values = per_path[name][paths]
+            stats[key] = float(np.median(values) if key.startswith("median_") else np.nanmean(values))
+        return stats
+
+    return {
+        "n": n,
+        "success_rate": float(succeeded.mean()),
+        "median_steps_to_success": float(np.median(success_step[succeeded])) if succeeded.any() else float("nan"),
+        "starts_on_manifold": float(on[0].mean()),
+        "all": over(np.ones(n, bool)),
+        "successful": over(succeeded),
+    }
+
+
+_PATH_STATISTICS = (
+    "on_manifold_step_fraction",
+    "on_manifold_length_fraction",
+    "stays_on_manifold",
+    "ends_on_manifold",
+    "median_final_log_density",
+    "median_final_nearest_distance",
+)
+
+
+def _on_moves(log_density_path, num_steps, threshold):
+    """``on (T + 1, n)``: above the threshold; ``moves (T + 1, n)``: ``1 ≤ s ≤ num_steps``."""
+    log_density_path = np.asarray(log_density_path)
+    steps = np.arange(log_density_path.shape[0])[:, None]
+    moves = (steps >= 1) & (steps <= np.asarray(num_steps)[None, :])
+    return log_density_path > threshold, moves
