@@ -105,19 +105,27 @@ def load_idx_dir(directory: str | Path) -> Splits:
 # ------------------------------------------------------------------------ pickle
 
 
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for something other than NumPy arrays and plain containers."""
+
+
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     """Unpickles NumPy arrays and plain containers only; any other global is refused."""
 
     def find_class(self, module: str, name: str):
         if (module, name) in (("numpy", "ndarray"), ("numpy", "dtype")):
             return getattr(np, name)
+        if (module, name) == ("_codecs", "encode"):  # how Python 3 writes array bytes at protocol 2
+            import _codecs
+
+            return _codecs.encode
         if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
             try:
                 from numpy._core.multiarray import _reconstruct
             except ImportError:  # NumPy < 2
                 from numpy.core.multiarray import _reconstruct
             return _reconstruct
-        raise pickle.UnpicklingError(
+        raise UnsafePickleError(
             f"refusing to load {module}.{name}: this pickle may only contain NumPy arrays and tuples."
         )
 
@@ -128,7 +136,7 @@ def read_mnist_pickle(path: str | Path) -> Splits:
     raw = _read_bytes(path)
     try:
         content = _ArraysOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
-    except pickle.UnpicklingError:
+    except UnsafePickleError:
         raise
     except Exception as error:  # truncated or malformed streams raise many types
         raise ValueError(f"{path} is not a readable MNIST pickle: {error!r}") from error

@@ -1,0 +1,69 @@
+"""One end-to-end training step of each image model, and the MNIST experiment script."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import flowclass as fc
+from flowclass.data.pixels import bin_centres
+from test_image_data import FASHION_DIR, _write_idx_dir
+
+
+@pytest.fixture(scope="module")
+def images():
+    if FASHION_DIR.is_dir():  # a small real slice when Debian's package is installed
+        x, y = fc.data.load_image_dataset("fashion_mnist", data_dir=FASHION_DIR)["train"]
+        return np.asarray(bin_centres(x[:64])), y[:64]
+    rng = np.random.default_rng(0)
+    return (rng.integers(0, 256, (64, 28, 28, 1)) + 0.5).astype(np.float32) / 256, rng.integers(0, 10, 64).astype(np.int32)
+
+
+@pytest.mark.parametrize("name", ["flow-fast", "flow-seed", "cnn"])
+def test_one_training_step(images, name):
+    x, y = images
+    if name == "cnn":
+        model, loss_fn = fc.CNN(), fc.cross_entropy
+    else:
+        model = fc.image_realnvp(name.split("-")[1])
+        loss_fn = fc.make_flow_loss(cross_entropy_weight=1.0, nll_unit="bits_per_dim", num_bins=256)
+    state = fc.create_train_state(model, jax.random.key(0), x, optax.adam(1e-3), loss_fn)
+    batch = (jnp.asarray(x[:32]), jnp.asarray(y[:32]))
+    before = fc.eval_step(state, batch)
+    for _ in range(3):
+        state, aux = fc.train_step(state, batch)
+    after = fc.eval_step(state, batch)
+    assert np.isfinite(float(aux["loss"]))
+    assert float(after["loss"]) < float(before["loss"])
+    if name != "cnn":
+        assert 0.5 < float(after["bits_per_dim"]) < 12
+        z, log_det = model.apply(state.variables, batch[0], method="encode")
+        assert z.shape[1:] == model.latent_shape and np.prod(model.latent_shape) == 784
+        x_back, _ = model.apply(state.variables, z, method="decode")
+        np.testing.assert_allclose(x_back, batch[0], atol=2e-4)
+        assert model.apply(state.variables, jax.random.key(1), 3, 2, method="sample").shape == (2, 28, 28, 1)
+
+
+def test_mnist_experiment_end_to_end_and_resume(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    _write_idx_dir(data_dir, n_train=300, n_test=64)
+    spec = importlib.util.spec_from_file_location("mnist_experiment", Path(__file__).parents[1] / "experiments" / "mnist.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "out"
+    common = ["--dataset", "fashion_mnist", "--data-dir", str(data_dir), "--val-size", "64", "--batch-size", "32",
+              "--out", str(out), "--quiet", "--host-devices", "1"]
+    first = module.main(common + ["--epochs", "1"])
+    assert first["epochs_run"] == 1 and first["test_bits_per_dim"] > 0
+    for figure in ("training_curves.png", "confusion_matrix.png", "samples.png"):
+        assert (out / figure).stat().st_size > 5_000
+    resumed = module.main(common + ["--epochs", "2", "--resume", "--no-figures"])
+    assert resumed["epochs_run"] == 2 and len(resumed["history"]["val_loss"]) == 2
+    assert resumed["history"]["val_loss"][0] == first["history"]["val_loss"][0]  # epoch 1 came from the checkpoint
+    assert json.loads((out / "results.json").read_text())["epochs_run"] == 2
