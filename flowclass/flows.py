@@ -25,6 +25,18 @@ from flowclass.nets import MLP, Activation, ConvNet, GatedConvNet
 IMAGE_CONFIGS = ("seed", "fast")
 
 
+def _class_gaussians(num_classes, event_shape, means, mean_scale, trainable_means, covariance, trainable_weights):
+    return ClassGaussians(
+        num_classes,
+        tuple(event_shape),
+        means=means if isinstance(means, str) else as_means(means),
+        mean_scale=mean_scale,
+        trainable_means=trainable_means,
+        covariance=covariance,
+        trainable_weights=trainable_weights,
+    )
+
+
 def tabular_realnvp(
     num_features: int,
     num_classes: int,
@@ -50,21 +62,12 @@ def tabular_realnvp(
       >>> len(model.flow.layers)
       5
     """
-    if not isinstance(means, str):
-        means = as_means(means)
     couplings = [
         AffineCoupling(MLP(tuple(hidden), activation, dtype), mask_type="alternating", parity=i % 2)
         for i in range(num_couplings)
     ]
-    base = ClassGaussians(
-        num_classes,
-        (num_features,),
-        means=means,
-        mean_scale=mean_scale,
-        trainable_means=trainable_means,
-        covariance=covariance,
-        trainable_weights=trainable_weights,
-    )
+    base = _class_gaussians(num_classes, (num_features,), means, mean_scale, trainable_means, covariance,
+                            trainable_weights)
     return FlowClassifier(Chain(couplings), base)
 
 
@@ -146,15 +149,5 @@ def image_realnvp(
         layers, latent = _fast_image_flow(input_shape, dtype)
     else:
         raise ValueError(f"unknown config {config!r}; expected one of {IMAGE_CONFIGS}.")
-    if not isinstance(means, str):
-        means = as_means(means)
-    base = ClassGaussians(
-        num_classes,
-        latent,
-        means=means,
-        mean_scale=mean_scale,
-        trainable_means=trainable_means,
-        covariance=covariance,
-        trainable_weights=trainable_weights,
-    )
+    base = _class_gaussians(num_classes, latent, means, mean_scale, trainable_means, covariance, trainable_weights)
     return FlowClassifier(Chain(layers), base, input_shape=input_shape)
