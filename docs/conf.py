@@ -12,7 +12,9 @@ Environment:
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -58,6 +60,25 @@ autodoc_typehints_format = "short"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"exclude-members": "parent, name, setup"}  # Flax Module plumbing
 add_module_names = False
+# Keep the library's type aliases by name in signatures instead of expanding them.
+autodoc_type_aliases = {
+    name: name
+    for name in (
+        "ArrayLike",
+        "DTypeLike",
+        "MeanInit",
+        "Covariance",
+        "Activation",
+        "LossFn",
+        "Variables",
+        "Norm",
+        "LogDensityFn",
+        "MaskType",
+        "Source",
+        "Splits",
+        "Axes",
+    )
+}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
@@ -69,4 +90,43 @@ html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,
 }
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+
+
+# --- signatures of Flax modules -----------------------------------------------------------
+def _clean_signature(app, what, name, obj, options, signature, return_annotation):
+    """Drops Flax's ``parent`` and ``name`` constructor arguments (plumbing every Module has)
+    and the ``~module.`` prefixes that dataclass signatures keep, from class signatures."""
+    if what != "class" or signature is None or not inspect.isclass(obj):
+        return None
+    import flax.linen as nn
+
+    if issubclass(obj, nn.Module):
+        signature = re.sub(r",?\s*parent: .*$", ")", signature)
+    signature = re.sub(r"~(?:\w+\.)*(\w+)", r"\1", signature)
+    signature = re.sub(r"TypeAliasForwardRef\('([^']+)'\)", r"\1", signature)
+    return signature, return_annotation
+
+
+def _maths_as_literal(app, what, name, obj, options, lines):
+    """The docstrings set their maths as an indented block after a line ending in ``:``,
+    which reStructuredText would reflow into one paragraph: make each such block literal
+    (``::``), keeping its lines. Doctest blocks (``>>>``) are left as they are."""
+    for i in range(len(lines) - 2):
+        line, gap, block = lines[i].rstrip(), lines[i + 1], lines[i + 2]
+        indent = len(line) - len(line.lstrip())
+        if (
+            line.endswith(":")
+            and not line.endswith("::")
+            and not gap.strip()
+            and block.strip()
+            and len(block) - len(block.lstrip()) > indent
+            and not block.lstrip().startswith(">>>")
+        ):
+            lines[i] = line + ":"
+
+
+def setup(app):
+    app.connect("autodoc-process-signature", _clean_signature)
+    app.connect("autodoc-process-docstring", _maths_as_literal)

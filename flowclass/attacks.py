@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.tree_util import Partial
+from jax.typing import ArrayLike
 
 from flowclass._validation import check_inputs, check_labels
 
@@ -72,6 +73,14 @@ class AttackResult(NamedTuple):
       num_steps: updates actually applied; ``inputs[s] == inputs[num_steps]`` for every
         ``s ≥ num_steps`` (early-stopped trajectories stay put), shape ``(n,)``.
       latents: ``z_s`` for the latent attack, shape ``(T + 1, n, *latent_shape)``; else ``None``.
+
+    Example:
+      >>> import functools, jax, jax.numpy as jnp, flowclass as fc
+      >>> net = fc.FNN(2)
+      >>> logits_fn = functools.partial(net.apply, net.init(jax.random.key(0), jnp.zeros((1, 2))))
+      >>> result = confidence_attack(logits_fn, jnp.zeros((4, 2)), 1, max_steps=30)
+      >>> result.final.shape, result.target_prob.shape, result.succeeded.shape, result.latents is None
+      ((4, 2), (31, 4), (4,), True)
     """
 
     inputs: jnp.ndarray
@@ -105,8 +114,8 @@ class AttackResult(NamedTuple):
 
 def confidence_attack(
     logits_fn: Callable[[jnp.ndarray], jnp.ndarray],
-    x0,
-    target,
+    x0: ArrayLike,
+    target: ArrayLike,
     *,
     optimizer: optax.GradientTransformation = SEED_OPTIMIZER,
     max_steps: int = 500,
@@ -140,10 +149,10 @@ def confidence_attack(
 
 def likelihood_attack(
     class_log_likelihoods_fn: Callable[[jnp.ndarray], jnp.ndarray],
-    x0,
-    target,
+    x0: ArrayLike,
+    target: ArrayLike,
     *,
-    log_prior=None,
+    log_prior: ArrayLike | None = None,
     optimizer: optax.GradientTransformation = SEED_OPTIMIZER,
     steps: int = 20,
     threshold: float = 0.99,
@@ -185,8 +194,8 @@ def latent_attack(
     logits_fn: Callable[[jnp.ndarray], jnp.ndarray],
     encode_fn: Callable,
     decode_fn: Callable,
-    x0,
-    target,
+    x0: ArrayLike,
+    target: ArrayLike,
     *,
     optimizer: optax.GradientTransformation = SEED_OPTIMIZER,
     max_steps: int = 500,
@@ -230,8 +239,8 @@ def latent_attack(
 
 def pgd(
     logits_fn: Callable[[jnp.ndarray], jnp.ndarray],
-    x0,
-    label,
+    x0: ArrayLike,
+    label: ArrayLike,
     *,
     eps: float,
     step_size: float,
@@ -276,8 +285,8 @@ def pgd(
 
 def fgsm(
     logits_fn: Callable[[jnp.ndarray], jnp.ndarray],
-    x0,
-    label,
+    x0: ArrayLike,
+    label: ArrayLike,
     *,
     eps: float,
     norm: Norm = "linf",
@@ -288,6 +297,16 @@ def fgsm(
 
     ``x_1 = clip(x_0 + ε sign ∇J(x_0))`` for ``linf`` (FGSM), ``x_0 + ε ∇J / ‖∇J‖₂`` for ``l2``;
     ``J`` and success as in :func:`pgd`. The result has ``T = 1``.
+
+    Example:
+      >>> import functools, jax, jax.numpy as jnp, flowclass as fc
+      >>> net = fc.FNN(2)
+      >>> fn = functools.partial(net.apply, net.init(jax.random.key(0), jnp.zeros((1, 2))))
+      >>> result = fgsm(fn, jnp.full((3, 2), 0.5), 0, eps=0.1)
+      >>> result.inputs.shape  # x_0 and x_1
+      (2, 3, 2)
+      >>> bool(jnp.allclose(jnp.abs(result.final - 0.5), 0.1))
+      True
     """
     return pgd(logits_fn, x0, label, eps=eps, step_size=eps, steps=1, norm=norm, targeted=targeted,
                bounds=bounds)
@@ -492,7 +511,7 @@ def _traceable(fn: Callable) -> Partial:
     return Partial(fn)
 
 
-def _check_classifier_attack(fn, x0, target, *, name="target"):
+def _check_classifier_attack(fn, x0, target, *, name="target") -> tuple[jax.Array, jax.Array, int]:
     """Validates ``x0`` (a batch) and ``target`` (an int or one label per point) against ``fn``'s classes."""
     if np.ndim(x0) < 2:
         raise ValueError(f"x0 must be a batch of start points, shape (n, *event_shape); got shape {np.shape(x0)}.")

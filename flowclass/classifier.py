@@ -56,12 +56,12 @@ class FlowClassifier(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         return self.logits(x)
 
-    def encode(self, x: jnp.ndarray):
+    def encode(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         """``z, log|det ∂z/∂x| = f(x)``."""
         check_inputs(x, self.event_shape)
         return self.flow(x)
 
-    def decode(self, z: jnp.ndarray):
+    def decode(self, z: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         """``x, log|det ∂x/∂z| = f⁻¹(z)``."""
         check_inputs(z, self.latent_shape, name="z")
         return self.flow(z, inverse=True)
@@ -109,7 +109,7 @@ class FlowClassifier(nn.Module):
         bits = -self.log_prob(x, y) / (dim * math.log(2.0))
         return bits + math.log2(num_bins) if num_bins else bits
 
-    def sample(self, key: jax.Array, k, n: int, temperature: float = 1.0) -> jnp.ndarray:
+    def sample(self, key: jax.Array, k: int | jnp.ndarray, n: int, temperature: float = 1.0) -> jnp.ndarray:
         """``n`` inputs of class ``k``: ``f⁻¹(μ_k + T σ_k ε)``, shape ``(n, *event_shape)``."""
         z = self.base.sample(key, k, n, temperature)
         return self.decode(z)[0]

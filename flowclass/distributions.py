@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 from flowclass._validation import check_inputs
 
@@ -23,7 +24,7 @@ MeanInit = Literal["normal", "uniform"]
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def as_means(means) -> tuple[tuple[float, ...], ...]:
+def as_means(means: ArrayLike) -> tuple[tuple[float, ...], ...]:
     """Converts a ``(K, D)`` array of class means to the hashable form the module stores.
 
     >>> as_means([[-4, 0], [4, 0]])
@@ -140,7 +141,7 @@ class ClassGaussians(nn.Module):
         """The mixture marginal ``log Σ_k π_k p(z | k)``, shape ``(batch,)``."""
         return jax.nn.logsumexp(self.log_joint(z), axis=-1)
 
-    def sample(self, key: jax.Array, k, n: int, temperature: float = 1.0) -> jnp.ndarray:
+    def sample(self, key: jax.Array, k: int | jnp.ndarray, n: int, temperature: float = 1.0) -> jnp.ndarray:
         """``n`` draws ``μ_k + T σ_k ε``, ``ε ~ N(0, I)``, shape ``(n, *event_shape)``."""
         if isinstance(k, int) and not 0 <= k < self.num_classes:
             raise ValueError(f"class k must be in [0, {self.num_classes}); got {k}.")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Sequence, cast
 
 import flax.linen as nn
-
-import math
+from jax.typing import DTypeLike
+from numpy.typing import ArrayLike
 
 from flowclass.bijectors import (
     ActNorm,
@@ -19,7 +20,7 @@ from flowclass.bijectors import (
     Squeeze,
 )
 from flowclass.classifier import FlowClassifier
-from flowclass.distributions import ClassGaussians, Covariance, as_means
+from flowclass.distributions import ClassGaussians, Covariance, MeanInit, as_means
 from flowclass.nets import MLP, Activation, ConvNet, GatedConvNet
 
 IMAGE_CONFIGS = ("seed", "fast")
@@ -29,7 +30,7 @@ def _class_gaussians(num_classes, event_shape, means, mean_scale, trainable_mean
     return ClassGaussians(
         num_classes,
         tuple(event_shape),
-        means=means if isinstance(means, str) else as_means(means),
+        means=cast(MeanInit, means) if isinstance(means, str) else as_means(means),
         mean_scale=mean_scale,
         trainable_means=trainable_means,
         covariance=covariance,
@@ -44,12 +45,12 @@ def tabular_realnvp(
     num_couplings: int = 5,
     hidden: Sequence[int] = (100, 100),
     activation: Activation = nn.relu,
-    means="normal",
+    means: MeanInit | ArrayLike = "normal",
     mean_scale: float = 1.0,
     trainable_means: bool = False,
     covariance: Covariance = "identity",
     trainable_weights: bool = False,
-    dtype=None,
+    dtype: DTypeLike | None = None,
 ) -> FlowClassifier:
     """RealNVP for tabular data: ``num_couplings`` alternating-mask affine couplings
     with MLP conditioners ``D → hidden → 2D``, and one Gaussian per class.
@@ -116,12 +117,12 @@ def image_realnvp(
     *,
     input_shape: Sequence[int] = (28, 28, 1),
     num_classes: int = 10,
-    means="normal",
+    means: MeanInit | ArrayLike = "normal",
     mean_scale: float = 1.0,
     trainable_means: bool = False,
     covariance: Covariance = "identity",
     trainable_weights: bool = False,
-    dtype=None,
+    dtype: DTypeLike | None = None,
 ) -> FlowClassifier:
     """Multi-scale RealNVP classifier for ``(H, W, C)`` images in [0, 1] (H, W divisible by 4).
 

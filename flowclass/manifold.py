@@ -28,17 +28,25 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from flowclass.attacks import AttackResult
 
 LogDensityFn = Callable[[np.ndarray], np.ndarray]
 
 
-def manifold_threshold(reference_log_density, percentile: float = 1.0) -> float:
-    """``τ``: the ``percentile``-th percentile of held-out data's log-densities."""
+def manifold_threshold(reference_log_density: ArrayLike, percentile: float = 1.0) -> float:
+    """``τ``: the ``percentile``-th percentile of held-out data's log-densities.
+
+    >>> manifold_threshold(np.arange(101.0), percentile=1.0)
+    1.0
+    """
     values = np.asarray(reference_log_density, np.float64)
     if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)):
         raise ValueError(f"reference log-densities must be a non-empty finite 1-D array; got shape {values.shape}.")
@@ -47,11 +55,15 @@ def manifold_threshold(reference_log_density, percentile: float = 1.0) -> float:
     return float(np.percentile(values, percentile))
 
 
-def path_log_density(inputs, num_steps, log_density_fn: LogDensityFn) -> np.ndarray:
+def path_log_density(inputs: ArrayLike, num_steps: ArrayLike, log_density_fn: LogDensityFn) -> np.ndarray:
     """``log p(x_s)`` along every path, shape ``(T + 1, n)``.
 
     Only steps up to ``max(num_steps)`` are evaluated; later entries repeat each path's
     value at its last move (the path stays put there).
+
+    >>> inputs = np.array([[[0.0], [0.0]], [[1.0], [2.0]], [[5.0], [3.0]]])  # (T + 1 = 3, n = 2, 1)
+    >>> path_log_density(inputs, np.array([1, 2]), lambda x: 1.0 - np.abs(x[:, 0])).tolist()
+    [[1.0, 1.0], [0.0, -1.0], [0.0, -2.0]]
     """
     inputs = np.asarray(inputs)
     num_steps = np.asarray(num_steps)
@@ -62,11 +74,17 @@ def path_log_density(inputs, num_steps, log_density_fn: LogDensityFn) -> np.ndar
     return values[rows, np.arange(inputs.shape[1])[None, :]]
 
 
-def on_manifold_fraction(log_density_path, num_steps, threshold: float, *, inputs=None) -> np.ndarray:
-    """Per path, the share of its moves ``x_1 .. x_m`` on the manifold; NaN where nothing moved.
+def on_manifold_fraction(
+    log_density_path: ArrayLike, num_steps: ArrayLike, threshold: float, *, inputs: ArrayLike | None = None
+) -> np.ndarray:
+    """Per path, the share of its moves ``x_1, ..., x_m`` on the manifold; NaN where nothing moved.
 
     With the path's ``inputs`` ``(T + 1, n, ...)``, each move is weighted by its length
     ``‖x_s − x_{s−1}‖``: the share of the path's length on the manifold.
+
+    >>> log_p = np.array([[0.0, 0.0], [-1.0, -2.0], [-2.0, -2.0]])  # paths that moved 2 and 1 steps
+    >>> on_manifold_fraction(log_p, np.array([2, 1]), threshold=-1.5).tolist()
+    [0.5, 0.0]
     """
     on, moves = _on_moves(log_density_path, num_steps, threshold)
     weights = moves.astype(np.float64)
@@ -79,8 +97,14 @@ def on_manifold_fraction(log_density_path, num_steps, threshold: float, *, input
         return np.where(total > 0, (weights * on).sum(0) / total, np.nan)
 
 
-def nearest_distance(points, reference, *, chunk: int = 2048) -> np.ndarray:
-    """Euclidean distance from each of ``points (n, ...)`` to its nearest row of ``reference (N, ...)``."""
+def nearest_distance(
+    points: np.ndarray | jax.Array, reference: np.ndarray | jax.Array, *, chunk: int = 2048
+) -> np.ndarray:
+    """Euclidean distance from each of ``points (n, ...)`` to its nearest row of ``reference (N, ...)``.
+
+    >>> nearest_distance(np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([[0.0, 1.0], [3.0, 0.0]])).tolist()
+    [1.0, 4.0]
+    """
     points = np.asarray(points, np.float32).reshape(len(points), -1)
     reference = jnp.asarray(np.asarray(reference, np.float32).reshape(len(reference), -1))
     out = [np.asarray(_nearest(jnp.asarray(points[i : i + chunk]), reference)) for i in range(0, len(points), chunk)]
@@ -95,7 +119,14 @@ def _nearest(points, reference):
     return jnp.sqrt(jnp.maximum(jnp.min(squared, axis=-1), 0.0))
 
 
-def summarize_paths(result, log_density_path, *, threshold: float, reference, select=None) -> dict:
+def summarize_paths(
+    result: AttackResult,
+    log_density_path: ArrayLike,
+    *,
+    threshold: float,
+    reference: np.ndarray | jax.Array,
+    select: ArrayLike | None = None,
+) -> dict:
     """Success and on-manifold statistics of an attack's paths (optionally a ``select``-ed subset).
 
     ``result`` is an :class:`~flowclass.attacks.AttackResult` and ``log_density_path`` its
@@ -107,6 +138,15 @@ def summarize_paths(result, log_density_path, *, threshold: float, reference, se
     ``stays_on_manifold``, ``ends_on_manifold`` (shares of paths),
     ``median_final_log_density`` and ``median_final_nearest_distance`` (from ``x_m`` to the
     nearest ``reference`` point, e.g. the training data). Undefined values are NaN.
+
+    >>> from flowclass.attacks import AttackResult
+    >>> inputs = np.array([[[0.0], [0.0]], [[1.0], [2.0]], [[1.0], [3.0]]])  # (T + 1, n, 1): 2 paths
+    >>> result = AttackResult(inputs=inputs, probs=np.full((3, 2, 2), 0.5), objective=np.zeros((3, 2)),
+    ...                       target=np.array([1, 1]), success_step=np.array([1, -1]), num_steps=np.array([1, 2]))
+    >>> log_p = path_log_density(result.inputs, result.num_steps, lambda x: -x[:, 0])
+    >>> summary = summarize_paths(result, log_p, threshold=-1.5, reference=np.zeros((1, 1)))
+    >>> summary["success_rate"], summary["all"]["ends_on_manifold"], summary["successful"]["ends_on_manifold"]
+    (0.5, 0.5, 1.0)
     """
     inputs = np.asarray(result.inputs)
     num_steps = np.asarray(result.num_steps)
@@ -135,7 +175,7 @@ def summarize_paths(result, log_density_path, *, threshold: float, reference, se
         paths = paths & (num_steps > 0)
         if not paths.any():
             return {"n_moved": 0, **{key: float("nan") for key in _PATH_STATISTICS}}
-        stats = {"n_moved": int(paths.sum())}
+        stats: dict[str, float] = {"n_moved": int(paths.sum())}
         for key in _PATH_STATISTICS:
             name = key.removeprefix("median_")
             values = per_path[name][paths]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -36,7 +35,16 @@ class TrainState(struct.PyTreeNode):
     """Everything that changes during training, plus the static pieces that define it.
 
     ``params`` are optimised; ``collections`` holds any other Flax variable
-    collections (kept as they are by the step).
+    collections (kept as they are by the step). Make one with :func:`create_train_state`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, flowclass as fc
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
+      >>> int(state.step), sorted(state.variables)
+      (0, ['params'])
+      >>> state.apply_fn(state.variables, jnp.zeros((3, 2))).shape  # the model's logits
+      (3, 2)
     """
 
     step: jnp.ndarray
@@ -49,6 +57,7 @@ class TrainState(struct.PyTreeNode):
 
     @property
     def variables(self) -> dict:
+        """``{'params': params, **collections}``, what ``apply_fn`` takes."""
         return {"params": self.params, **self.collections}
 
 
@@ -63,6 +72,14 @@ def create_train_state(
 
     One example is enough, except for layers with data-dependent initialisation
     (:class:`~flowclass.bijectors.ActNorm`), which want a representative batch.
+    ``loss_fn(apply_fn, variables, x, y) -> (loss, aux)`` is the objective the steps minimise.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, flowclass as fc
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
+      >>> int(state.step), state.loss_fn is fc.flow_nll
+      (0, True)
     """
     variables = dict(jax.jit(model.init)(key, jnp.asarray(sample_x)))
     params = variables.pop("params", {})
@@ -77,7 +94,7 @@ def create_train_state(
     )
 
 
-def _train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
+def _train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[TrainState, dict]:
     x, y = batch
 
     def objective(params):
@@ -89,7 +106,7 @@ def _train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), aux
 
 
-def _eval_step(state: TrainState, batch) -> dict:
+def _eval_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> dict:
     x, y = batch
     return state.loss_fn(state.apply_fn, state.variables, x, y)[1]
 
@@ -97,10 +114,28 @@ def _eval_step(state: TrainState, batch) -> dict:
 train_step = jax.jit(_train_step, donate_argnums=0)
 train_step.__doc__ = """One optimiser step on ``batch = (x, y)``: ``(state, batch) -> (state, aux)``.
 
-Jitted with ``state`` donated: do not reuse the ``state`` you passed in."""
+Jitted with ``state`` donated: do not reuse the ``state`` you passed in.
+
+Example:
+  >>> import jax, jax.numpy as jnp, optax, flowclass as fc
+  >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+  >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
+  >>> state, aux = train_step(state, (jnp.ones((8, 2)), jnp.zeros(8, jnp.int32)))
+  >>> int(state.step), sorted(aux)[:3]
+  (1, ['accuracy', 'bits_per_dim', 'cross_entropy'])
+"""
 
 eval_step = jax.jit(_eval_step)
-eval_step.__doc__ = """The loss function's ``aux`` metrics on ``batch = (x, y)``, without updating."""
+eval_step.__doc__ = """The loss function's ``aux`` metrics on ``batch = (x, y)``, without updating.
+
+Example:
+  >>> import jax, jax.numpy as jnp, optax, flowclass as fc
+  >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+  >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
+  >>> aux = eval_step(state, (jnp.ones((8, 2)), jnp.zeros(8, jnp.int32)))
+  >>> float(aux["loss"]) == float(aux["nll"]), int(state.step)
+  (True, 0)
+"""
 
 
 def _state_mesh(state_or_variables) -> jax.sharding.Mesh | None:
@@ -108,7 +143,11 @@ def _state_mesh(state_or_variables) -> jax.sharding.Mesh | None:
     params = state_or_variables.params if isinstance(state_or_variables, TrainState) else state_or_variables
     leaves = jax.tree.leaves(params)
     spec = getattr(leaves[0], "sharding", None) if leaves else None
-    if isinstance(spec, jax.sharding.NamedSharding) and spec.mesh.devices.size > 1:
+    if (
+        isinstance(spec, jax.sharding.NamedSharding)
+        and isinstance(spec.mesh, jax.sharding.Mesh)
+        and spec.mesh.devices.size > 1
+    ):
         return spec.mesh
     return None
 
@@ -122,8 +161,19 @@ def _place(batch, mesh: jax.sharding.Mesh | None):
     return jax.device_put(batch, target)
 
 
-def evaluate(state: TrainState, x, y, *, batch_size: int = 4096) -> dict[str, float]:
-    """Example-weighted means of the loss function's metrics over ``(x, y)``, in batches."""
+def evaluate(
+    state: TrainState, x: np.ndarray | jax.Array, y: np.ndarray | jax.Array, *, batch_size: int = 4096
+) -> dict[str, float]:
+    """Example-weighted means of the loss function's metrics over ``(x, y)``, in batches.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, flowclass as fc
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
+      >>> metrics = evaluate(state, jnp.zeros((10, 2)), jnp.zeros(10, jnp.int32), batch_size=4)
+      >>> sorted(metrics)
+      ['accuracy', 'bits_per_dim', 'cross_entropy', 'loss', 'nll', 'nll_per_dim']
+    """
     n = len(x)
     if n == 0:
         raise ValueError("cannot evaluate on an empty set.")
@@ -143,8 +193,25 @@ def _apply(apply_fn, variables, x, method=None):
     return apply_fn(variables, x, method=method) if method else apply_fn(variables, x)
 
 
-def predict_logits(apply_fn: Callable, variables, x, *, batch_size: int = 4096, method: str | None = None) -> np.ndarray:
-    """``apply_fn(variables, x)`` (logits, or another ``method``'s output) over ``x`` in batches."""
+def predict_logits(
+    apply_fn: Callable,
+    variables: Mapping[str, Any],
+    x: np.ndarray | jax.Array,
+    *,
+    batch_size: int = 4096,
+    method: str | None = None,
+) -> np.ndarray:
+    """``apply_fn(variables, x)`` (logits, or another ``method``'s output) over ``x`` in batches.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, flowclass as fc
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> variables = model.init(jax.random.key(0), jnp.zeros((1, 2)))
+      >>> predict_logits(model.apply, variables, jnp.zeros((10, 2)), batch_size=4).shape
+      (10, 2)
+      >>> predict_logits(model.apply, variables, jnp.zeros((10, 2)), method="marginal_log_prob").shape
+      (10,)
+    """
     mesh = _state_mesh(variables)
     return np.concatenate([
         np.asarray(_apply(apply_fn, variables, _place(x[i : i + batch_size], mesh), method))
@@ -173,6 +240,17 @@ class FitResult:
         ``val_<metric>`` and ``epoch_s``.
       compile_s: time to compile the step block; train_s: time spent training after that.
       train_samples_per_s: training examples processed per second of ``train_s``.
+
+    Example:
+      >>> import jax, optax, flowclass as fc
+      >>> from flowclass.data import seed_moons, train_val_split
+      >>> (x, y), _ = seed_moons(noise=0.1, n_samples=1000, n_train=800)
+      >>> train, val = train_val_split(x, y, val_fraction=0.25, seed=0)
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> state = fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), fc.flow_nll)
+      >>> result = fc.fit(state, train, val, key=jax.random.key(1), epochs=2, batch_size=100, progress=False)
+      >>> result.epochs_run, result.history["val_loss"].shape, 1 <= result.best_epoch <= 2
+      (2, (2,), True)
     """
 
     state: TrainState
@@ -262,6 +340,19 @@ def fit(
     Raises:
       NonFiniteLossError: the training loss became NaN/inf; no checkpoint is written
         for that epoch, and the error carries the last good selected state.
+
+    Example:
+      >>> import jax, optax, flowclass as fc
+      >>> from flowclass.data import seed_moons, train_val_split
+      >>> (x, y), _ = seed_moons(noise=0.1, n_samples=1000, n_train=800)
+      >>> train, val = train_val_split(x, y, val_fraction=0.25, seed=0)
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> state = fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), fc.flow_nll)
+      >>> result = fc.fit(state, train, val, key=jax.random.key(1), epochs=3, batch_size=100, progress=False)
+      >>> result.epochs_run, sorted(result.history)[:3]
+      (3, ['epoch_s', 'train_accuracy', 'train_bits_per_dim'])
+      >>> bool(result.history["val_loss"][-1] < result.history["val_loss"][0])
+      True
     """
     train_x, train_y = train
     val_x, val_y = val
@@ -347,6 +438,7 @@ def fit(
                     out_of_time = True
                     break
             val_metrics = evaluate(state, val_x, val_y, batch_size=eval_batch_size)
+            assert sums is not None  # every epoch runs at least one block
             row = {f"train_{k}": v / count for k, v in sums.items()}
             row.update({f"val_{k}": v for k, v in val_metrics.items()})
             row["epoch_s"] = time.perf_counter() - epoch_start

@@ -31,7 +31,7 @@ class ActNorm(nn.Module):
     eps: float = 1e-6
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, inverse: bool = False):
+    def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
         axes = tuple(range(x.ndim - 1))
         bias = self.param("bias", lambda _: -jnp.mean(x, axis=axes).astype(jnp.float32))
         log_scale = self.param("log_scale", lambda _: -jnp.log(jnp.std(x, axis=axes) + self.eps).astype(jnp.float32))

@@ -30,7 +30,7 @@ class Chain(nn.Module):
 
     layers: Sequence[nn.Module]
 
-    def __call__(self, x: jnp.ndarray, inverse: bool = False):
+    def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
         log_det_dtype = jnp.promote_types(x.dtype, jnp.float32)  # never below float32
         total = jnp.zeros((x.shape[0],), log_det_dtype)
         for layer in reversed(self.layers) if inverse else self.layers:

@@ -35,7 +35,7 @@ class InvertibleConv1x1(nn.Module):
     """
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, inverse: bool = False):
+    def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
         c = x.shape[-1]
 
         def decomposition(key):

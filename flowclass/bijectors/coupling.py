@@ -53,7 +53,7 @@ class AffineCoupling(nn.Module):
     scale_init: Callable = nn.initializers.ones
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, inverse: bool = False):
+    def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
         channels = x.shape[-1]
         mask = jnp.asarray(build_mask(self.mask_type, x.shape[1:], self.parity), x.dtype)
         hidden = self.conditioner(x * mask)

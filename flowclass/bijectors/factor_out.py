@@ -31,7 +31,7 @@ class FactorOut(nn.Module):
 
     inner: nn.Module
 
-    def __call__(self, x: jnp.ndarray, inverse: bool = False):
+    def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
         channels = x.shape[-1]
         if channels % 2:
             raise ValueError(f"factor-out needs an even number of channels; got shape {x.shape}.")

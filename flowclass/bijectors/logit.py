@@ -31,7 +31,7 @@ class LogitTransform(nn.Module):
     alpha: float = 0.05
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, inverse: bool = False):
+    def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
         scale = 1.0 - 2.0 * self.alpha
         dtype = jnp.promote_types(x.dtype, jnp.float32)
         if inverse:

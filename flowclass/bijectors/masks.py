@@ -26,14 +26,22 @@ def alternating_mask(num_features: int, parity: int = 0) -> np.ndarray:
 
 
 def checkerboard_mask(height: int, width: int, channels: int, parity: int = 0) -> np.ndarray:
-    """Image mask ``m_{hwc} = (h + w + parity + 1) mod 2``, shape ``(height, width, channels)``."""
+    """Image mask ``m_{hwc} = (h + w + parity + 1) mod 2``, shape ``(height, width, channels)``.
+
+    >>> checkerboard_mask(2, 2, 1)[..., 0].tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
     h, w = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     board = ((h + w + parity + 1) % 2).astype(np.float32)
     return np.repeat(board[:, :, None], channels, axis=2)
 
 
 def channel_mask(height: int, width: int, channels: int, parity: int = 0) -> np.ndarray:
-    """Image mask that passes the first half of the channels (parity 0) or the second."""
+    """Image mask that passes the first half of the channels (parity 0) or the second.
+
+    >>> channel_mask(1, 1, 4)[0, 0].tolist(), channel_mask(1, 1, 4, parity=1)[0, 0].tolist()
+    ([1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0])
+    """
     if channels < 2:
         raise ValueError(f"a channel mask needs at least 2 channels; got {channels}.")
     first = (np.arange(channels) < channels // 2).astype(np.float32)
@@ -42,7 +50,13 @@ def channel_mask(height: int, width: int, channels: int, parity: int = 0) -> np.
 
 
 def build_mask(mask_type: MaskType, event_shape: Sequence[int], parity: int = 0) -> np.ndarray:
-    """The mask of ``mask_type`` for data of ``event_shape`` (``(D,)`` or ``(H, W, C)``)."""
+    """The mask of ``mask_type`` for data of ``event_shape`` (``(D,)`` or ``(H, W, C)``).
+
+    >>> build_mask("alternating", (4,), parity=1).tolist()
+    [0.0, 1.0, 0.0, 1.0]
+    >>> build_mask("checkerboard", (28, 28, 1)).shape
+    (28, 28, 1)
+    """
     event_shape = tuple(event_shape)
     if mask_type == "alternating":
         if len(event_shape) != 1:

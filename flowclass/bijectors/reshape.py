@@ -22,7 +22,7 @@ class Reshape(nn.Module):
     out_shape: Sequence[int]
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, inverse: bool = False):
+    def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
         if math.prod(self.in_shape) != math.prod(self.out_shape):
             raise ValueError(f"cannot reshape {tuple(self.in_shape)} to {tuple(self.out_shape)}: sizes differ.")
         source, target = (self.out_shape, self.in_shape) if inverse else (self.in_shape, self.out_shape)

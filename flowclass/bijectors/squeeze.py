@@ -21,7 +21,7 @@ class Squeeze(nn.Module):
     """
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, inverse: bool = False):
+    def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
         b, h, w, c = x.shape
         zero = jnp.zeros((b,), jnp.promote_types(x.dtype, jnp.float32))
         if inverse:

@@ -59,7 +59,16 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Reads one IDX file of unsigned bytes (magic ``0x0000 08 NDIM``) into a ``uint8`` array."""
+    """Reads one IDX file of unsigned bytes (magic ``0x0000 08 NDIM``) into a ``uint8`` array.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = Path(d) / "labels-idx1-ubyte"
+    ...     _ = path.write_bytes(bytes([0, 0, 8, 1]) + (3).to_bytes(4, "big") + bytes([7, 2, 1]))
+    ...     read_idx(path).tolist()
+    [7, 2, 1]
+    """
     path = Path(path)
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
@@ -85,7 +94,24 @@ def _find_idx(directory: Path, stem: str) -> Path | None:
 
 
 def load_idx_dir(directory: str | Path) -> Splits:
-    """Train and test splits from a directory of the four standard IDX files."""
+    """Train and test splits from a directory of the four standard IDX files.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> def idx(array):  # IDX: 0, 0, 0x08 (unsigned bytes), rank, then each size as 4 big-endian bytes
+    ...     sizes = b"".join(n.to_bytes(4, "big") for n in array.shape)
+    ...     return bytes([0, 0, 8, array.ndim]) + sizes + array.astype(np.uint8).tobytes()
+    >>> images, labels = np.zeros((2, 28, 28)), np.array([3, 5])
+    >>> def write_idx_dir(d):
+    ...     for split in ("train", "t10k"):
+    ...         _ = (Path(d) / f"{split}-images-idx3-ubyte").write_bytes(idx(images))
+    ...         _ = (Path(d) / f"{split}-labels-idx1-ubyte").write_bytes(idx(labels))
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_idx_dir(d)
+    ...     splits = load_idx_dir(d)
+    >>> splits["train"][0].shape, splits["train"][0].dtype, splits["test"][1].tolist()
+    ((2, 28, 28, 1), dtype('float32'), [3, 5])
+    """
     directory = Path(directory)
     splits = {}
     for split, (images_stem, labels_stem) in IDX_FILES.items():
@@ -123,7 +149,7 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
             try:
                 from numpy._core.multiarray import _reconstruct
             except ImportError:  # NumPy < 2
-                from numpy.core.multiarray import _reconstruct
+                from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
             return _reconstruct
         raise UnsafePickleError(
             f"refusing to load {module}.{name}: this pickle may only contain NumPy arrays and tuples."
@@ -131,7 +157,18 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
 
 
 def read_mnist_pickle(path: str | Path) -> Splits:
-    """The classic ``mnist.pkl.gz``: train (50k) and valid (10k) merged into the 60k train split."""
+    """The classic ``mnist.pkl.gz``: train (50k) and valid (10k) merged into the 60k train split.
+
+    >>> import gzip, pickle, tempfile
+    >>> from pathlib import Path
+    >>> part = (np.zeros((2, 784), np.float32), np.array([3, 5]))  # ((x_train, y_train), (x_valid, ...), ...)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = Path(d) / "mnist.pkl.gz"
+    ...     _ = path.write_bytes(gzip.compress(pickle.dumps((part, part, part), protocol=2)))
+    ...     splits = read_mnist_pickle(path)
+    >>> splits["train"][0].shape, splits["test"][0].shape
+    ((4, 28, 28, 1), (2, 28, 28, 1))
+    """
     path = Path(path)
     raw = _read_bytes(path)
     try:
@@ -216,6 +253,23 @@ def load_image_dataset(name: str = "mnist", *, data_dir: str | Path | None = Non
 
     ``x`` has shape ``(N, 28, 28, 1)``, ``float32`` in [0, 1]; ``y`` is ``int32``.
     See the module docstring for the sources and the search order.
+
+    Example (a tiny directory of IDX files; ``source='idx'`` never downloads):
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> def idx(array):  # IDX: 0, 0, 0x08 (unsigned bytes), rank, then each size as 4 big-endian bytes
+    ...     sizes = b"".join(n.to_bytes(4, "big") for n in array.shape)
+    ...     return bytes([0, 0, 8, array.ndim]) + sizes + array.astype(np.uint8).tobytes()
+    >>> images, labels = np.zeros((2, 28, 28)), np.array([3, 5])
+    >>> def write_idx_dir(d):
+    ...     for split in ("train", "t10k"):
+    ...         _ = (Path(d) / f"{split}-images-idx3-ubyte").write_bytes(idx(images))
+    ...         _ = (Path(d) / f"{split}-labels-idx1-ubyte").write_bytes(idx(labels))
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_idx_dir(d)
+    ...     splits = load_image_dataset("fashion_mnist", data_dir=d, source="idx")
+    >>> sorted(splits), splits["test"][0].shape
+    (['test', 'train'], (2, 28, 28, 1))
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}.")

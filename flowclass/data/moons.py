@@ -14,14 +14,21 @@ in expectation.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def make_moons(n_samples: int, noise: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
-    """``sklearn.datasets.make_moons`` as ``float32`` inputs and ``int32`` labels."""
+    """``sklearn.datasets.make_moons`` as ``float32`` inputs and ``int32`` labels.
+
+    >>> x, y = make_moons(100, noise=0.1, random_state=0)
+    >>> x.shape, x.dtype, y.dtype, int(y.sum())
+    ((100, 2), dtype('float32'), dtype('int32'), 50)
+    """
     from sklearn.datasets import make_moons as sk_make_moons
 
     if noise < 0:
@@ -30,9 +37,16 @@ def make_moons(n_samples: int, noise: float, random_state: int) -> tuple[np.ndar
     return x.astype(np.float32), y.astype(np.int32)
 
 
-def seed_moons(noise: float, *, n_samples: int = 10_000, n_train: int = 8_500, random_state: int = 170):
+def seed_moons(
+    noise: float, *, n_samples: int = 10_000, n_train: int = 8_500, random_state: int = 170
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The seed's data: ``make_moons(10000, noise, random_state=170)``, first 8500 for
-    training, the remaining 1500 for test. Returns ``(x_train, y_train), (x_test, y_test)``."""
+    training, the remaining 1500 for test. Returns ``(x_train, y_train), (x_test, y_test)``.
+
+    >>> (x, y), (x_test, y_test) = seed_moons(noise=0.1)
+    >>> x.shape, x_test.shape
+    ((8500, 2), (1500, 2))
+    """
     x, y = make_moons(n_samples, noise, random_state)
     return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
 
@@ -49,8 +63,13 @@ def _class_log_density(x: jnp.ndarray, noise: float, t: jnp.ndarray) -> jnp.ndar
     return jnp.stack([per_class(upper), per_class(lower)], axis=-1) + log_norm
 
 
-def moons_class_log_density(x, noise: float, *, num_nodes: int = 2048, chunk: int = 8192) -> np.ndarray:
-    """True ``log p(x | c)`` of ``make_moons`` data for ``c ∈ {0, 1}``, shape ``(N, 2)``."""
+def moons_class_log_density(x: ArrayLike, noise: float, *, num_nodes: int = 2048, chunk: int = 8192) -> np.ndarray:
+    """True ``log p(x | c)`` of ``make_moons`` data for ``c ∈ {0, 1}``, shape ``(N, 2)``.
+
+    >>> points = np.array([[0.0, 1.0], [1.0, -0.5]])  # the tops of the upper and lower moon
+    >>> moons_class_log_density(points, noise=0.1).argmax(-1).tolist()
+    [0, 1]
+    """
     if noise <= 0:
         raise ValueError(f"the moons density needs noise > 0; got {noise}.")
     x = np.asarray(x, np.float64)
@@ -66,12 +85,21 @@ def moons_class_log_density(x, noise: float, *, num_nodes: int = 2048, chunk: in
     return np.concatenate(pieces).astype(np.float64)
 
 
-def moons_log_density(x, noise: float, **kwargs) -> np.ndarray:
-    """True marginal ``log p(x) = log ½ (p(x | 0) + p(x | 1))``, shape ``(N,)``."""
+def moons_log_density(x: ArrayLike, noise: float, **kwargs: Any) -> np.ndarray:
+    """True marginal ``log p(x) = log ½ (p(x | 0) + p(x | 1))``, shape ``(N,)``.
+
+    >>> log_p = moons_log_density(np.array([[0.0, 1.0], [0.5, 0.25], [3.0, 3.0]]), noise=0.1)
+    >>> bool(log_p[0] > log_p[1] > log_p[2])  # on a moon, between the moons, far away
+    True
+    """
     per_class = moons_class_log_density(x, noise, **kwargs)
     return np.logaddexp(per_class[:, 0], per_class[:, 1]) - math.log(2.0)
 
 
-def bayes_predict(x, noise: float, **kwargs) -> np.ndarray:
-    """Bayes-optimal labels ``argmax_c p(x | c)`` for ``make_moons`` data."""
+def bayes_predict(x: ArrayLike, noise: float, **kwargs: Any) -> np.ndarray:
+    """Bayes-optimal labels ``argmax_c p(x | c)`` for ``make_moons`` data.
+
+    >>> bayes_predict(np.array([[0.0, 1.0], [1.0, -0.5]]), noise=0.1).tolist()
+    [0, 1]
+    """
     return np.argmax(moons_class_log_density(x, noise, **kwargs), axis=-1).astype(np.int32)

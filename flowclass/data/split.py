@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def train_val_split(x, y, *, val_fraction: float = 0.1, seed: int = 0):
+def train_val_split(
+    x: np.ndarray, y: np.ndarray, *, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Randomly splits ``(x, y)`` into ``(x_train, y_train), (x_val, y_val)``.
 
     Model selection uses the validation part; the test set stays untouched.
