@@ -241,16 +241,10 @@ class FitResult:
       compile_s: time to compile the step block; train_s: time spent training after that.
       train_samples_per_s: training examples processed per second of ``train_s``.
 
-    Example:
-      >>> import jax, optax, flowclass as fc
-      >>> from flowclass.data import seed_moons, train_val_split
-      >>> (x, y), _ = seed_moons(noise=0.1, n_samples=1000, n_train=800)
-      >>> train, val = train_val_split(x, y, val_fraction=0.25, seed=0)
-      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
-      >>> state = fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), fc.flow_nll)
-      >>> result = fc.fit(state, train, val, key=jax.random.key(1), epochs=2, batch_size=100, progress=False)
-      >>> result.epochs_run, result.history["val_loss"].shape, 1 <= result.best_epoch <= 2
-      (2, (2,), True)
+    Example (see :func:`fit` for a full run):
+      >>> import dataclasses
+      >>> [field.name for field in dataclasses.fields(FitResult)][:4]
+      ['state', 'last_state', 'best_epoch', 'epochs_run']
     """
 
     state: TrainState

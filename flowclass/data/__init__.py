@@ -9,6 +9,7 @@ from flowclass.data.mnist import (
     load_image_dataset,
     read_idx,
     read_mnist_pickle,
+    write_idx,
 )
 from flowclass.data.moons import (
     bayes_predict,
@@ -31,4 +32,5 @@ __all__ = [
     "moons_log_density",
     "seed_moons",
     "train_val_split",
+    "write_idx",
 ]

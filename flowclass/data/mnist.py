@@ -58,6 +58,23 @@ def _read_bytes(path: Path) -> bytes:
         raise ValueError(f"{path} is corrupt or truncated and cannot be read: {error}") from error
 
 
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Writes a ``uint8`` array as an IDX file (``0, 0, 0x08, rank``, then each size as a
+    4-byte big-endian integer, then the bytes); the inverse of :func:`read_idx`.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_idx(Path(d) / "labels", np.array([3, 5], np.uint8))
+    ...     read_idx(Path(d) / "labels").tolist()
+    [3, 5]
+    """
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise ValueError(f"IDX files written here hold unsigned bytes; got dtype {array.dtype}.")
+    sizes = b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    Path(path).write_bytes(bytes([0, 0, 0x08, array.ndim]) + sizes + array.tobytes())
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """Reads one IDX file of unsigned bytes (magic ``0x0000 08 NDIM``) into a ``uint8`` array.
 
@@ -97,15 +114,10 @@ def load_idx_dir(directory: str | Path) -> Splits:
     """Train and test splits from a directory of the four standard IDX files.
 
     >>> import tempfile
-    >>> from pathlib import Path
-    >>> def idx(array):  # IDX: 0, 0, 0x08 (unsigned bytes), rank, then each size as 4 big-endian bytes
-    ...     sizes = b"".join(n.to_bytes(4, "big") for n in array.shape)
-    ...     return bytes([0, 0, 8, array.ndim]) + sizes + array.astype(np.uint8).tobytes()
-    >>> images, labels = np.zeros((2, 28, 28)), np.array([3, 5])
-    >>> def write_idx_dir(d):
+    >>> def write_idx_dir(d, images=np.zeros((2, 28, 28), np.uint8), labels=np.array([3, 5], np.uint8)):
     ...     for split in ("train", "t10k"):
-    ...         _ = (Path(d) / f"{split}-images-idx3-ubyte").write_bytes(idx(images))
-    ...         _ = (Path(d) / f"{split}-labels-idx1-ubyte").write_bytes(idx(labels))
+    ...         write_idx(Path(d) / f"{split}-images-idx3-ubyte", images)
+    ...         write_idx(Path(d) / f"{split}-labels-idx1-ubyte", labels)
     >>> with tempfile.TemporaryDirectory() as d:
     ...     write_idx_dir(d)
     ...     splits = load_idx_dir(d)
@@ -256,17 +268,11 @@ def load_image_dataset(name: str = "mnist", *, data_dir: str | Path | None = Non
 
     Example (a tiny directory of IDX files; ``source='idx'`` never downloads):
     >>> import tempfile
-    >>> from pathlib import Path
-    >>> def idx(array):  # IDX: 0, 0, 0x08 (unsigned bytes), rank, then each size as 4 big-endian bytes
-    ...     sizes = b"".join(n.to_bytes(4, "big") for n in array.shape)
-    ...     return bytes([0, 0, 8, array.ndim]) + sizes + array.astype(np.uint8).tobytes()
-    >>> images, labels = np.zeros((2, 28, 28)), np.array([3, 5])
-    >>> def write_idx_dir(d):
-    ...     for split in ("train", "t10k"):
-    ...         _ = (Path(d) / f"{split}-images-idx3-ubyte").write_bytes(idx(images))
-    ...         _ = (Path(d) / f"{split}-labels-idx1-ubyte").write_bytes(idx(labels))
     >>> with tempfile.TemporaryDirectory() as d:
-    ...     write_idx_dir(d)
+    ...     for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+    ...         write_idx(Path(d) / stem, np.zeros((2, 28, 28), np.uint8))
+    ...     for stem in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+    ...         write_idx(Path(d) / stem, np.array([3, 5], np.uint8))
     ...     splits = load_image_dataset("fashion_mnist", data_dir=d, source="idx")
     >>> sorted(splits), splits["test"][0].shape
     (['test', 'train'], (2, 28, 28, 1))
