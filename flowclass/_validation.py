@@ -22,8 +22,12 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def check_inputs(x, event_shape: Sequence[int], *, name: str = "x"):
-    """Checks that ``x`` is a non-empty, finite batch of shape ``(batch, *event_shape)``."""
+def check_inputs(x, event_shape: Sequence[int], *, name: str = "x", check_values: bool = True):
+    """Checks that ``x`` is a non-empty, finite batch of shape ``(batch, *event_shape)``.
+
+    ``check_values=False`` checks only shape and dtype: for layers behind a boundary that
+    already checked the values, so eager calls do not copy every intermediate to the host.
+    """
     event_shape = tuple(event_shape)
     shape = tuple(np.shape(x))
     expected = "(batch, " + ", ".join(str(d) for d in event_shape) + ")"
@@ -42,7 +46,7 @@ def check_inputs(x, event_shape: Sequence[int], *, name: str = "x"):
     dtype = _dtype(x)
     if not np.issubdtype(dtype, np.floating):
         raise ValueError(f"{name} must be a floating-point array; got dtype {dtype}.")
-    if _is_concrete(x):
+    if check_values and _is_concrete(x):
         finite = np.isfinite(np.asarray(x))
         if not finite.all():
             bad = int((~finite).sum())

@@ -112,4 +112,4 @@ class FlowClassifier(nn.Module):
     def sample(self, key: jax.Array, k: int | jnp.ndarray, n: int, temperature: float = 1.0) -> jnp.ndarray:
         """``n`` inputs of class ``k``: ``f⁻¹(μ_k + T σ_k ε)``, shape ``(n, *event_shape)``."""
         z = self.base.sample(key, k, n, temperature)
-        return self.decode(z)[0]
+        return self.flow(z, inverse=True)[0]  # z is ours: no boundary checks needed
