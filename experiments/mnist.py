@@ -63,12 +63,10 @@ def main(argv=None) -> dict:
 
     import jax
     import numpy as np
-    import optax
 
     import flowclass as fc
     from flowclass.data import load_image_dataset, train_val_split
-    from flowclass.data.pixels import Compose, bin_centres, dequantize, random_shift
-    from flowclass.flows import image_realnvp
+    from flowclass.data.pixels import bin_centres
 
     splits = load_image_dataset(args.dataset, data_dir=args.data_dir)
     x, y = splits["train"]
@@ -81,20 +79,7 @@ def main(argv=None) -> dict:
     if args.model == "flow":  # evaluate at bin centres; training re-draws each pixel within its bin
         x_train, x_val, x_test = (np.asarray(bin_centres(a)) for a in (x_train, x_val, x_test))
 
-    steps_per_epoch = len(x_train) // args.batch_size
-    total_steps = max(1, args.epochs * steps_per_epoch)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(1000, total_steps // 10), total_steps)
-    tx = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
-    shift = (lambda key, im: random_shift(key, im, args.shift)) if args.shift else None
-    if args.model == "flow":
-        model = image_realnvp(args.config, input_shape=x_train.shape[1:], num_classes=10, mean_scale=args.mean_scale)
-        loss_fn = fc.make_flow_loss(cross_entropy_weight=args.beta, nll_unit="bits_per_dim", num_bins=256)
-        augment = Compose((dequantize,) + ((shift,) if shift else ()))
-    else:
-        model = fc.CNN(num_classes=10)
-        loss_fn = fc.cross_entropy
-        augment = Compose((shift,)) if shift else None
-
+    model, tx, loss_fn, augment = build(args, x_train.shape[1:], len(x_train))
     key_init, key_fit = jax.random.split(jax.random.key(args.seed))
     state = fc.create_train_state(model, key_init, x_train[:512], tx, loss_fn)
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
@@ -135,6 +120,65 @@ def main(argv=None) -> dict:
           f"{f', {bpd:.3f} bits/dim' if bpd is not None else ''}; best epoch {result.best_epoch}/"
           f"{result.epochs_run}; {summary['train_images_per_s']:.0f} train images/s; wall {summary['wall_s']:.0f} s")
     return summary
+
+
+def build(args, input_shape, num_train: int):
+    """``(model, optimiser, loss_fn, augment)`` for ``args``: what training and restoring both need."""
+    import optax
+
+    import flowclass as fc
+    from flowclass.data.pixels import Compose, dequantize, random_shift
+
+    steps_per_epoch = num_train // args.batch_size
+    total_steps = max(1, args.epochs * steps_per_epoch)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(1000, total_steps // 10), total_steps)
+    tx = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
+    shift = (lambda key, im: random_shift(key, im, args.shift)) if args.shift else None
+    if args.model == "flow":
+        model = fc.image_realnvp(args.config, input_shape=input_shape, num_classes=10, mean_scale=args.mean_scale)
+        loss_fn = fc.make_flow_loss(cross_entropy_weight=args.beta, nll_unit="bits_per_dim", num_bins=256)
+        augment = Compose((dequantize,) + ((shift,) if shift else ()))
+    else:
+        model = fc.CNN(num_classes=10)
+        loss_fn = fc.cross_entropy
+        augment = Compose((shift,)) if shift else None
+    return model, tx, loss_fn, augment
+
+
+def load_run(run_dir: Path, sample_x):
+    """Rebuilds a finished run's model from its ``results.json`` and restores the selected weights.
+
+    Returns ``(model, variables, summary)``; ``sample_x`` is a batch of the run's inputs (for shapes).
+    """
+    import json
+
+    import jax
+
+    import flowclass as fc
+
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "results.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{summary_path} not found: train first with experiments/mnist.py --out {run_dir}.")
+    summary = json.loads(summary_path.read_text())
+    argv = []
+    for name, value in summary["args"].items():
+        flag = "--" + name.replace("_", "-")
+        if value in ("None", "False") or name in ("out", "data_dir"):
+            continue
+        argv += [flag] if value == "True" else [flag, value]
+    args = parse_args(argv + ["--out", str(run_dir)])
+    model, tx, loss_fn, _ = build(args, sample_x.shape[1:], num_train=1)
+    state = fc.create_train_state(model, jax.random.key(0), sample_x, tx, loss_fn)
+    template = {"state": {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+                          "collections": state.collections},
+                "best": {"params": state.params, "collections": state.collections}}
+    checkpointer = fc.Checkpointer(run_dir / "checkpoints")
+    try:
+        arrays, _ = checkpointer.restore(template)
+    finally:
+        checkpointer.close()
+    return model, {"params": arrays["best"]["params"], **arrays["best"]["collections"]}, summary
 
 
 def save_figures(args, result, y_test, predictions) -> None:

@@ -59,6 +59,6 @@ __all__ = [
     "train_step",
 ]
 
-from flowclass import attacks, manifold  # noqa: E402
+from flowclass import attacks, calibration, manifold, metrics, robustness  # noqa: E402
 
-__all__ += ["attacks", "manifold"]
+__all__ += ["attacks", "calibration", "manifold", "metrics", "robustness"]

@@ -35,6 +35,9 @@ PUBLIC_MODULES = (
     "flowclass.data.pixels",
     "flowclass.attacks",
     "flowclass.manifold",
+    "flowclass.metrics",
+    "flowclass.calibration",
+    "flowclass.robustness",
     "flowclass.sharding",
     "flowclass.plotting",
 )

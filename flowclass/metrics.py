@@ -1,0 +1,223 @@
+"""Classification, calibration and detection metrics, in JAX, on whole arrays.
+
+For ``n`` examples with predicted class probabilities ``p_i ∈ Δ^K`` and labels ``y_i``:
+
+    accuracy = (1/n) Σ_i [argmax_k p_ik = y_i]
+    NLL      = −(1/n) Σ_i log p_{i, y_i}
+    ECE      = Σ_b (n_b / n) |acc_b − conf_b|,   conf_i = max_k p_ik
+
+where bin ``b`` holds the ``n_b`` examples whose confidence falls in ``(e_b, e_{b+1}]``
+(``e_0`` is open below): equal-width edges ``e_b = b/B`` or equal-mass edges at the
+confidences' quantiles; ``acc_b`` and ``conf_b`` are the bin's accuracy and mean confidence.
+
+For detection, a score ``s`` should be larger on positives (e.g. ``−log p(x)`` with
+adversarial or out-of-distribution inputs as positives):
+
+    AUROC      = P(s⁺ > s⁻) + ½ P(s⁺ = s⁻)            (the Mann–Whitney statistic)
+    TPR@FPR=α  = the share of positives flagged by the lowest threshold that flags at most
+                 a share α of negatives (flagged: ``s > t``)
+
+Functions take logits or probabilities as ``(n, K)`` arrays and return Python floats (or
+NumPy arrays for the reliability diagram); they are jitted inside.
+
+Example:
+  >>> import numpy as np
+  >>> logits = np.log(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
+  >>> accuracy(logits, np.array([0, 1, 1]))
+  0.6666666865348816
+  >>> round(auroc(np.array([3.0, 2.0, 0.5]), np.array([True, True, False])), 3)
+  1.0
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+Binning = Literal["width", "mass"]
+
+
+def accuracy(logits: ArrayLike, labels: ArrayLike) -> float:
+    """Share of rows whose largest logit (or probability) is at the label.
+
+    >>> accuracy(np.array([[2.0, 1.0], [0.0, 3.0]]), np.array([0, 0]))
+    0.5
+    """
+    logits, labels = _check_scores(logits, labels)
+    return float(jnp.mean(jnp.argmax(logits, -1) == labels))
+
+
+def negative_log_likelihood(logits: ArrayLike, labels: ArrayLike) -> float:
+    """Mean ``−log softmax(logits)_y`` in nats (``sklearn.metrics.log_loss`` on the probabilities).
+
+    >>> round(negative_log_likelihood(np.log(np.array([[0.5, 0.5], [0.25, 0.75]])), np.array([0, 1])), 4)
+    0.4904
+    """
+    logits, labels = _check_scores(logits, labels)
+    return float(_nll(logits, labels))
+
+
+@jax.jit
+def _nll(logits, labels):
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
+    return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=-1))
+
+
+class Reliability(NamedTuple):
+    """Per-bin data of a reliability diagram; empty bins have no examples and NaN accuracy/confidence.
+
+    Attributes:
+      edges: bin edges ``e_0 .. e_B``, shape ``(B + 1,)``.
+      confidence: mean confidence ``conf_b`` per bin, shape ``(B,)``.
+      accuracy: accuracy ``acc_b`` per bin, shape ``(B,)``.
+      counts: examples per bin ``n_b``, shape ``(B,)``.
+
+    Example:
+      >>> r = reliability(np.log(np.array([[0.9, 0.1], [0.3, 0.7]])), np.array([0, 0]), num_bins=2)
+      >>> r.counts.tolist(), r.accuracy.tolist()
+      ([0, 2], [nan, 0.5])
+    """
+
+    edges: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def ece(self) -> float:
+        """``Σ_b (n_b / n) |acc_b − conf_b|`` over the non-empty bins."""
+        filled = self.counts > 0
+        weights = self.counts[filled] / self.counts.sum()
+        return float(np.sum(weights * np.abs(self.accuracy[filled] - self.confidence[filled])))
+
+
+def reliability(logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15, binning: Binning = "width") -> Reliability:
+    """Bins the top-class confidence ``max_k softmax(logits)_k`` and compares it with accuracy per bin.
+
+    ``binning='width'``: edges ``0, 1/B, ..., 1``; ``'mass'``: edges at the confidences'
+    ``0, 1/B, ..., 1`` quantiles (linear interpolation, as ``numpy.percentile``), so that
+    bins hold about ``n/B`` examples each. A bin is ``(e_b, e_{b+1}]``; the first also holds
+    confidences at or below ``e_0``.
+
+    >>> r = reliability(np.log(np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]])), np.array([0, 1, 1]), num_bins=2,
+    ...                 binning="mass")
+    >>> r.counts.tolist()
+    [2, 1]
+    """
+    logits, labels = _check_scores(logits, labels)
+    if not isinstance(num_bins, int) or num_bins < 1:
+        raise ValueError(f"num_bins must be a positive int; got {num_bins!r}.")
+    if binning not in ("width", "mass"):
+        raise ValueError(f"binning must be 'width' or 'mass'; got {binning!r}.")
+    edges, conf_sum, correct_sum, count = _reliability(logits, labels, num_bins=num_bins, binning=binning)
+    count = np.asarray(count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.where(count > 0, np.asarray(conf_sum) / count, np.nan)
+        acc = np.where(count > 0, np.asarray(correct_sum) / count, np.nan)
+    return Reliability(np.asarray(edges, np.float64), confidence, acc, count.astype(np.int64))
+
+
+def expected_calibration_error(
+    logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15, binning: Binning = "width"
+) -> float:
+    """ECE ``Σ_b (n_b / n) |acc_b − conf_b|`` of the top-class confidence (see :func:`reliability`).
+
+    >>> round(expected_calibration_error(np.log(np.array([[0.9, 0.1], [0.2, 0.8]])), np.array([0, 0])), 3)
+    0.45
+    """
+    return reliability(logits, labels, num_bins=num_bins, binning=binning).ece
+
+
+@functools.partial(jax.jit, static_argnames=("num_bins", "binning"))
+def _reliability(logits, labels, *, num_bins, binning):
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    confidence = jnp.max(probs, -1)
+    correct = (jnp.argmax(probs, -1) == labels).astype(jnp.float32)
+    quantiles = jnp.linspace(0.0, 1.0, num_bins + 1)
+    edges = quantiles if binning == "width" else jnp.percentile(confidence, 100 * quantiles)
+    # bin b holds (e_b, e_{b+1}]: count the inner edges strictly below each confidence
+    bins = jnp.searchsorted(edges[1:-1], confidence, side="left")
+    sums = jax.ops.segment_sum(jnp.stack([confidence, correct, jnp.ones_like(correct)], -1), bins, num_bins)
+    return edges, sums[:, 0], sums[:, 1], sums[:, 2]
+
+
+def auroc(scores: ArrayLike, is_positive: ArrayLike) -> float:
+    """Area under the ROC curve of ``scores`` for telling positives from negatives; ties count ½.
+
+    >>> auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([False, False, True, True]))
+    0.75
+    """
+    scores, positive = _check_detection(scores, is_positive)
+    return float(_auroc(scores, positive))
+
+
+@jax.jit
+def _auroc(scores, positive):
+    sorted_scores = jnp.sort(scores)
+    # mid-rank of every score (1-based): average of the ranks its ties occupy
+    ranks = 0.5 * (jnp.searchsorted(sorted_scores, scores, side="left")
+                   + jnp.searchsorted(sorted_scores, scores, side="right") + 1)
+    n_pos = jnp.sum(positive)
+    n_neg = scores.shape[0] - n_pos
+    # (Σ_pos rank − n⁺(n⁺+1)/2) / (n⁺ n⁻), summed as a mean of O(1) terms to keep float32 exact enough
+    return jnp.sum(jnp.where(positive, ranks / n_neg, 0.0)) / n_pos - (n_pos + 1) / (2 * n_neg)
+
+
+def tpr_at_fpr(scores: ArrayLike, is_positive: ArrayLike, fpr: float = 0.05) -> float:
+    """Share of positives with ``s > t`` for the lowest ``t`` that flags at most ``⌊fpr · n⁻⌋`` negatives.
+
+    That threshold is the ``(m+1)``-th largest negative score, ``m = ⌊fpr · n⁻⌋``: the best
+    point of the ROC curve with false-positive rate at most ``fpr``.
+
+    >>> tpr_at_fpr(np.array([5.0, 1.0, 3.0, 2.0, 0.0]), np.array([True, True, False, False, False]), fpr=0.34)
+    0.5
+    """
+    scores, positive = _check_detection(scores, is_positive)
+    if not 0.0 <= fpr <= 1.0:
+        raise ValueError(f"fpr must be in [0, 1]; got {fpr}.")
+    return float(_tpr_at_fpr(scores, positive, jnp.float32(fpr)))
+
+
+@jax.jit
+def _tpr_at_fpr(scores, positive, fpr):
+    n_neg = jnp.sum(~positive)
+    negatives_descending = -jnp.sort(jnp.where(positive, jnp.inf, -scores))  # positives sort last
+    allowed = jnp.floor(fpr * n_neg + 1e-6).astype(jnp.int32)
+    threshold = jnp.where(allowed < n_neg, negatives_descending[jnp.minimum(allowed, n_neg - 1)], -jnp.inf)
+    return jnp.sum(positive & (scores > threshold)) / jnp.sum(positive)
+
+
+def _check_scores(logits, labels) -> tuple[jax.Array, jax.Array]:
+    logits = jnp.asarray(logits)
+    labels = np.asarray(labels)
+    if logits.ndim != 2 or logits.shape[0] == 0:
+        raise ValueError(f"logits must have shape (n, num_classes) with n >= 1; got shape {logits.shape}.")
+    if labels.shape != (logits.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be {logits.shape[0]} integers (one per row of logits); "
+                         f"got shape {labels.shape}, dtype {labels.dtype}.")
+    if labels.min() < 0 or labels.max() >= logits.shape[1]:
+        raise ValueError(f"labels must be in [0, {logits.shape[1] - 1}]; got values in "
+                         f"[{labels.min()}, {labels.max()}].")
+    if not bool(jnp.all(jnp.isfinite(logits))):
+        raise ValueError("logits contain NaN or inf.")
+    return logits, jnp.asarray(labels, jnp.int32)
+
+
+def _check_detection(scores, is_positive) -> tuple[jax.Array, jax.Array]:
+    scores = jnp.asarray(scores, jnp.float32)
+    positive = np.asarray(is_positive)
+    if scores.ndim != 1 or positive.shape != scores.shape:
+        raise ValueError(f"scores and is_positive must be 1-D of the same length; got shapes {scores.shape} "
+                         f"and {positive.shape}.")
+    if positive.dtype != np.bool_:
+        raise ValueError(f"is_positive must be boolean; got dtype {positive.dtype}.")
+    if positive.all() or not positive.any():
+        raise ValueError("detection metrics need at least one positive and one negative example.")
+    if not bool(jnp.all(jnp.isfinite(scores))):
+        raise ValueError("scores contain NaN or inf.")
+    return scores, jnp.asarray(positive)
