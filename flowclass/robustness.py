@@ -99,7 +99,8 @@ def pgd_attack(
 
     Every restart runs ``steps`` steps ``x ← Π_B(x + α sign ∇L)`` from its own uniform
     start in ``B`` (or from ``x_0`` if ``random_start=False``); the result holds, per
-    example, the iterate of largest margin over all steps and restarts.
+    example, the iterate of largest margin over all steps and restarts. A batch whose
+    examples are all turned skips its remaining restarts (robust accuracy is unaffected).
 
     ``penalty`` makes the attack adaptive to a detector that reads the model's outputs:
     ``penalty(logits) -> (batch,)`` is subtracted from both the loss and the margin that
@@ -132,6 +133,8 @@ def pgd_attack(
     def attack_batch(fn, x0, y, batch_key):
         best = _margins(fn, x0, y, penalty=penalty), x0
         for restart in range(restarts):
+            if restart and bool(jnp.all(best[0] > 0)):
+                break  # every example of the batch is already turned: more restarts cannot change the verdict
             xs = x0
             if random_start:
                 noise = jax.random.uniform(jax.random.fold_in(batch_key, restart), x0.shape, minval=-eps, maxval=eps)
