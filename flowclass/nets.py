@@ -2,13 +2,92 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
 from jax.typing import DTypeLike
 
 Activation = Callable[[jnp.ndarray], jnp.ndarray]
+Padding = tuple[tuple[int, int], tuple[int, int]]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, padding: Padding) -> jnp.ndarray:
+    """Stride-1 convolution ``y[b, i, j, o] = Σ_{u, v, c} x_pad[b, i + u, j + v, c] · kernel[u, v, c, o]``
+    (NHWC input, HWIO kernel), whose gradients are convolutions in the same NHWC/HWIO form.
+
+    XLA's CPU backend runs only that form with its fast kernels, and it rewrites other forms
+    into it only outside loops: the input and kernel gradients JAX derives for
+    ``lax.conv_general_dilated`` inside ``lax.scan``/``while_loop``/``cond`` ran ~50x slower.
+    The tangents here are written so that their transposes (the gradients) come out canonical;
+    forward mode (``jax.jvp``, ``jax.jacfwd``) works as usual.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 5)), ((1, 1), (1, 1))).shape
+      (1, 4, 4, 5)
+    """
+    return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(conv2d.defjvp, symbolic_zeros=True)
+def _conv2d_jvp(padding: Padding, primals: tuple, tangents: tuple) -> tuple[jnp.ndarray, jnp.ndarray]:
+    # The same map as conv2d in other layouts: JAX transposes an (NHWC, HWOI) convolution of dx
+    # into an (NHWC, HWIO) one, and a (CHWN, IHWO) -> HWNC convolution of dkernel into one too.
+    x, kernel = primals
+    dx, dkernel = tangents
+    y = conv2d(x, kernel, padding)
+    dy = jnp.zeros_like(y)
+    if not isinstance(dx, SymbolicZero):
+        dy += lax.conv_general_dilated(dx, kernel.swapaxes(2, 3), (1, 1), padding,
+                                       dimension_numbers=("NHWC", "HWOI", "NHWC"))
+    if not isinstance(dkernel, SymbolicZero):
+        dy += lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dkernel.transpose(2, 0, 1, 3), (1, 1), padding,
+                                       dimension_numbers=("CHWN", "IHWO", "HWNC")).transpose(2, 0, 1, 3)
+    return y, dy
+
+
+class Conv(nn.Module):
+    """``y = conv2d(x, kernel) + bias`` over NHWC images, stride 1, ``'SAME'`` (odd kernels) or
+    ``'VALID'`` padding; the parameters (``kernel``, ``bias``) and their initialisation are those of
+    ``flax.linen.Conv``, but gradients stay fast inside loops (see :func:`conv2d`). A ``1 × 1``
+    kernel runs as the matmul ``y[b, i, j] = kernel[0, 0]ᵀ x[b, i, j] + bias``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> layer = Conv(4, (3, 3))
+      >>> x = jnp.ones((2, 5, 5, 1))
+      >>> layer.apply(layer.init(jax.random.key(0), x), x).shape
+      (2, 5, 5, 4)
+    """
+
+    features: int
+    kernel_size: tuple[int, int]
+    padding: str = "SAME"
+    dtype: DTypeLike | None = None
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        kh, kw = self.kernel_size
+        if self.padding not in ("SAME", "VALID"):
+            raise ValueError(f"padding must be 'SAME' or 'VALID'; got {self.padding!r}.")
+        if self.padding == "SAME" and not kh % 2 == kw % 2 == 1:
+            raise ValueError(f"'SAME' padding needs odd kernel sizes; got {self.kernel_size}.")
+        shape = (kh, kw, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        if (kh, kw) == (1, 1):  # a matmul over channels: ~8% faster than XLA's 1x1 convolution on CPU
+            return jnp.einsum("bhwc,co->bhwo", x, kernel[0, 0]) + bias
+        same = self.padding == "SAME"
+        padding = ((kh // 2, kh // 2), (kw // 2, kw // 2)) if same else ((0, 0), (0, 0))
+        return conv2d(x, kernel, padding) + bias
 
 
 class MLP(nn.Module):
@@ -38,7 +117,8 @@ class MLP(nn.Module):
 
 class ConvNet(nn.Module):
     """Hidden ``k × k`` convolutions ``h_{l+1} = act(conv_l(h_l))`` over NHWC images, 'SAME'
-    padding; no output layer (a coupling conditioner for image masks).
+    padding; no output layer (a coupling conditioner for image masks). ``dtype`` sets the
+    compute dtype; parameters stay ``float32``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -57,7 +137,7 @@ class ConvNet(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         window = (self.kernel_size, self.kernel_size)
         for width in self.features:
-            x = self.activation(nn.Conv(width, window, padding="SAME", dtype=self.dtype)(x))
+            x = self.activation(Conv(width, window, dtype=self.dtype)(x))
         return x
 
 
@@ -96,15 +176,16 @@ class GatedConvBlock(nn.Module):
 
     @nn.compact
     def __call__(self, h: jnp.ndarray) -> jnp.ndarray:
-        out = nn.Conv(self.features, (3, 3), padding="SAME", dtype=self.dtype)(concat_elu(h))
-        out = nn.Conv(2 * self.features, (1, 1), dtype=self.dtype)(concat_elu(out))
+        out = Conv(self.features, (3, 3), dtype=self.dtype)(concat_elu(h))
+        out = Conv(2 * self.features, (1, 1), dtype=self.dtype)(concat_elu(out))
         value, gate = jnp.split(out, 2, axis=-1)
         return nn.LayerNorm(dtype=self.dtype)(h + value * nn.sigmoid(gate))
 
 
 class GatedConvNet(nn.Module):
     """The seed's coupling conditioner: conv3x3 to ``features``, ``num_blocks`` gated blocks,
-    then ``concat_elu`` (the coupling adds the zero-initialised output projection).
+    then ``concat_elu`` (the coupling adds the zero-initialised output projection). ``dtype``
+    sets the compute dtype; parameters stay ``float32``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -120,7 +201,7 @@ class GatedConvNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        h = nn.Conv(self.features, (3, 3), padding="SAME", dtype=self.dtype)(x)
+        h = Conv(self.features, (3, 3), dtype=self.dtype)(x)
         for _ in range(self.num_blocks):
             h = GatedConvBlock(self.features, self.dtype)(h)
         return concat_elu(h)
@@ -141,7 +222,7 @@ class CNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        x = nn.relu(nn.Conv(10, (7, 7), padding="VALID")(x))
-        x = nn.relu(nn.Conv(10, (5, 5), padding="VALID")(x))
+        x = nn.relu(Conv(10, (7, 7), padding="VALID")(x))
+        x = nn.relu(Conv(10, (5, 5), padding="VALID")(x))
         x = nn.relu(nn.Dense(50)(x.reshape(x.shape[0], -1)))
         return nn.Dense(self.num_classes)(x)

@@ -10,6 +10,8 @@ With a binary mask ``m`` (1 = conditioning part) and a conditioner network
     log|det ∂y/∂x| = Σ_i s_i
 
 At initialisation ``ŝ = t = 0``, so every coupling starts as the identity.
+The conditioner may compute in a lower precision (e.g. ``bfloat16``); its output is cast
+to at least ``float32``, so ``s``, ``t`` and the log-det are never below ``float32``.
 """
 
 from __future__ import annotations
@@ -55,18 +57,20 @@ class AffineCoupling(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
         channels = x.shape[-1]
-        mask = jnp.asarray(build_mask(self.mask_type, x.shape[1:], self.parity), x.dtype)
-        hidden = self.conditioner(x * mask)
+        dtype = jnp.promote_types(x.dtype, jnp.float32)  # s, t and log-dets: never below float32
+        mask = jnp.asarray(build_mask(self.mask_type, x.shape[1:], self.parity), dtype)
+        hidden = self.conditioner(x * mask.astype(x.dtype)).astype(dtype)  # e.g. from bfloat16 compute
         out = nn.Dense(
             2 * channels,
             kernel_init=nn.initializers.zeros,
             bias_init=nn.initializers.zeros,
             name="zero_proj",
         )(hidden)
-        raw_log_scale, shift = jnp.split(out.astype(x.dtype), 2, axis=-1)
-        bound = self.param("log_scale_bound", self.scale_init, (channels,), x.dtype)
+        raw_log_scale, shift = jnp.split(out, 2, axis=-1)
+        bound = self.param("log_scale_bound", self.scale_init, (channels,), dtype)
         log_scale = (1.0 - mask) * bound * jnp.tanh(raw_log_scale)
         shift = (1.0 - mask) * shift
+        wide = x.astype(dtype)
         if inverse:
-            return (x - shift) * jnp.exp(-log_scale), -sum_event(log_scale)
-        return x * jnp.exp(log_scale) + shift, sum_event(log_scale)
+            return ((wide - shift) * jnp.exp(-log_scale)).astype(x.dtype), -sum_event(log_scale)
+        return (wide * jnp.exp(log_scale) + shift).astype(x.dtype), sum_event(log_scale)
