@@ -13,8 +13,8 @@ from flowclass.checkpoint import Checkpointer
 from flowclass.classifier import FlowClassifier
 from flowclass.distributions import ClassGaussians, as_means
 from flowclass.flows import image_realnvp, tabular_realnvp
-from flowclass.losses import cross_entropy, flow_nll, make_flow_loss
-from flowclass.nets import CNN, FNN, MLP, ConvNet, GatedConvNet
+from flowclass.losses import cross_entropy, flow_nll, make_flow_loss, make_semi_supervised_loss
+from flowclass.nets import CNN, FNN, MLP, Conv, ConvNet, GatedConvNet
 from flowclass.training import (
     FitResult,
     NonFiniteLossError,
@@ -32,6 +32,7 @@ __all__ = [
     "CNN",
     "Chain",
     "Checkpointer",
+    "Conv",
     "ConvNet",
     "ClassGaussians",
     "FNN",
@@ -53,12 +54,13 @@ __all__ = [
     "flow_nll",
     "image_realnvp",
     "make_flow_loss",
+    "make_semi_supervised_loss",
     "predict_logits",
     "sharding",
     "tabular_realnvp",
     "train_step",
 ]
 
-from flowclass import attacks, calibration, manifold, metrics, robustness  # noqa: E402
+from flowclass import attacks, calibration, generation, manifold, metrics, robustness  # noqa: E402
 
-__all__ += ["attacks", "calibration", "manifold", "metrics", "robustness"]
+__all__ += ["attacks", "calibration", "generation", "manifold", "metrics", "robustness"]

@@ -13,6 +13,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from flowclass.data.labels import UNLABELLED
+
 
 def _dtype(x) -> np.dtype:
     return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
@@ -55,8 +57,13 @@ def check_inputs(x, event_shape: Sequence[int], *, name: str = "x", check_values
             )
 
 
-def check_labels(y, num_classes: int, *, batch: int | None = None, name: str = "y"):
-    """Checks that ``y`` is a 1-D integer array of labels in ``[0, num_classes)``."""
+def check_labels(
+    y, num_classes: int, *, batch: int | None = None, name: str = "y", allow_unlabelled: bool = False
+):
+    """Checks that ``y`` is a 1-D integer array of labels in ``[0, num_classes)``.
+
+    With ``allow_unlabelled``, :data:`~flowclass.data.labels.UNLABELLED` (``-1``) is accepted too.
+    """
     shape = tuple(np.shape(y))
     if len(shape) != 1:
         raise ValueError(f"{name} must be a 1-D array of class labels; got shape {shape}.")
@@ -70,7 +77,21 @@ def check_labels(y, num_classes: int, *, batch: int | None = None, name: str = "
     if _is_concrete(y):
         y = np.asarray(y)
         low, high = int(y.min()), int(y.max())
-        if low < 0 or high >= num_classes:
-            raise ValueError(
-                f"{name} must hold labels in [0, {num_classes}); got values in [{low}, {high}]."
+        lowest = UNLABELLED if allow_unlabelled else 0
+        if low < lowest or high >= num_classes:
+            allowed = f"[0, {num_classes})" + (f" or {UNLABELLED} (unlabelled)" if allow_unlabelled else "")
+            hint = (
+                f"; {UNLABELLED} marks an unlabelled example only where allow_unlabelled=True"
+                if low == UNLABELLED and not allow_unlabelled
+                else ""
             )
+            raise ValueError(f"{name} must hold labels in {allowed}; got values in [{low}, {high}]{hint}.")
+
+
+def check_no_unlabelled(y, *, name: str = "y"):
+    """Rejects :data:`~flowclass.data.labels.UNLABELLED` (or any negative) labels where they are not allowed."""
+    if _is_concrete(y) and np.issubdtype(_dtype(y), np.integer) and np.size(y) and int(np.min(y)) < 0:
+        raise ValueError(
+            f"{name} holds negative labels (min {int(np.min(y))}); {UNLABELLED} marks an unlabelled example, "
+            "which needs allow_unlabelled=True and a loss that handles it (make_semi_supervised_loss)."
+        )

@@ -86,6 +86,10 @@ class FlowClassifier(nn.Module):
         """Class log-priors ``log π_k``, shape ``(K,)``."""
         return self.base.log_weights()
 
+    def class_means(self) -> jnp.ndarray:
+        """The class means ``μ_k`` in latent space, shape ``(K, *latent_shape)``."""
+        return self.base.class_means.reshape((self.num_classes, *self.latent_shape))
+
     def logits(self, x: jnp.ndarray) -> jnp.ndarray:
         """Unnormalised Bayes posterior ``log p(z | k) + log π_k``, shape ``(batch, K)``."""
         z, _ = self.encode(x)

@@ -26,8 +26,9 @@ from flax import struct
 from tqdm.auto import tqdm
 
 from flowclass import sharding
-from flowclass._validation import check_inputs, check_labels
+from flowclass._validation import check_inputs, check_labels, check_no_unlabelled
 from flowclass.checkpoint import Checkpointer
+from flowclass.data.labels import UNLABELLED
 from flowclass.losses import LossFn
 
 
@@ -161,10 +162,36 @@ def _place(batch, mesh: jax.sharding.Mesh | None):
     return jax.device_put(batch, target)
 
 
+def _labelled_metrics(loss_fn: LossFn) -> tuple[str, ...]:
+    """The metrics a loss computes over labelled examples only (see ``make_semi_supervised_loss``)."""
+    return tuple(getattr(loss_fn, "labelled_metrics", ()))
+
+
+def _check_unlabelled(loss_fn: LossFn, allow_unlabelled: bool, labels: dict[str, Any]) -> None:
+    if not allow_unlabelled:
+        for name, y in labels.items():
+            check_no_unlabelled(y, name=name)
+    elif not _labelled_metrics(loss_fn):
+        raise ValueError(
+            "allow_unlabelled=True needs a loss that handles unlabelled examples (label -1), "
+            "such as make_semi_supervised_loss(); this loss has no 'labelled_metrics'."
+        )
+
+
 def evaluate(
-    state: TrainState, x: np.ndarray | jax.Array, y: np.ndarray | jax.Array, *, batch_size: int = 4096
+    state: TrainState,
+    x: np.ndarray | jax.Array,
+    y: np.ndarray | jax.Array,
+    *,
+    batch_size: int = 4096,
+    allow_unlabelled: bool = False,
 ) -> dict[str, float]:
     """Example-weighted means of the loss function's metrics over ``(x, y)``, in batches.
+
+    With ``allow_unlabelled``, labels may be ``-1`` (unlabelled; the loss must handle them, as
+    :func:`make_semi_supervised_loss`'s does): the metrics the loss computes over labelled
+    examples only (``accuracy``, ...) are then weighted by each batch's number of labelled
+    examples, and are NaN when ``y`` has none.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, flowclass as fc
@@ -177,15 +204,25 @@ def evaluate(
     n = len(x)
     if n == 0:
         raise ValueError("cannot evaluate on an empty set.")
+    _check_unlabelled(state.loss_fn, allow_unlabelled, {"y": y})
+    labelled_metrics = _labelled_metrics(state.loss_fn)
     mesh = _state_mesh(state)
     totals: dict[str, float] = {}
+    n_labelled = 0
     for start in range(0, n, batch_size):
-        batch = _place((x[start : start + batch_size], y[start : start + batch_size]), mesh)
+        y_batch = y[start : start + batch_size]
+        batch = _place((x[start : start + batch_size], y_batch), mesh)
         aux = jax.device_get(eval_step(state, batch))
-        weight = len(batch[0])
+        weight = len(y_batch)
+        batch_labelled = int(np.sum(np.asarray(y_batch) != UNLABELLED)) if labelled_metrics else weight
+        n_labelled += batch_labelled
         for name, value in aux.items():
-            totals[name] = totals.get(name, 0.0) + float(value) * weight
-    return {name: total / n for name, total in totals.items()}
+            w = batch_labelled if name in labelled_metrics else weight
+            totals[name] = totals.get(name, 0.0) + float(value) * w
+    return {
+        name: (total / n_labelled if n_labelled else float("nan")) if name in labelled_metrics else total / n
+        for name, total in totals.items()
+    }
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "method"))
@@ -257,14 +294,18 @@ class FitResult:
     train_samples_per_s: float
 
 
+_LABELLED_COUNT = "_labelled_count"  # the step metrics' key for the number of labelled examples
+
+
 def _run_block(state, data, order, key, augment=None, batch_spec=None):
     """Train steps over the rows of ``order`` (``(steps, batch)`` indices into ``data``).
 
-    Returns the state and the sums of the step metrics. A single row runs without a loop:
-    XLA's CPU backend runs convolutions inside ``while``/``cond`` bodies many times slower
-    (measured 23x on the image flow), so image models take one step per call.
+    Returns the state and the sums of the step metrics; metrics the loss computes over labelled
+    examples only are weighted by each step's labelled count, summed in ``_LABELLED_COUNT``.
+    A single row runs without a loop.
     """
     x_all, y_all = data
+    labelled_metrics = _labelled_metrics(state.loss_fn)
 
     def one_step(state, idx, step_key):
         x, y = x_all[idx], y_all[idx]
@@ -273,7 +314,12 @@ def _run_block(state, data, order, key, augment=None, batch_spec=None):
             y = jax.lax.with_sharding_constraint(y, batch_spec)
         if augment is not None:
             x = augment(step_key, x)
-        return _train_step(state, (x, y))
+        state, aux = _train_step(state, (x, y))
+        if labelled_metrics:
+            count = jnp.sum(y != UNLABELLED).astype(jnp.float32)
+            aux = {k: v * count if k in labelled_metrics else v for k, v in aux.items()}
+            aux[_LABELLED_COUNT] = count
+        return state, aux
 
     if order.shape[0] == 1:
         return one_step(state, order[0], key)
@@ -313,13 +359,13 @@ def fit(
     mesh: jax.sharding.Mesh | None = None,
     progress: bool = True,
     desc: str = "train",
+    allow_unlabelled: bool = False,
 ) -> FitResult:
     """Trains on in-memory ``train = (x, y)`` and selects the best epoch on ``val``.
 
     Each epoch shuffles the training set (dropping the last partial batch) and runs
-    its steps in blocks of at most ``max_steps_per_call`` inside ``lax.scan`` (default:
-    100 for tabular data; 1, i.e. one jitted step per call, for images, whose
-    convolutions XLA's CPU backend runs much slower inside loops);
+    its steps in blocks of at most ``max_steps_per_call`` (default 100) inside ``lax.scan``,
+    so a block runs without returning to Python;
     ``augment(key, x_batch)`` runs inside the compiled step. After every epoch the
     validation metrics are computed and the state with the best ``val_<select>``
     (lowest, or highest for ``'accuracy'``) is kept.
@@ -330,6 +376,9 @@ def fit(
         with ``resume=True``, continue from the newest one found there.
       mesh: data-parallel mesh (see :mod:`flowclass.sharding`); the default uses all
         devices when there are several. ``batch_size`` must divide evenly over it.
+      allow_unlabelled: accept the label ``-1`` (unlabelled) in ``train`` and ``val``, for a
+        loss that handles it (:func:`make_semi_supervised_loss`); its labelled-only metrics
+        (``accuracy``, ...) are averaged over the labelled examples (NaN without any).
 
     Raises:
       NonFiniteLossError: the training loss became NaN/inf; no checkpoint is written
@@ -353,9 +402,13 @@ def fit(
     event_shape = np.shape(train_x)[1:]
     check_inputs(train_x, event_shape, name="train x")
     check_inputs(val_x, event_shape, name="validation x")
+    _check_unlabelled(state.loss_fn, allow_unlabelled, {"train y": train_y, "validation y": val_y})
     if num_classes is not None:
-        check_labels(train_y, num_classes, batch=len(train_x), name="train y")
-        check_labels(val_y, num_classes, batch=len(val_x), name="validation y")
+        check_labels(train_y, num_classes, batch=len(train_x), name="train y", allow_unlabelled=allow_unlabelled)
+        check_labels(val_y, num_classes, batch=len(val_x), name="validation y", allow_unlabelled=allow_unlabelled)
+    labelled_metrics = _labelled_metrics(state.loss_fn)
+    if select in labelled_metrics and not np.any(np.asarray(val_y) != UNLABELLED):
+        raise ValueError(f"select={select!r} is computed on labelled examples, but the validation set has none.")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1; got {epochs}.")
     if not 1 <= batch_size <= len(train_x):
@@ -374,7 +427,7 @@ def fit(
     data = (place(train_x), place(train_y))
     steps = len(train_x) // batch_size
     if max_steps_per_call is None:
-        max_steps_per_call = 100 if len(event_shape) == 1 else 1
+        max_steps_per_call = 100
     blocks = _block_layout(steps, max_steps_per_call)
 
     checkpointer = Checkpointer(checkpoint_dir) if checkpoint_dir is not None else None
@@ -433,8 +486,13 @@ def fit(
                     f"The best state so far (epoch {best_epoch}) is in .best_state. Try a lower learning rate.",
                     best_state(),
                 )
-            val_metrics = evaluate(state, val_x, val_y, batch_size=eval_batch_size)
-            row = {f"train_{k}": v / count for k, v in sums.items()}
+            val_metrics = evaluate(state, val_x, val_y, batch_size=eval_batch_size, allow_unlabelled=allow_unlabelled)
+            labelled_count = sums.pop(_LABELLED_COUNT, 0.0)
+            row: dict[str, Any] = {
+                f"train_{k}": (v / labelled_count if labelled_count else float("nan")) if k in labelled_metrics
+                else v / count
+                for k, v in sums.items()
+            }
             row.update({f"val_{k}": v for k, v in val_metrics.items()})
             row["epoch_s"] = time.perf_counter() - epoch_start
             history.append(row)

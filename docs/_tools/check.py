@@ -38,6 +38,7 @@ PUBLIC_MODULES = (
     "flowclass.metrics",
     "flowclass.calibration",
     "flowclass.robustness",
+    "flowclass.generation",
     "flowclass.sharding",
     "flowclass.plotting",
 )

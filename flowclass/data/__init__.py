@@ -3,6 +3,7 @@
 Nothing here imports a model.
 """
 
+from flowclass.data.labels import UNLABELLED, balanced_label_subset, hide_labels
 from flowclass.data.mnist import (
     DataNotFoundError,
     load_idx_dir,
@@ -21,7 +22,10 @@ from flowclass.data.moons import (
 from flowclass.data.split import train_val_split
 
 __all__ = [
+    "UNLABELLED",
     "DataNotFoundError",
+    "balanced_label_subset",
+    "hide_labels",
     "load_idx_dir",
     "load_image_dataset",
     "read_idx",

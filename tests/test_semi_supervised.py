@@ -1,0 +1,159 @@
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from helpers import perturb
+
+import flowclass as fc
+from flowclass._validation import check_labels
+from flowclass.data import make_moons, seed_moons
+from flowclass.data.labels import UNLABELLED, balanced_label_subset, hide_labels
+from flowclass.losses import make_semi_supervised_loss
+
+
+@functools.cache
+def _model_and_variables(num_classes=3):
+    model = fc.tabular_realnvp(2, num_classes, num_couplings=3, hidden=(16,), means="normal", mean_scale=2.0,
+                               trainable_weights=True)
+    variables = perturb(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 2))), jax.random.key(1))
+    return model, variables
+
+
+def _jit_loss(loss_fn):
+    return jax.jit(loss_fn, static_argnums=0)  # one compile instead of op-by-op dispatch
+
+
+def test_unlabelled_term_is_logsumexp_of_class_likelihoods_plus_log_weights():
+    model, v = _model_and_variables()
+    x = jax.random.normal(jax.random.key(2), (8, 2))
+    y = jnp.array([0, -1, 2, -1, -1, 1, -1, 0])
+    per_class = model.apply(v, x, method="class_log_likelihoods")
+    log_w = model.apply(v, method="log_weights")
+    assert not np.allclose(log_w, log_w[0])  # non-uniform weights, so they matter
+    marginal = jax.scipy.special.logsumexp(per_class + log_w, axis=-1)
+    labelled = y >= 0
+    joint = (per_class + log_w)[jnp.arange(8), jnp.where(labelled, y, 0)]
+
+    loss, aux = _jit_loss(make_semi_supervised_loss(unlabelled_weight=0.3))(model.apply, v, x, y)
+    expected = jnp.mean(jnp.where(labelled, -joint, 0.3 * -marginal))
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    np.testing.assert_allclose(aux["marginal_nll"], -jnp.mean(marginal), rtol=1e-5)
+
+    all_unlabelled = jnp.full(8, UNLABELLED)
+    loss, _ = _jit_loss(make_semi_supervised_loss())(model.apply, v, x, all_unlabelled)
+    np.testing.assert_allclose(loss, -jnp.mean(marginal), rtol=1e-5)
+    np.testing.assert_allclose(marginal, model.apply(v, x, method="marginal_log_prob"), rtol=1e-5)
+
+
+def test_on_labelled_data_it_is_the_supervised_loss_plus_log_k():
+    model = fc.tabular_realnvp(2, 2, num_couplings=2, hidden=(8,), means=((-4, 0), (4, 0)))
+    v = perturb(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 2))), jax.random.key(1))
+    x, y = jax.random.normal(jax.random.key(3), (6, 2)), jnp.array([0, 1, 1, 0, 1, 0])
+    for unit in ("nats", "bits_per_dim"):
+        semi = _jit_loss(make_semi_supervised_loss(cross_entropy_weight=0.5, nll_unit=unit))(model.apply, v, x, y)
+        flow = _jit_loss(fc.make_flow_loss(cross_entropy_weight=0.5, nll_unit=unit))(model.apply, v, x, y)
+        scale = 1.0 if unit == "nats" else 2 * np.log(2)
+        np.testing.assert_allclose(semi[0], flow[0] + np.log(2) / scale, rtol=1e-5)
+        for name in ("nll", "bits_per_dim", "cross_entropy", "accuracy"):
+            np.testing.assert_allclose(semi[1][name], flow[1][name], rtol=1e-5)
+
+
+def test_labelled_metrics_ignore_unlabelled_examples_in_batches_and_evaluate():
+    model, v = _model_and_variables()
+    loss_fn = make_semi_supervised_loss()
+    x = jax.random.normal(jax.random.key(4), (20, 2))
+    y_true = np.asarray(jax.random.randint(jax.random.key(5), (20,), 0, 3), np.int32)
+    y = y_true.copy()
+    y[[1, 2, 3, 5, 8, 9, 10, 11, 12, 15]] = UNLABELLED  # batches of 4 hold 3, 2, 0, 2, 3 labels
+    _, aux = _jit_loss(loss_fn)(model.apply, v, x, jnp.asarray(y))
+    on_labelled = _jit_loss(fc.make_flow_loss())(model.apply, v, x[y >= 0], jnp.asarray(y[y >= 0]))[1]
+    for name in loss_fn.labelled_metrics:
+        np.testing.assert_allclose(aux[name], on_labelled[name], rtol=1e-5)
+
+    state = fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), loss_fn)
+    state = state.replace(params=v["params"])
+    metrics = fc.evaluate(state, x, y, batch_size=4, allow_unlabelled=True)
+    for name in loss_fn.labelled_metrics:
+        np.testing.assert_allclose(metrics[name], on_labelled[name], rtol=1e-5)
+    np.testing.assert_allclose(metrics["marginal_nll"], aux["marginal_nll"], rtol=1e-5)
+    assert np.isnan(fc.evaluate(state, x, np.full(20, UNLABELLED, np.int32), allow_unlabelled=True)["accuracy"])
+
+
+def _fresh_accuracy(result, x, y):
+    logits = fc.predict_logits(result.state.apply_fn, result.state.variables, x)
+    return float(np.mean(np.argmax(logits, -1) == y))
+
+
+def test_ten_labels_plus_unlabelled_moons_beat_the_ten_labels_alone():
+    """Two moons, noise 0.1: 10 balanced labels (label seed 0; 4 of the 5 seeds 0-4 work) repeated
+    85 times (~10 % of the rows) plus ~7650 unlabelled points, vs the same flow and loss on the
+    repeated labels alone for as many steps. Measured: 99.9 % vs 89.6 % on fresh points."""
+    (x, y), _ = seed_moons(0.1)
+    keep = balanced_label_subset(y, 10, seed=0)
+    rest = np.random.default_rng(0).permutation(np.setdiff1d(np.arange(len(y)), keep))
+    val = (x[rest[:400]], np.full(400, UNLABELLED, np.int32))  # model selection sees no labels
+    unlabelled = rest[400:]
+    x_lab, y_lab = np.repeat(x[keep], 85, axis=0), np.repeat(y[keep], 85, axis=0)
+    semi = (np.concatenate([x_lab, x[unlabelled]]), np.concatenate([y_lab, np.full(len(unlabelled), -1, np.int32)]))
+    x_fresh, y_fresh = make_moons(20_000, 0.1, 99)
+    accuracy = {}
+    for name, train, epochs in (("semi", semi, 10), ("labels", (x_lab, y_lab), 100)):  # 660 vs 600 steps
+        model = fc.tabular_realnvp(2, 2, num_couplings=4, hidden=(64, 64), means=((-4, 0), (4, 0)))
+        state = fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(2e-3), make_semi_supervised_loss())
+        result = fc.fit(state, train, val, key=jax.random.key(1), epochs=epochs, batch_size=128, num_classes=2,
+                        allow_unlabelled=True, progress=False)
+        assert np.isnan(result.history["val_accuracy"]).all()  # validation is unlabelled
+        assert np.isfinite(result.history["train_accuracy"]).all()
+        accuracy[name] = _fresh_accuracy(result, x_fresh, y_fresh)
+    assert accuracy["semi"] > 0.98, accuracy
+    assert accuracy["semi"] > accuracy["labels"] + 0.05, accuracy
+
+
+def test_unlabelled_labels_need_to_be_asked_for():
+    model, v = _model_and_variables(2)
+    x, y = np.zeros((8, 2), np.float32), np.array([0, 1, -1, -1, 0, 1, -1, 0], np.int32)
+    with pytest.raises(ValueError, match=r"labels in \[0, 2\); got values in \[-1, 1\]; -1 marks an unlabelled"):
+        check_labels(y, 2)
+    check_labels(y, 2, allow_unlabelled=True)
+    with pytest.raises(ValueError, match=r"\[0, 2\) or -1 \(unlabelled\); got values in \[-2, 1\]"):
+        check_labels(np.array([0, -2, 1]), 2, allow_unlabelled=True)
+
+    semi = fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), make_semi_supervised_loss())
+    supervised = fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), fc.flow_nll)
+    for state in (semi, supervised):
+        with pytest.raises(ValueError, match="train y holds negative labels.*allow_unlabelled=True"):
+            fc.fit(state, (x, y), (x, np.zeros(8, np.int32)), key=jax.random.key(0), epochs=1, batch_size=4)
+        with pytest.raises(ValueError, match="y holds negative labels"):
+            fc.evaluate(state, x, y)
+    with pytest.raises(ValueError, match="loss that handles unlabelled"):
+        fc.fit(supervised, (x, y), (x, y), key=jax.random.key(0), epochs=1, batch_size=4, allow_unlabelled=True)
+    with pytest.raises(ValueError, match="loss that handles unlabelled"):
+        fc.evaluate(supervised, x, y, allow_unlabelled=True)
+    with pytest.raises(ValueError, match="validation set has none"):
+        fc.fit(semi, (x, y), (x, np.full(8, -1, np.int32)), key=jax.random.key(0), epochs=1, batch_size=4,
+               select="accuracy", allow_unlabelled=True)
+    with pytest.raises(ValueError, match="unlabelled_weight and cross_entropy_weight must be >= 0"):
+        make_semi_supervised_loss(unlabelled_weight=-1.0)
+
+
+def test_balanced_label_subset():
+    y = np.repeat(np.arange(4), 25).astype(np.int32)
+    idx = balanced_label_subset(y, 12, seed=3)
+    assert len(idx) == 12 and np.all(np.diff(idx) > 0)
+    np.testing.assert_array_equal(np.bincount(y[idx]), [3, 3, 3, 3])
+    np.testing.assert_array_equal(idx, balanced_label_subset(y, 12, seed=3))
+    assert not np.array_equal(idx, balanced_label_subset(y, 12, seed=4))
+    hidden = hide_labels(y, idx)
+    assert hidden.dtype == np.int32 and np.sum(hidden >= 0) == 12
+    np.testing.assert_array_equal(hidden[idx], y[idx])
+    with pytest.raises(ValueError, match=r"multiple of the number of classes \(4\) for a balanced subset; got 10"):
+        balanced_label_subset(y, 10)
+    with pytest.raises(ValueError, match="class 3 has 1 examples; 2 are needed"):
+        balanced_label_subset(np.array([0, 0, 1, 1, 2, 2, 3]), 8)
+    with pytest.raises(ValueError, match=r"true labels \(>= 0\)"):
+        balanced_label_subset(hidden, 4)
+    with pytest.raises(ValueError, match="num_classes is 3"):
+        balanced_label_subset(y, 6, num_classes=3)
