@@ -1,0 +1,329 @@
+"""flowclass vs PyTorch, side by side in one run: throughput, FLOP/s, compile time, memory, scaling.
+
+    python benchmarks/run.py                 # full run, ~15 min on a 2-core CPU
+    python benchmarks/run.py --quick         # fewer steps and sizes, ~2 min
+    python benchmarks/run.py --models moons_flow,fnn --frameworks jax --out /tmp/bench
+
+Every measurement runs in its own subprocess (so its peak resident memory is its own);
+the parent sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` for them before
+any jax import. Writes ``results.json`` and ``results.md`` to ``--out``; progress goes to
+stderr. See benchmarks/README.md for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+# name -> input shape, classes, default batch, description
+MODELS: dict[str, dict[str, Any]] = {
+    "moons_flow": {"shape": (2,), "classes": 2, "batch": 128, "label": "moons flow (RealNVP, 5 MLP couplings)"},
+    "fnn": {"shape": (2,), "classes": 2, "batch": 128, "label": "seed FNN 2-100-100-2"},
+    "mnist_seed_flow": {"shape": (28, 28, 1), "classes": 10, "batch": 128, "label": "MNIST flow 'seed'"},
+    "mnist_fast_flow": {"shape": (28, 28, 1), "classes": 10, "batch": 128, "label": "MNIST flow 'fast' (default)"},
+    "cnn": {"shape": (28, 28, 1), "classes": 10, "batch": 128, "label": "seed CNN"},
+}
+SHARDABLE = ("mnist_seed_flow", "mnist_fast_flow")
+FULL = {"batches": {"moons_flow": (32, 64, 128, 256, 512, 1024), "mnist_fast_flow": (32, 64, 128, 256, 512, 1024)},
+        "couplings": (1, 2, 5, 10, 20), "peak_n": 2048,
+        "warmup": 2, "repeats": 5, "min_seconds": 2.0}
+QUICK = {"batches": {"moons_flow": (32, 1024)}, "couplings": (1, 10), "peak_n": 1024,
+         "warmup": 1, "repeats": 2, "min_seconds": 0.2, "image_batch": 32}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke-test sizes: MNIST batch 32, few steps, only the moons "
+                   "sweeps (2 points each), no sharded rows, no 'seed' MNIST flow unless named in --models")
+    p.add_argument("--out", type=Path, default=HERE / "results", help="output directory (default benchmarks/results)")
+    p.add_argument("--models", default=None, help=f"comma-separated subset of {','.join(MODELS)}")
+    p.add_argument("--frameworks", default="jax,torch", help="comma-separated subset of jax,torch")
+    p.add_argument("--host-devices", type=int, default=2,
+                   help="XLA host devices (sharded rows for the MNIST flows when > 1)")
+    p.add_argument("--threads", default="2", help="torch.set_num_threads; a comma-separated list measures "
+                   "each (ratios are against the fastest)")
+    p.add_argument("--no-scaling", action="store_true", help="skip the batch-size and coupling sweeps")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one measurement, JSON spec
+    args = p.parse_args(argv)
+    models = list(MODELS) if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        p.error(f"unknown model(s) {unknown}; expected some of {list(MODELS)}")
+    if args.quick and args.models is None:
+        models.remove("mnist_seed_flow")
+    args.models = models
+    args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    if not args.frameworks or set(args.frameworks) - {"jax", "torch"}:
+        p.error(f"--frameworks must be a subset of jax,torch; got {args.frameworks}")
+    try:
+        args.threads = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        p.error(f"--threads must be comma-separated integers; got {args.threads!r}")
+    if args.host_devices < 1 or min(args.threads) < 1:
+        p.error(f"--host-devices and --threads must be >= 1; got {args.host_devices} and {args.threads}")
+    return args
+
+
+def make_batch(model: str, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic data of the model's shape: moons-like ``N(0, 1)`` points, or 8-bit bin centres in (0, 1)."""
+    info = MODELS[model]
+    rng = np.random.default_rng(seed)
+    shape = (batch, *info["shape"])
+    if len(info["shape"]) == 1:
+        x = rng.normal(size=shape).astype(np.float32)
+    else:
+        x = ((rng.integers(0, 256, size=shape) + 0.5) / 256).astype(np.float32)
+    return x, rng.integers(0, info["classes"], size=batch).astype(np.int32)
+
+
+def worker(spec: dict) -> dict:
+    """One measurement in this process; adds its peak resident set size (``ru_maxrss``)."""
+    if spec["kind"] == "peak":
+        import measure_jax
+
+        result = measure_jax.peak_matmul(spec["n"])
+    else:
+        x, y = make_batch(spec["model"], spec["batch"])
+        if spec["kind"] == "jax":
+            import measure_jax
+
+            result = measure_jax.measure(spec, x, y)
+        else:
+            import torch_models
+
+            result = torch_models.measure(spec, x, y)
+    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return result
+
+
+def run_worker(spec: dict, env: dict[str, str]) -> dict:
+    """Runs :func:`worker` in a fresh interpreter; returns its JSON result, or ``{'error': ...}``."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+                          capture_output=True, text=True, env=env, cwd=HERE)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        return {"error": f"worker exited with {proc.returncode}: {tail}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def plan(args: argparse.Namespace) -> list[dict]:
+    """Every measurement of this run, in order (the sweeps after the main table)."""
+    cfg = QUICK if args.quick else FULL
+    timing = {k: cfg[k] for k in ("warmup", "repeats", "min_seconds")}
+    specs: list[dict] = [{"kind": "peak", "n": cfg["peak_n"], "section": "peak"}]
+
+    def add(section: str, model: str, batch: int, infer: bool, **extra: Any) -> None:
+        common = {"section": section, "model": model, "batch": batch, "infer": infer, "sharded": False,
+                  **timing, **extra}
+        if "jax" in args.frameworks:
+            specs.append({"kind": "jax", **common})
+            if model in SHARDABLE and args.host_devices > 1 and not args.quick:
+                specs.append({**specs[-1], "sharded": True})
+        if "torch" in args.frameworks:
+            specs.extend({"kind": "torch", "threads": threads, **common} for threads in args.threads)
+
+    for model in args.models:
+        image = len(MODELS[model]["shape"]) == 3
+        add("main", model, cfg.get("image_batch", MODELS[model]["batch"]) if image else MODELS[model]["batch"], True)
+    if not args.no_scaling:
+        for model, batches in cfg["batches"].items():
+            if model in args.models:
+                for batch in batches:
+                    add("batch_scaling", model, batch, False)
+        if "moons_flow" in args.models:
+            for couplings in cfg["couplings"]:
+                add("coupling_scaling", "moons_flow", MODELS["moons_flow"]["batch"], False, num_couplings=couplings)
+    return specs
+
+
+def describe(spec: dict) -> str:
+    if spec["kind"] == "peak":
+        return f"float32 matmul peak, n={spec['n']}"
+    variant = f" sharded×{spec['devices']}" if spec.get("sharded") else ""
+    variant += f" threads={spec['threads']}" if "threads" in spec else ""
+    variant += f" couplings={spec['num_couplings']}" if "num_couplings" in spec else ""
+    return f"{spec['section']}: {spec['model']} {spec['kind']}{variant} batch={spec['batch']}"
+
+
+def add_ratios(rows: list[dict], peak_gflop_s: float) -> None:
+    """flowclass/PyTorch throughput ratios, and FLOP/s for every row from the XLA count of the same model.
+
+    Ratios are against the fastest PyTorch row of the same model and batch (over the thread counts
+    measured). Torch rows get the single-device XLA FLOP count of their JAX twin (same maths) divided
+    by their step time.
+    """
+
+    def key(row: dict) -> tuple:
+        return row["section"], row["model"], row["batch"], row.get("num_couplings")
+
+    torch_rows: dict[tuple, dict] = {}
+    for r in rows:
+        if r["kind"] == "torch" and "error" not in r:
+            best = torch_rows.get(key(r))
+            if best is None or r["train_ex_s"] > best["train_ex_s"]:
+                torch_rows[key(r)] = r
+    flops = {key(r): r["flops_per_step"] for r in rows if r["kind"] == "jax" and not r["sharded"] and "error" not in r}
+    for row in rows:
+        if "error" in row:
+            continue
+        twin = torch_rows.get(key(row))
+        if row["kind"] == "jax" and twin is not None:
+            row["train_ratio_vs_torch"] = row["train_ex_s"] / twin["train_ex_s"]
+            row["train_best_ratio_vs_torch"] = row["train_best_ex_s"] / twin["train_best_ex_s"]
+            row["ratio_vs_torch_threads"] = twin["threads"]
+            if "infer_ex_s" in row and "infer_ex_s" in twin:
+                row["infer_ratio_vs_torch"] = row["infer_ex_s"] / twin["infer_ex_s"]
+        if row["kind"] == "torch" and key(row) in flops:
+            row["flops_per_step"] = flops[key(row)]
+            row["gflop_s"] = flops[key(row)] / row["train_step_s"] / 1e9
+        if "gflop_s" in row:
+            row["pct_of_peak"] = 100 * row["gflop_s"] / peak_gflop_s
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def markdown(summary: dict) -> str:
+    """The results as markdown tables (main, batch scaling, coupling scaling)."""
+    peak = summary["peak"]
+    lines = [
+        "# flowclass vs PyTorch benchmark",
+        "",
+        f"{summary['date']}; {summary['machine']}; jax {summary['versions']['jax']}, "
+        f"flax {summary['versions']['flax']}, torch {summary['versions'].get('torch', 'not installed')}; "
+        f"{summary['host_devices']} XLA host device(s), torch threads {summary['threads']} "
+        f"(OMP_WAIT_POLICY={summary['omp_wait_policy']}); "
+        f"load average before the run {summary['load_average'][0]:.1f}; "
+        f"{'quick' if summary['quick'] else 'full'} run, {summary['wall_s']:.0f} s.",
+        "",
+        f"float32 matmul peak (jnp.dot, n={peak['n']}): **{peak['gflop_s']:.1f} GFLOP/s**. "
+        "Train ex/s: from the median step time after warm-up (in brackets: from the fastest step, which "
+        "is less sensitive to other load on the machine). Ratio: flowclass / PyTorch examples per second "
+        "(train median / logits median; in brackets: train fastest), against the fastest PyTorch thread count. "
+        "GFLOP/s: XLA's FLOP count of the train step / median step time (torch rows: the count of their JAX twin). "
+        "Peak MiB: peak RSS of the measuring process (framework runtime included); "
+        "XLA MiB: the compiled step's buffers (memory_analysis).",
+    ]
+    titles = {"main": "Models", "batch_scaling": "Train throughput vs batch size",
+              "coupling_scaling": "Moons flow: train throughput vs number of couplings (batch 128)"}
+    header = ("| model | framework | params | batch | train ex/s (best) | infer ex/s "
+              "| ratio vs torch: train / infer (best) | GFLOP/s | % of peak | compile s | peak MiB | XLA MiB |")
+    for section, title in titles.items():
+        rows = [r for r in summary["rows"] if r["section"] == section]
+        if not rows:
+            continue
+        lines += ["", f"## {title}", "", header, "|" + "---|" * 12]
+        for r in rows:
+            name = r["model"] + (f" ({r['num_couplings']} couplings)" if section == "coupling_scaling" else "")
+            framework = "flowclass" if r["kind"] == "jax" else f"PyTorch ({r['threads']} thr.)"
+            if r.get("sharded"):
+                framework += f" sharded×{r['devices']}"
+            if "error" in r:
+                lines.append(f"| {name} | {framework} | | {r['batch']} | error: {r['error'].splitlines()[-1][:80]} "
+                             "| | | | | | | |")
+                continue
+            ratio = ""
+            if "train_ratio_vs_torch" in r:
+                ratio = f"{r['train_ratio_vs_torch']:.2f}"
+                if "infer_ratio_vs_torch" in r:
+                    ratio += f" / {r['infer_ratio_vs_torch']:.2f}"
+                ratio += f" ({r['train_best_ratio_vs_torch']:.2f})"
+            lines.append(
+                f"| {name} | {framework} | {r['params']:,} | {r['batch']} "
+                f"| {r['train_ex_s']:,.0f} ({r['train_best_ex_s']:,.0f}) "
+                f"| {_fmt(r.get('infer_ex_s'), ',.0f')} | {ratio} | {_fmt(r.get('gflop_s'), '.2f')} "
+                f"| {_fmt(r.get('pct_of_peak'), '.1f')} | {_fmt(r.get('compile_s'), '.1f')} "
+                f"| {r['peak_mib']:,.0f} | {_fmt(r.get('xla_mib'), ',.0f')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    found = {}
+    for package in ("jax", "jaxlib", "flax", "optax", "torch"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.worker is not None:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return {}
+    if "torch" in args.frameworks and "torch" not in versions():
+        raise SystemExit("PyTorch is not installed: pip install -e '.[bench]', or pass --frameworks jax.")
+    env = dict(os.environ)
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+    env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={args.host_devices}"])
+    # PyTorch's OpenMP threads, left to libgomp's default wait policy, ran 10x slower on a machine
+    # with other load (measured); an explicit policy keeps the comparison about the frameworks.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    start = time.perf_counter()
+    load_average = os.getloadavg()  # other work on the machine shows up in every number below
+    specs = plan(args)
+    rows: list[dict] = []
+    peak: dict = {}
+    for i, spec in enumerate(specs, 1):
+        if spec.get("sharded"):
+            spec["devices"] = args.host_devices
+        t0 = time.perf_counter()
+        print(f"[{i}/{len(specs)}] {describe(spec)} ...", end="", file=sys.stderr, flush=True)
+        result = run_worker(spec, env)
+        if spec["kind"] == "peak":
+            if "error" in result:
+                raise SystemExit(f"\nthe matmul peak measurement failed: {result['error']}")
+            peak = result
+            print(f" {peak['gflop_s']:.1f} GFLOP/s", file=sys.stderr)
+            continue
+        rows.append({**{k: spec[k] for k in ("section", "model", "kind", "batch", "sharded")},
+                     **({"threads": spec["threads"]} if "threads" in spec else {}),
+                     **({"num_couplings": spec["num_couplings"]} if "num_couplings" in spec else {}),
+                     **({"devices": spec["devices"]} if spec.get("sharded") else {}), **result})
+        if "error" in result:
+            print(f" FAILED ({time.perf_counter() - t0:.0f} s)\n{result['error']}", file=sys.stderr)
+        else:
+            infer = f", infer {result['infer_ex_s']:,.0f} ex/s" if "infer_ex_s" in result else ""
+            compile_s = f", compile {result['compile_s']:.1f} s" if "compile_s" in result else ""
+            print(f" {result['params']:,} params, train {result['train_ex_s']:,.0f} ex/s{infer}{compile_s} "
+                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    add_ratios(rows, peak["gflop_s"])
+    summary = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), {platform.system()} {platform.release()}",
+        "versions": versions(), "quick": args.quick, "load_average": load_average,
+        "omp_wait_policy": env["OMP_WAIT_POLICY"],
+        "host_devices": args.host_devices, "threads": args.threads,
+        "peak": peak, "rows": rows, "wall_s": time.perf_counter() - start,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (args.out / "results.md").write_text(markdown(summary))
+    print(markdown(summary), file=sys.stderr)
+    print(f"wrote {args.out / 'results.json'} and results.md; wall {summary['wall_s']:.0f} s", file=sys.stderr)
+    failed = [describe(r) for r in rows if "error" in r]
+    if failed:
+        raise SystemExit(f"{len(failed)} measurement(s) failed: {failed}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
