@@ -225,33 +225,21 @@ def variant_means(variant: str, dim: int, onehot_scale: float | None, seed: int)
 def run_mnist(args) -> dict:
     import jax
     import numpy as np
-    import optax
+    from mnist import flow_augment, load_splits, optimizer
 
     import flowclass as fc
-    from flowclass.data import load_image_dataset, train_val_split
-    from flowclass.data.pixels import Compose, bin_centres, dequantize, random_shift
     from flowclass.flows import image_realnvp
     from flowclass.generation import prototypes
 
-    splits = load_image_dataset("mnist", data_dir=args.data_dir)
-    x, y = splits["train"]
-    x_test, y_test = splits["test"]
-    if args.train_subset:
-        x, y = x[: args.train_subset], y[: args.train_subset]
-    if args.test_subset:
-        x_test, y_test = x_test[: args.test_subset], y_test[: args.test_subset]
-    (x_train, y_train), (x_val, y_val) = train_val_split(x, y, val_fraction=args.val_size / len(x), seed=args.seed)
-    x_train, x_val, x_test = (np.asarray(bin_centres(a)) for a in (x_train, x_val, x_test))
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_splits(args, bin_centred=True)
     dim = math.prod(x_train.shape[1:])
-    total_steps = max(1, args.epochs * (len(x_train) // args.batch_size))
-    augment = Compose((dequantize,) + ((lambda key, im: random_shift(key, im, args.shift),) if args.shift else ()))
+    augment = flow_augment(args.shift)
     loss_fn = fc.make_flow_loss(cross_entropy_weight=args.beta, nll_unit="bits_per_dim", num_bins=256)
     summary = {"dataset": "mnist", "time_budget_min": args.time_budget, "beta": args.beta, "variants": {},
                "args": {k: str(v) for k, v in vars(args).items()}}
     protos = {}
     for variant in args.variants:
-        schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(1000, total_steps // 10), total_steps)
-        tx = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
+        tx = optimizer(args, len(x_train))
         model = image_realnvp("fast", input_shape=x_train.shape[1:], num_classes=10,
                               **variant_means(variant, dim, args.onehot_scale, args.seed))
         key_init, key_fit = jax.random.split(jax.random.key(args.seed))

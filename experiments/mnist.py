@@ -65,19 +65,8 @@ def main(argv=None) -> dict:
     import numpy as np
 
     import flowclass as fc
-    from flowclass.data import load_image_dataset, train_val_split
-    from flowclass.data.pixels import bin_centres
 
-    splits = load_image_dataset(args.dataset, data_dir=args.data_dir)
-    x, y = splits["train"]
-    x_test, y_test = splits["test"]
-    if args.train_subset:
-        x, y = x[: args.train_subset], y[: args.train_subset]
-    if args.test_subset:
-        x_test, y_test = x_test[: args.test_subset], y_test[: args.test_subset]
-    (x_train, y_train), (x_val, y_val) = train_val_split(x, y, val_fraction=args.val_size / len(x), seed=args.seed)
-    if args.model == "flow":  # evaluate at bin centres; training re-draws each pixel within its bin
-        x_train, x_val, x_test = (np.asarray(bin_centres(a)) for a in (x_train, x_val, x_test))
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_splits(args, bin_centred=args.model == "flow")
 
     model, tx, loss_fn, augment = build(args, x_train.shape[1:], len(x_train))
     key_init, key_fit = jax.random.split(jax.random.key(args.seed))
@@ -124,25 +113,58 @@ def main(argv=None) -> dict:
 
 def build(args, input_shape, num_train: int):
     """``(model, optimiser, loss_fn, augment)`` for ``args``: what training and restoring both need."""
-    import optax
-
     import flowclass as fc
-    from flowclass.data.pixels import Compose, dequantize, random_shift
+    from flowclass.data.pixels import Compose, random_shift
 
-    steps_per_epoch = num_train // args.batch_size
-    total_steps = max(1, args.epochs * steps_per_epoch)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(1000, total_steps // 10), total_steps)
-    tx = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
-    shift = (lambda key, im: random_shift(key, im, args.shift)) if args.shift else None
+    tx = optimizer(args, num_train)
     if args.model == "flow":
         model = fc.image_realnvp(args.config, input_shape=input_shape, num_classes=10, mean_scale=args.mean_scale)
         loss_fn = fc.make_flow_loss(cross_entropy_weight=args.beta, nll_unit="bits_per_dim", num_bins=256)
-        augment = Compose((dequantize,) + ((shift,) if shift else ()))
-    else:
-        model = fc.CNN(num_classes=10)
-        loss_fn = fc.cross_entropy
-        augment = Compose((shift,)) if shift else None
-    return model, tx, loss_fn, augment
+        return model, tx, loss_fn, flow_augment(args.shift)
+    shift = (lambda key, im: random_shift(key, im, args.shift)) if args.shift else None
+    return fc.CNN(num_classes=10), tx, fc.cross_entropy, Compose((shift,)) if shift else None
+
+
+def load_splits(args, *, bin_centred: bool):
+    """``(train, validation, test)`` pairs as every MNIST experiment splits them.
+
+    ``args`` carries ``dataset`` (default ``'mnist'``), ``data_dir``, ``val_size``, ``seed`` and the
+    optional ``train_subset`` / ``test_subset``; ``bin_centred`` moves pixels to their 8-bit bin
+    centres, where flows are evaluated (training re-draws each pixel within its bin).
+    """
+    import numpy as np
+
+    from flowclass.data import load_image_dataset, train_val_split
+    from flowclass.data.pixels import bin_centres
+
+    splits = load_image_dataset(getattr(args, "dataset", "mnist"), data_dir=args.data_dir)
+    x, y = splits["train"]
+    x_test, y_test = splits["test"]
+    if args.train_subset:
+        x, y = x[: args.train_subset], y[: args.train_subset]
+    if args.test_subset:
+        x_test, y_test = x_test[: args.test_subset], y_test[: args.test_subset]
+    train, val = train_val_split(x, y, val_fraction=args.val_size / len(x), seed=args.seed)
+    test = (x_test, y_test)
+    if bin_centred:
+        train, val, test = ((np.asarray(bin_centres(a)), b) for a, b in (train, val, test))
+    return train, val, test
+
+
+def optimizer(args, num_train: int):
+    """Adam on a warm-up + cosine schedule over ``args.epochs`` epochs, gradients clipped at norm 10."""
+    import optax
+
+    total_steps = max(1, args.epochs * (num_train // args.batch_size))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(1000, total_steps // 10), total_steps)
+    return optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
+
+
+def flow_augment(shift: int):
+    """Uniform dequantisation, then (if ``shift``) a random translation by up to ``shift`` pixels."""
+    from flowclass.data.pixels import Compose, dequantize, random_shift
+
+    return Compose((dequantize,) + ((lambda key, im: random_shift(key, im, shift),) if shift else ()))
 
 
 def load_run(run_dir: Path, sample_x):

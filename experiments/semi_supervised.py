@@ -232,23 +232,13 @@ def save_moons_figure(args, figures) -> None:
 def run_mnist(args) -> dict:
     import jax
     import numpy as np
-    import optax
+    from mnist import flow_augment, load_splits, optimizer
 
     import flowclass as fc
-    from flowclass.data import load_image_dataset, train_val_split
     from flowclass.data.labels import UNLABELLED, balanced_label_subset
-    from flowclass.data.pixels import Compose, bin_centres, dequantize, random_shift
     from flowclass.flows import image_realnvp
 
-    splits = load_image_dataset("mnist", data_dir=args.data_dir)
-    x, y = splits["train"]
-    x_test, y_test = splits["test"]
-    if args.train_subset:
-        x, y = x[: args.train_subset], y[: args.train_subset]
-    if args.test_subset:
-        x_test, y_test = x_test[: args.test_subset], y_test[: args.test_subset]
-    (x_train, y_train), (x_val, _) = train_val_split(x, y, val_fraction=args.val_size / len(x), seed=args.seed)
-    x_train, x_val, x_test = (np.asarray(bin_centres(a)) for a in (x_train, x_val, x_test))
+    (x_train, y_train), (x_val, _), (x_test, y_test) = load_splits(args, bin_centred=True)
     val = (x_val, np.full(len(x_val), UNLABELLED, np.int32))  # selection sees no labels
     keep = balanced_label_subset(y_train, args.labels, seed=args.seed, num_classes=10)
     unlabelled = np.setdiff1d(np.arange(len(x_train)), keep)
@@ -259,8 +249,8 @@ def run_mnist(args) -> dict:
                             np.concatenate([y_lab, np.full(len(unlabelled), UNLABELLED, np.int32)])),
         "labelled_only": (x_lab, y_lab),
     }
-    augment = Compose((dequantize,) + ((lambda key, im: random_shift(key, im, args.shift),) if args.shift else ()))
-    total_steps = max(1, args.epochs * (len(trains["semi_supervised"][0]) // args.batch_size))
+    augment = flow_augment(args.shift)
+    total_steps = max(1, args.epochs * (len(trains["semi_supervised"][0]) // args.batch_size))  # both models
     print(f"mnist: {args.labels} labels x {reps} repeats, {len(unlabelled)} unlabelled, {len(x_val)} val "
           f"(unlabelled), {len(x_test)} test; {jax.device_count()} device(s)", file=sys.stderr)
 
@@ -271,8 +261,7 @@ def run_mnist(args) -> dict:
     states = {}
     for name, train in trains.items():
         steps_per_epoch = len(train[0]) // args.batch_size
-        schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(1000, total_steps // 10), total_steps)
-        tx = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
+        tx = optimizer(args, len(trains["semi_supervised"][0]))
         model = image_realnvp("fast", input_shape=x_train.shape[1:], num_classes=10, **base_options(args))
         key_init, key_fit = jax.random.split(jax.random.key(args.seed))
         state = fc.create_train_state(model, key_init, x_train[:512], tx, make_loss(args, image=True))
