@@ -55,10 +55,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.host_devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        # Must happen before jax starts; harmless on TPU/GPU, where it only affects host devices.
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   f" --xla_force_host_platform_device_count={args.host_devices}").strip()
+    use_host_devices(args.host_devices)
     import json
 
     import jax
@@ -109,6 +106,16 @@ def main(argv=None) -> dict:
           f"{f', {bpd:.3f} bits/dim' if bpd is not None else ''}; best epoch {result.best_epoch}/"
           f"{result.epochs_run}; {summary['train_images_per_s']:.0f} train images/s; wall {summary['wall_s']:.0f} s")
     return summary
+
+
+def use_host_devices(count: int) -> None:
+    """Splits the CPU into ``count`` XLA devices (unless XLA_FLAGS already does), so batches shard over its cores.
+
+    Must run before jax starts; harmless on TPU/GPU, where it only affects host devices.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if count > 1 and "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
 def build(args, input_shape, num_train: int):

@@ -65,9 +65,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.host_devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   f" --xla_force_host_platform_device_count={args.host_devices}").strip()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from mnist import load_run, use_host_devices
+
+    use_host_devices(args.host_devices)
     import json
 
     import jax
@@ -76,9 +77,6 @@ def main(argv=None) -> dict:
     from flowclass import calibration, metrics, robustness
     from flowclass.data import load_image_dataset, train_val_split
     from flowclass.data.pixels import bin_centres
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from mnist import load_run
 
     def log(message):
         print(f"[{time.perf_counter() - _START:6.0f} s] {message}", file=sys.stderr, flush=True)

@@ -332,10 +332,10 @@ def save_generation_figures(args, states, x_test, y_test) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    xla_flags = os.environ.get("XLA_FLAGS", "")
-    if args.dataset == "mnist" and args.host_devices > 1 and "xla_force_host_platform_device_count" not in xla_flags:
-        # must happen before jax starts
-        os.environ["XLA_FLAGS"] = f"{xla_flags} --xla_force_host_platform_device_count={args.host_devices}".strip()
+    if args.dataset == "mnist":
+        from mnist import use_host_devices
+
+        use_host_devices(args.host_devices)
     summary = run_mnist(args) if args.dataset == "mnist" else run_moons(args)
     summary["wall_s"] = time.perf_counter() - _START
     (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
