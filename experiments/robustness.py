@@ -157,11 +157,11 @@ def main(argv=None) -> dict:
     # 3. likelihood-based detection ---------------------------------------------------------------
     clean_nll = -scores(flow, x_test, "marginal_log_prob")
     detection = {}
+    clean_correct = {m["name"]: np.argmax(scores(m, x_att), -1) == y_att for m in (flow, cnn)}
     for source in (flow, cnn):
-        clean_correct = np.argmax(scores(source, x_att), -1) == y_att
         for eps in args.eps:
             result = adversarial[(source["name"], eps)]
-            turned = clean_correct & ~result.correct  # successful attacks: right before, wrong after
+            turned = clean_correct[source["name"]] & ~result.correct  # successful: right before, wrong after
             adv_x = result.adversarial[turned]
             row = {"attack_success": float(np.mean(turned))}
             if source is not flow and len(adv_x):
@@ -180,14 +180,13 @@ def main(argv=None) -> dict:
     log_weights = np.asarray(flow["model"].apply(flow["variables"], method="log_weights"))
     penalty = functools.partial(_likelihood_penalty, log_weights=log_weights, threshold=threshold, weight=1.0)
     joint_fn = functools.partial(flow["model"].apply, flow["variables"], method="class_log_likelihoods")
-    clean_correct = np.argmax(scores(flow, x_att), -1) == y_att
     undetected = np.zeros(n, bool)  # per image: an undetected adversarial found within some ε' ≤ ε so far
     for eps in sorted(args.eps):
         # from x_0, not a random start: uniform noise in the ball alone lifts −log p far above τ
         result = robustness.pgd_attack(joint_fn, flow["prepare"](x_att), y_att, eps=eps, steps=args.steps,
                                        random_start=False, penalty=penalty, batch_size=args.batch_size,
                                        progress=not args.quiet)
-        turned = clean_correct & ~result.correct
+        turned = clean_correct[flow["name"]] & ~result.correct
         adv_nll = -scores(flow, result.adversarial, "marginal_log_prob")
         undetected |= turned & (adv_nll <= threshold)  # a smaller ball's adversarial is also one at ε
         row = {"attack_success": float(np.mean(turned)),

@@ -90,6 +90,22 @@ def repeats_for(n_labelled: int, n_unlabelled: int, share: float) -> int:
     return max(1, round(share * n_unlabelled / ((1.0 - share) * n_labelled)))
 
 
+def training_sets(x, y, keep, unlabelled, share: float):
+    """``(repeats, {"semi_supervised": (x, y), "labelled_only": (x, y)})``: the labelled rows ``keep``
+    repeated to about ``share`` of the semi-supervised set, the ``unlabelled`` rows labelled -1."""
+    import numpy as np
+
+    from flowclass.data.labels import UNLABELLED
+
+    reps = repeats_for(len(keep), len(unlabelled), share)
+    x_lab, y_lab = np.repeat(x[keep], reps, axis=0), np.repeat(y[keep], reps, axis=0)
+    return reps, {
+        "semi_supervised": (np.concatenate([x_lab, x[unlabelled]]),
+                            np.concatenate([y_lab, np.full(len(unlabelled), UNLABELLED, np.int32)])),
+        "labelled_only": (x_lab, y_lab),
+    }
+
+
 def make_loss(args, *, image: bool):
     from flowclass.losses import make_semi_supervised_loss
 
@@ -142,13 +158,7 @@ def run_moons(args) -> dict:
             n_val = int(round(args.val_fraction * len(rest)))
             val = (x[rest[:n_val]], np.full(n_val, UNLABELLED, np.int32))  # selection sees no labels
             unlabelled = rest[n_val:]
-            reps = repeats_for(len(keep), len(unlabelled), args.labelled_share)
-            x_lab, y_lab = np.repeat(x[keep], reps, axis=0), np.repeat(y[keep], reps, axis=0)
-            trains = {
-                "semi_supervised": (np.concatenate([x_lab, x[unlabelled]]),
-                                    np.concatenate([y_lab, np.full(len(unlabelled), UNLABELLED, np.int32)])),
-                "labelled_only": (x_lab, y_lab),
-            }
+            reps, trains = training_sets(x, y, keep, unlabelled, args.labelled_share)
             steps = args.epochs * (len(trains["semi_supervised"][0]) // args.batch_size)
             for name, train in trains.items():
                 epochs = math.ceil(steps / (len(train[0]) // args.batch_size))  # equal optimiser steps
@@ -164,7 +174,8 @@ def run_moons(args) -> dict:
                     "seed": seed, "fresh_acc": float(np.mean(np.argmax(logits, -1) == y_fresh)),
                     "best_epoch": result.best_epoch, "epochs": epochs,
                     "val_marginal_nll": float(result.history["val_marginal_nll"][result.best_epoch - 1]),
-                    "train_s": result.train_s, "labelled_rows": len(x_lab), "train_rows": len(train[0]),
+                    "train_s": result.train_s, "labelled_rows": len(trains["labelled_only"][0]),
+                    "train_rows": len(train[0]),
                 })
                 if seed == args.seed:
                     figures[(noise, name)] = (result.state, x[keep], y[keep])
@@ -242,13 +253,7 @@ def run_mnist(args) -> dict:
     val = (x_val, np.full(len(x_val), UNLABELLED, np.int32))  # selection sees no labels
     keep = balanced_label_subset(y_train, args.labels, seed=args.seed, num_classes=10)
     unlabelled = np.setdiff1d(np.arange(len(x_train)), keep)
-    reps = repeats_for(len(keep), len(unlabelled), args.labelled_share)
-    x_lab, y_lab = np.repeat(x_train[keep], reps, axis=0), np.repeat(y_train[keep], reps, axis=0)
-    trains = {
-        "semi_supervised": (np.concatenate([x_lab, x_train[unlabelled]]),
-                            np.concatenate([y_lab, np.full(len(unlabelled), UNLABELLED, np.int32)])),
-        "labelled_only": (x_lab, y_lab),
-    }
+    reps, trains = training_sets(x_train, y_train, keep, unlabelled, args.labelled_share)
     augment = flow_augment(args.shift)
     total_steps = max(1, args.epochs * (len(trains["semi_supervised"][0]) // args.batch_size))  # both models
     print(f"mnist: {args.labels} labels x {reps} repeats, {len(unlabelled)} unlabelled, {len(x_val)} val "
