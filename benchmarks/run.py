@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from flowclass.runtime import find_tcmalloc
+
 HERE = Path(__file__).resolve().parent
 
 # name -> input shape, classes, default batch, description
@@ -56,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", default="2", help="torch.set_num_threads; a comma-separated list measures "
                    "each (ratios are against the fastest)")
     p.add_argument("--no-scaling", action="store_true", help="skip the batch-size and coupling sweeps")
+    p.add_argument("--malloc", choices=("auto", "tcmalloc", "system"), default="auto",
+                   help="allocator of every measuring process: tcmalloc (LD_PRELOAD), glibc's, or tcmalloc when "
+                   "installed (default). With tcmalloc the flows' flowclass rows are also measured with glibc's.")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one measurement, JSON spec
     args = p.parse_args(argv)
     models = list(MODELS) if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
@@ -127,11 +132,14 @@ def plan(args: argparse.Namespace) -> list[dict]:
 
     def add(section: str, model: str, batch: int, infer: bool, **extra: Any) -> None:
         common = {"section": section, "model": model, "batch": batch, "infer": infer, "sharded": False,
-                  **timing, **extra}
+                  "malloc": args.malloc, **timing, **extra}
         if "jax" in args.frameworks:
-            specs.append({"kind": "jax", **common})
+            jax_specs = [{"kind": "jax", **common}]
             if model in SHARDABLE and args.host_devices > 1 and not args.quick:
-                specs.append({**specs[-1], "sharded": True})
+                jax_specs.append({**jax_specs[-1], "sharded": True})
+            if section == "main" and model in SHARDABLE and args.malloc == "tcmalloc":
+                jax_specs += [{**spec, "malloc": "system"} for spec in jax_specs]
+            specs.extend(jax_specs)
         if "torch" in args.frameworks:
             specs.extend({"kind": "torch", "threads": threads, **common} for threads in args.threads)
 
@@ -155,6 +163,7 @@ def describe(spec: dict) -> str:
     variant = f" sharded×{spec['devices']}" if spec.get("sharded") else ""
     variant += f" threads={spec['threads']}" if "threads" in spec else ""
     variant += f" couplings={spec['num_couplings']}" if "num_couplings" in spec else ""
+    variant += " glibc-malloc" if spec.get("malloc") == "system" else ""
     return f"{spec['section']}: {spec['model']} {spec['kind']}{variant} batch={spec['batch']}"
 
 
@@ -207,6 +216,7 @@ def markdown(summary: dict) -> str:
         f"flax {summary['versions']['flax']}, torch {summary['versions'].get('torch', 'not installed')}; "
         f"{summary['host_devices']} XLA host device(s), torch threads {summary['threads']} "
         f"(OMP_WAIT_POLICY={summary['omp_wait_policy']}); "
+        f"allocator {summary.get('tcmalloc') if summary.get('malloc') == 'tcmalloc' else 'glibc malloc'}; "
         f"load average before the run {summary['load_average'][0]:.1f}; "
         f"{'quick' if summary['quick'] else 'full'} run, {summary['wall_s']:.0f} s.",
         "",
@@ -232,6 +242,8 @@ def markdown(summary: dict) -> str:
             framework = "flowclass" if r["kind"] == "jax" else f"PyTorch ({r['threads']} thr.)"
             if r.get("sharded"):
                 framework += f" sharded×{r['devices']}"
+            if r.get("malloc") == "system" and summary.get("malloc") == "tcmalloc":
+                framework += ", glibc malloc"
             if "error" in r:
                 lines.append(f"| {name} | {framework} | | {r['batch']} | error: {r['error'].splitlines()[-1][:80]} "
                              "| | | | | | | |")
@@ -277,6 +289,14 @@ def main(argv: list[str] | None = None) -> dict:
     # PyTorch's OpenMP threads, left to libgomp's default wait policy, ran 10x slower on a machine
     # with other load (measured); an explicit policy keeps the comparison about the frameworks.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    tcmalloc = find_tcmalloc()
+    if args.malloc == "auto":
+        args.malloc = "tcmalloc" if tcmalloc is not None else "system"
+    if args.malloc == "tcmalloc" and tcmalloc is None:
+        raise SystemExit("--malloc tcmalloc: no tcmalloc library found (apt install libtcmalloc-minimal4).")
+    preloads = [lib for lib in env.get("LD_PRELOAD", "").split() if "tcmalloc" not in lib]
+    malloc_env = {"system": {**env, "LD_PRELOAD": " ".join(preloads)},
+                  "tcmalloc": {**env, "LD_PRELOAD": " ".join([str(tcmalloc)] + preloads)}}
     start = time.perf_counter()
     load_average = os.getloadavg()  # other work on the machine shows up in every number below
     specs = plan(args)
@@ -287,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
             spec["devices"] = args.host_devices
         t0 = time.perf_counter()
         print(f"[{i}/{len(specs)}] {describe(spec)} ...", end="", file=sys.stderr, flush=True)
-        result = run_worker(spec, env)
+        result = run_worker(spec, malloc_env[spec.get("malloc", args.malloc)])
         if spec["kind"] == "peak":
             if "error" in result:
                 raise SystemExit(f"\nthe matmul peak measurement failed: {result['error']}")
@@ -297,7 +317,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append({**{k: spec[k] for k in ("section", "model", "kind", "batch", "sharded")},
                      **({"threads": spec["threads"]} if "threads" in spec else {}),
                      **({"num_couplings": spec["num_couplings"]} if "num_couplings" in spec else {}),
-                     **({"devices": spec["devices"]} if spec.get("sharded") else {}), **result})
+                     **({"devices": spec["devices"]} if spec.get("sharded") else {}),
+                     "malloc": spec["malloc"], **result})
         if "error" in result:
             print(f" FAILED ({time.perf_counter() - t0:.0f} s)\n{result['error']}", file=sys.stderr)
         else:
@@ -310,7 +331,7 @@ def main(argv: list[str] | None = None) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), {platform.system()} {platform.release()}",
         "versions": versions(), "quick": args.quick, "load_average": load_average,
-        "omp_wait_policy": env["OMP_WAIT_POLICY"],
+        "omp_wait_policy": env["OMP_WAIT_POLICY"], "malloc": args.malloc, "tcmalloc": tcmalloc,
         "host_devices": args.host_devices, "threads": args.threads,
         "peak": peak, "rows": rows, "wall_s": time.perf_counter() - start,
     }

@@ -299,7 +299,7 @@ def save_prototypes_figure(args, protos: dict) -> None:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.dataset == "mnist":
-        from mnist import use_host_devices
+        from flowclass.runtime import use_host_devices
 
         use_host_devices(args.host_devices)
     summary = run_mnist(args) if args.dataset == "mnist" else run_moons(args)
@@ -310,4 +310,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    from flowclass.runtime import restart_with_tcmalloc
+
+    restart_with_tcmalloc()  # XLA's per-step buffers: 1.7x faster image-flow steps than glibc malloc
     main()

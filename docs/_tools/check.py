@@ -40,6 +40,7 @@ PUBLIC_MODULES = (
     "flowclass.robustness",
     "flowclass.generation",
     "flowclass.sharding",
+    "flowclass.runtime",
     "flowclass.plotting",
 )
 

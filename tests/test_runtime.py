@@ -1,0 +1,53 @@
+"""flowclass.runtime: host-device flags and the tcmalloc restart of scripts."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from flowclass import runtime
+
+SCRIPT = "import flowclass.runtime as r; r.restart_with_tcmalloc(); print(r.tcmalloc_loaded())"
+
+
+def test_use_host_devices_adds_the_flag_once_and_keeps_other_flags(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    runtime.use_host_devices(4)
+    assert os.environ["XLA_FLAGS"] == ("--xla_cpu_enable_fast_math=false "
+                                       "--xla_force_host_platform_device_count=4")
+    runtime.use_host_devices(8)  # a count already chosen (by the user or a launcher) is kept
+    assert os.environ["XLA_FLAGS"].count("device_count") == 1
+    with pytest.raises(ValueError, match="positive number of devices"):
+        runtime.use_host_devices(0)
+
+
+def test_find_tcmalloc_searches_the_given_directories(tmp_path):
+    assert runtime.find_tcmalloc([str(tmp_path)]) is None
+    (tmp_path / "libtcmalloc_minimal.so.4").write_bytes(b"")
+    found = runtime.find_tcmalloc([str(tmp_path / "missing"), str(tmp_path)])
+    assert found == str(tmp_path / "libtcmalloc_minimal.so.4")
+
+
+def _run(script_dir, env_update: dict) -> subprocess.CompletedProcess:
+    script = script_dir / "script.py"
+    script.write_text(SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", runtime.ALLOCATOR_ENV)}
+    return subprocess.run([sys.executable, str(script)], env={**env, **env_update},
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(runtime.find_tcmalloc() is None, reason="tcmalloc is not installed (libtcmalloc-minimal4)")
+def test_restart_with_tcmalloc_preloads_it_unless_the_system_allocator_is_asked_for(tmp_path):
+    restarted = _run(tmp_path, {})
+    assert restarted.returncode == 0, restarted.stderr
+    assert restarted.stdout.strip() == "True"
+    kept = _run(tmp_path, {runtime.ALLOCATOR_ENV: "system"})
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.strip() == "False"
+
+
+def test_restart_with_tcmalloc_rejects_an_unknown_allocator(monkeypatch):
+    monkeypatch.setenv(runtime.ALLOCATOR_ENV, "jemalloc")
+    with pytest.raises(ValueError, match="'tcmalloc' or 'system'"):
+        runtime.restart_with_tcmalloc()
