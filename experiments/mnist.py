@@ -191,15 +191,8 @@ def load_run(run_dir: Path, sample_x):
     args = parse_args(argv + ["--out", str(run_dir)])
     model, tx, loss_fn, _ = build(args, sample_x.shape[1:], num_train=1)
     state = fc.create_train_state(model, jax.random.key(0), sample_x, tx, loss_fn)
-    template = {"state": {"step": state.step, "params": state.params, "opt_state": state.opt_state,
-                          "collections": state.collections},
-                "best": {"params": state.params, "collections": state.collections}}
-    checkpointer = fc.Checkpointer(run_dir / "checkpoints")
-    try:
-        arrays, _ = checkpointer.restore(template)
-    finally:
-        checkpointer.close()
-    return model, {"params": arrays["best"]["params"], **arrays["best"]["collections"]}, summary
+    best, _ = fc.restore_best(run_dir / "checkpoints", state)
+    return model, best.variables, summary
 
 
 def save_figures(args, result, y_test, predictions) -> None:

@@ -7,7 +7,7 @@ them into a classifier.
 
 __version__ = "0.1.0"
 
-from flowclass import bijectors, data, sharding
+from flowclass import bijectors, data, runtime, sharding
 from flowclass.bijectors import AffineCoupling, Chain
 from flowclass.checkpoint import Checkpointer
 from flowclass.classifier import FlowClassifier
@@ -24,6 +24,7 @@ from flowclass.training import (
     evaluate,
     fit,
     predict_logits,
+    restore_best,
     train_step,
 )
 
@@ -56,6 +57,8 @@ __all__ = [
     "make_flow_loss",
     "make_semi_supervised_loss",
     "predict_logits",
+    "restore_best",
+    "runtime",
     "sharding",
     "tabular_realnvp",
     "train_step",

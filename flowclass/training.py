@@ -433,9 +433,7 @@ def fit(
     checkpointer = Checkpointer(checkpoint_dir) if checkpoint_dir is not None else None
     start_epoch, best_score, best_epoch, best, history = 0, np.inf, 0, None, []
     if checkpointer is not None and resume and checkpointer.latest_step is not None:
-        template = {"state": _state_arrays(state),
-                    "best": {"params": state.params, "collections": state.collections}}
-        arrays, meta = checkpointer.restore(template)
+        arrays, meta = checkpointer.restore(_checkpoint_template(state))
         state = state.replace(**arrays["state"])
         best = arrays["best"]
         start_epoch, best_epoch, best_score = meta["epoch"], meta["best_epoch"], meta["best_score"]
@@ -530,6 +528,45 @@ def fit(
 def _state_arrays(state: TrainState) -> dict:
     return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
             "collections": state.collections}
+
+
+def _checkpoint_template(state: TrainState) -> dict:
+    """The layout of :func:`fit`'s checkpoints: the latest full state and the selected weights."""
+    return {"state": _state_arrays(state), "best": {"params": state.params, "collections": state.collections}}
+
+
+def restore_best(checkpoint_dir: str | Path, state: TrainState) -> tuple[TrainState, dict]:
+    """The model :func:`fit` selected, from the checkpoints it wrote to ``checkpoint_dir``.
+
+    ``state`` is a freshly created state of the same model and optimiser (it gives the shapes);
+    returns it with the selected epoch's parameters and collections (e.g. ActNorm's data-dependent
+    initialisation), and the newest checkpoint's metadata (``epoch``, ``best_epoch``,
+    ``best_score``, ``history``).
+
+    Example:
+      >>> import jax, optax, tempfile, flowclass as fc
+      >>> from flowclass.data import seed_moons, train_val_split
+      >>> (x, y), _ = seed_moons(noise=0.1, n_samples=600, n_train=500)
+      >>> train, val = train_val_split(x, y, val_fraction=0.2, seed=0)
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> fresh = fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), fc.flow_nll)
+      >>> run_dir = tempfile.mkdtemp()
+      >>> result = fc.fit(fresh, train, val, key=jax.random.key(1), epochs=2, batch_size=100,
+      ...                 checkpoint_dir=run_dir, progress=False)
+      >>> restored, meta = fc.restore_best(run_dir, fresh)
+      >>> meta["best_epoch"] == result.best_epoch
+      True
+      >>> jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), restored.params, result.state.params))
+      True
+    """
+    checkpointer = Checkpointer(checkpoint_dir)
+    try:
+        if checkpointer.latest_step is None:
+            raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}: train with fit(checkpoint_dir=...).")
+        arrays, meta = checkpointer.restore(_checkpoint_template(state))
+    finally:
+        checkpointer.close()
+    return state.replace(params=arrays["best"]["params"], collections=arrays["best"]["collections"]), meta
 
 
 def _close(checkpointer: Checkpointer | None) -> None:
