@@ -429,5 +429,5 @@ def save_figures(args, report, flow, cnn, adversarial, x_att, y_att, reliability
 if __name__ == "__main__":
     from flowclass.runtime import restart_with_tcmalloc
 
-    restart_with_tcmalloc()  # XLA's per-step buffers: 1.7x faster image-flow steps than glibc malloc
+    restart_with_tcmalloc()  # XLA's per-step buffers: 1.5x faster image-flow steps than glibc malloc
     main()

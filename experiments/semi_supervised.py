@@ -351,5 +351,5 @@ def main(argv=None) -> dict:
 if __name__ == "__main__":
     from flowclass.runtime import restart_with_tcmalloc
 
-    restart_with_tcmalloc()  # XLA's per-step buffers: 1.7x faster image-flow steps than glibc malloc
+    restart_with_tcmalloc()  # XLA's per-step buffers: 1.5x faster image-flow steps than glibc malloc
     main()

@@ -6,12 +6,12 @@ machine, ``benchmarks/``):
 * **Host devices.** ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` splits the CPU
   into ``N`` XLA devices; :func:`flowclass.fit` then shards each batch over them, which keeps
   every core busy (XLA's CPU convolutions alone use about 1.3 of 2 cores).
-* **tcmalloc.** XLA's CPU runtime allocates each step's temporaries afresh (2.5 GB for the
+* **tcmalloc.** XLA's CPU runtime allocates each step's temporaries afresh (1.9 GB for the
   seed MNIST flow at batch 128). glibc's ``malloc`` hands blocks that large back to the
-  kernel on ``free`` and page-faults them in again on the next step, which made a third of
-  the step system time; with tcmalloc preloaded the seed flow's train step ran 1.7× faster
-  (sharded over 2 devices: 91 → 159 images/s). Colab and Cloud TPU VMs preload tcmalloc
-  already; on Debian/Ubuntu, ``apt install libtcmalloc-minimal4``.
+  kernel on ``free`` and page-faults them in again on the next step; with tcmalloc preloaded
+  the seed flow's train step ran 1.5× faster (sharded over 2 devices: 103 → 159 images/s).
+  Colab and Cloud TPU VMs preload tcmalloc already; on Debian/Ubuntu,
+  ``apt install libtcmalloc-minimal4``.
 
 The allocator can only be chosen when a process starts (``LD_PRELOAD``), so scripts call
 :func:`restart_with_tcmalloc` first thing; in a notebook, start Jupyter with
