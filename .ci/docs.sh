@@ -4,8 +4,8 @@
 #   bash .ci/docs.sh
 #
 # 1. installs the `dev` extra (docs tools, ruff, mypy);
-# 2. ruff check on flowclass/ and docs/, ruff format --check on docs/ (flowclass/ has not been
-#    formatted with ruff: checking it would mean reformatting the whole code base);
+# 2. ruff check on flowclass/, docs/, tests/, experiments/ and benchmarks/; ruff format --check
+#    on docs/ (the rest has not been formatted with ruff: checking it would reformat it all);
 # 3. mypy on flowclass/ (configured in pyproject.toml);
 # 4. the docstring examples: python -m pytest --doctest-modules flowclass;
 # 5. the tutorial notebooks are stored without outputs;
@@ -50,7 +50,7 @@ sphinx_build() {
 }
 
 run "install the dev extra" python -m pip install --quiet -e '.[dev]'
-run "ruff check" ruff check flowclass docs
+run "ruff check" ruff check flowclass docs tests experiments benchmarks
 run "ruff format --check (docs/)" ruff format --check docs
 run "mypy" mypy
 run "doctests" python -m pytest -q -p no:cacheprovider --doctest-modules flowclass

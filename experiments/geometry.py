@@ -225,11 +225,12 @@ def variant_means(variant: str, dim: int, onehot_scale: float | None, seed: int)
 def run_mnist(args) -> dict:
     import jax
     import numpy as np
-    from mnist import flow_augment, load_splits, optimizer
 
     import flowclass as fc
     from flowclass.flows import image_realnvp
     from flowclass.generation import prototypes
+
+    from mnist import flow_augment, load_splits, optimizer
 
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_splits(args, bin_centred=True)
     dim = math.prod(x_train.shape[1:])

@@ -100,12 +100,11 @@ def main(argv=None) -> dict:
     x_fresh, y_fresh = make_moons(args.fresh_size, args.noise, args.fresh_random_state)
     cache_dir = Path(os.environ.get("FLOWCLASS_CACHE", Path.home() / ".cache" / "flowclass"))
     tag = f"noise{args.noise:g}"
+    fresh_name = f"moons_bayes_{tag}_n{args.fresh_size}_rs{args.fresh_random_state}_q{QUADRATURE_NODES}.npy"
+    fresh_cache = cache_dir / fresh_name
     bayes = {
         "test_acc": float(np.mean(bayes_labels(x_test, args.noise, None) == y_test)),
-        "fresh_acc": float(np.mean(
-            bayes_labels(x_fresh, args.noise, cache_dir / f"moons_bayes_{tag}_n{args.fresh_size}_rs{args.fresh_random_state}_q{QUADRATURE_NODES}.npy")
-            == y_fresh
-        )),
+        "fresh_acc": float(np.mean(bayes_labels(x_fresh, args.noise, fresh_cache) == y_fresh)),
     }
 
     models = {
@@ -198,7 +197,8 @@ def save_figures(args, flow_result, fnn_result, x_test, y_test, train):
     state = flow_result.state
     z, _ = state.apply_fn(state.variables, train[0], method="encode")
     fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
-    plot_latent(ax, np.asarray(z), train[1], LATENT_MEANS, title=f"training data in latent space (noise {args.noise:g})")
+    plot_latent(ax, np.asarray(z), train[1], LATENT_MEANS,
+                title=f"training data in latent space (noise {args.noise:g})")
     fig.savefig(args.out / "latent_space.png", dpi=110)
     plt.close("all")
 

@@ -204,6 +204,11 @@ def populations(x0, target, index, args, tau) -> dict[str, np.ndarray]:
     return masks
 
 
+def _share(values, select) -> float:
+    """Mean of the boolean ``values`` over the ``select`` mask (NaN when it selects nothing)."""
+    return float(values[select].mean()) if select.any() else float("nan")
+
+
 def measure(results, masks, x0, seed_index, tau, x_train, args):
     """Per attack: a summary per population, per-path on-manifold shares, and the seed points' rows."""
     density = functools.partial(moons_log_density, noise=args.noise, num_nodes=DENSITY_NODES)
@@ -217,9 +222,8 @@ def measure(results, masks, x0, seed_index, tau, x_train, args):
         on_end = paths[last] > tau
         for pop, mask in masks.items():
             ok = mask & r.succeeded & (r.num_steps > 0)
-            share = lambda v: float(v[ok].mean()) if ok.any() else float("nan")  # noqa: E731
             tables[name][pop]["successful"].update(
-                ends_in_target_class=share(in_target), on_manifold_adversarial=share(on_end & ~in_target))
+                ends_in_target_class=_share(in_target, ok), on_manifold_adversarial=_share(on_end & ~in_target, ok))
             failed = mask & ~r.succeeded
             tables[name][pop]["failures"] = {
                 "n": int(failed.sum()),
@@ -307,14 +311,15 @@ def markdown(summary) -> str:
             step = str(r["success_step"]) if r["success_step"] >= 0 else "–"
             frac = "–" if r["on_manifold_step_fraction"] is None else f"{100 * r['on_manifold_step_fraction']:.0f} %"
             cells.append(f"{step} / {frac} / {'on' if r['ends_on_manifold'] else 'off'}")
-        lines.append(f"| ({row['start'][0]:g}, {row['start'][1]:g}) → {row['target']} | " + " | ".join(cells) + " |")
+        start = f"({row['start'][0]:g}, {row['start'][1]:g})"
+        lines.append(f"| {start} → {row['target']} | " + " | ".join(cells) + " |")
     lines += ["", "## Timing (one run, 2-core CPU, compile included)", "",
               "Steps computed: until the last path stopped (later steps skip the model).", "",
               "| attack | trajectories | steps computed | wall s | trajectory-steps / s |", "|---|---:|---:|---:|---:|"]
     for name in ATTACKS:
         t = s["timing"][name]
-        lines.append(f"| {LABELS[name]} | {t['trajectories']} | {t['steps_computed']} | {t['wall_s_incl_compile']:.2f} | "
-                     f"{t['trajectory_steps_per_s']:,.0f} |")
+        lines.append(f"| {LABELS[name]} | {t['trajectories']} | {t['steps_computed']} | "
+                     f"{t['wall_s_incl_compile']:.2f} | {t['trajectory_steps_per_s']:,.0f} |")
     lines += ["", f"Total wall time {s['wall_s']:.1f} s.", ""]
     return "\n".join(lines)
 
@@ -369,10 +374,11 @@ def save_figures(args, models, results, fractions, masks, index, tau, data, box)
 
     for picks, lw, fname, what in (
         (index["seed"], 1.8, "trajectories_seed_points.png", "the seed's 4 start points, towards each class"),
-        (grid_pick, 0.7, "trajectories_grid.png", f"{len(grid_pick)} random grid start points, towards the other class"),
+        (grid_pick, 0.7, "trajectories_grid.png",
+         f"{len(grid_pick)} random grid start points, towards the other class"),
     ):
         fig, axes = plt.subplots(2, 2, figsize=(12, 9.5), constrained_layout=True)
-        for ax, name in zip(axes.ravel(), ATTACKS):
+        for ax, name in zip(axes.ravel(), ATTACKS, strict=True):
             plot_decision_regions(ax, lambda p, n=name: np.asarray(proba[attacked[n]](jnp.asarray(p))),
                                   x_test, y_test, title=LABELS[name])
             ax.contour(xx, yy, true_lp, levels=[tau], colors="green", linewidths=1.0, linestyles="--")
@@ -412,7 +418,7 @@ def save_figures(args, models, results, fractions, masks, index, tau, data, box)
     # where on the grid each attack stays on the manifold
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), constrained_layout=True)
     towards_other = masks["grid"][index["grid"]].reshape(-1, 2).argmax(1)  # the target that is not the Bayes label
-    for ax, name in zip(axes.ravel(), ATTACKS):
+    for ax, name in zip(axes.ravel(), ATTACKS, strict=True):
         image = fractions[name][index["grid"]].reshape(-1, 2)[np.arange(args.grid**2), towards_other]
         shown = ax.imshow(image.reshape(args.grid, args.grid), origin="lower", vmin=0, vmax=1, cmap="viridis",
                           extent=(low[0], high[0], low[1], high[1]), aspect="equal")

@@ -66,9 +66,9 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
-    from mnist import load_run
-
     from flowclass.runtime import use_host_devices
+
+    from mnist import load_run
 
     use_host_devices(args.host_devices)
     import json

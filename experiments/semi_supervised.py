@@ -243,11 +243,12 @@ def save_moons_figure(args, figures) -> None:
 def run_mnist(args) -> dict:
     import jax
     import numpy as np
-    from mnist import flow_augment, load_splits, optimizer
 
     import flowclass as fc
     from flowclass.data.labels import UNLABELLED, balanced_label_subset
     from flowclass.flows import image_realnvp
+
+    from mnist import flow_augment, load_splits, optimizer
 
     (x_train, y_train), (x_val, _), (x_test, y_test) = load_splits(args, bin_centred=True)
     val = (x_val, np.full(len(x_val), UNLABELLED, np.int32))  # selection sees no labels

@@ -11,9 +11,8 @@ def perturb(variables, key, scale=0.3):
         return variables
     leaves, treedef = jax.tree.flatten(variables["params"])
     keys = jax.random.split(key, len(leaves))
-    params = jax.tree.unflatten(
-        treedef, [leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)]
-    )
+    noisy = [leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys, strict=True)]
+    params = jax.tree.unflatten(treedef, noisy)
     return {**variables, "params": params}
 
 

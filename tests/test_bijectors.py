@@ -20,6 +20,7 @@ from flowclass.bijectors import (
     Squeeze,
 )
 from flowclass.nets import MLP, ConvNet
+
 from helpers import cast, perturb
 
 REGISTRY = {
@@ -118,8 +119,8 @@ def test_jit_equals_no_jit(name):
     y = layer.apply(variables, x)[0]
     for inverse, inputs in ((False, x), (True, y)):
         eager = layer.apply(variables, inputs, inverse=inverse)
-        jitted = jax.jit(lambda v, a: layer.apply(v, a, inverse=inverse))(variables, inputs)
-        for a, b in zip(eager, jitted):
+        jitted = jax.jit(lambda v, a, inverse=inverse: layer.apply(v, a, inverse=inverse))(variables, inputs)
+        for a, b in zip(eager, jitted, strict=True):
             np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 

@@ -3,11 +3,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import flowclass as fc
+
 from helpers import perturb
 
 
 def _model():
-    model = fc.tabular_realnvp(2, 3, num_couplings=3, hidden=(16,), means="normal", mean_scale=2.0, trainable_weights=True)
+    model = fc.tabular_realnvp(
+        2, 3, num_couplings=3, hidden=(16,), means="normal", mean_scale=2.0, trainable_weights=True
+    )
     x = jax.random.normal(jax.random.key(0), (9, 2))
     variables = perturb(model.init(jax.random.key(1), x), jax.random.key(2))
     return model, variables, x

@@ -5,6 +5,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from flowclass.distributions import ClassGaussians, as_means
+
 from helpers import perturb
 
 

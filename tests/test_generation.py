@@ -2,10 +2,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import perturb
 
 import flowclass as fc
 from flowclass.generation import class_samples, image_grid, interpolate, prototypes
+
+from helpers import perturb
 
 
 @pytest.fixture(scope="module")

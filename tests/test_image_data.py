@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowclass.data import mnist as mnist_data
 from flowclass.data import DataNotFoundError, load_idx_dir, load_image_dataset, read_idx, read_mnist_pickle
+from flowclass.data import mnist as mnist_data
 from flowclass.data.pixels import bin_centres, dequantize, random_shift
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -30,7 +30,7 @@ def _write_idx_dir(directory: Path, n_train=6, n_test=4, gz=True):
         images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, n, dtype=np.uint8)
         arrays[split] = (images, labels)
-        for stem, array in zip(mnist_data.IDX_FILES[split], (images, labels)):
+        for stem, array in zip(mnist_data.IDX_FILES[split], (images, labels), strict=True):
             data = _idx_bytes(array)
             if gz:
                 (directory / f"{stem}.gz").write_bytes(gzip.compress(data))
@@ -136,6 +136,7 @@ def test_real_fashion_mnist_from_debian_idx_files():
     splits = load_image_dataset("fashion_mnist", data_dir=FASHION_DIR, source="idx")
     (x, y), (xt, yt) = splits["train"], splits["test"]
     assert x.shape == (60000, 28, 28, 1) and xt.shape == (10000, 28, 28, 1)
+    assert y.shape == (60000,) and set(np.unique(y)) == set(range(10))
     assert 0.0 <= x.min() and x.max() <= 1.0 and set(np.unique(yt)) == set(range(10))
     assert 0.2 < x[:1000].mean() < 0.4  # Fashion-MNIST's mean pixel is about 0.29
 
@@ -145,6 +146,7 @@ def test_real_mnist_from_the_pickle():
     splits = load_image_dataset("mnist", data_dir=MNIST_DIR, source="pickle")
     (x, y), (xt, yt) = splits["train"], splits["test"]
     assert x.shape == (60000, 28, 28, 1) and xt.shape == (10000, 28, 28, 1)
+    assert y.shape == (60000,) and set(np.unique(y)) == set(range(10))
     np.testing.assert_array_equal(yt[:5], [7, 2, 1, 0, 4])  # the well-known first test labels
     assert 0.1 < x[:1000].mean() < 0.15  # MNIST's mean pixel is about 0.13
 

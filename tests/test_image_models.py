@@ -12,6 +12,7 @@ import pytest
 
 import flowclass as fc
 from flowclass.data.pixels import bin_centres
+
 from test_image_data import FASHION_DIR, _write_idx_dir
 
 
@@ -21,7 +22,8 @@ def images():
         x, y = fc.data.load_image_dataset("fashion_mnist", data_dir=FASHION_DIR)["train"]
         return np.asarray(bin_centres(x[:64])), y[:64]
     rng = np.random.default_rng(0)
-    return (rng.integers(0, 256, (64, 28, 28, 1)) + 0.5).astype(np.float32) / 256, rng.integers(0, 10, 64).astype(np.int32)
+    x = (rng.integers(0, 256, (64, 28, 28, 1)) + 0.5).astype(np.float32) / 256
+    return x, rng.integers(0, 10, 64).astype(np.int32)
 
 
 @pytest.mark.parametrize("name", ["flow-fast", "flow-seed", "cnn"])
@@ -53,7 +55,8 @@ def test_mnist_experiment_end_to_end_and_resume(tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     _write_idx_dir(data_dir, n_train=300, n_test=64)
-    spec = importlib.util.spec_from_file_location("mnist_experiment", Path(__file__).parents[1] / "experiments" / "mnist.py")
+    script = Path(__file__).parents[1] / "experiments" / "mnist.py"
+    spec = importlib.util.spec_from_file_location("mnist_experiment", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "out"

@@ -5,13 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import perturb
 
 import flowclass as fc
 from flowclass._validation import check_labels
 from flowclass.data import make_moons, seed_moons
 from flowclass.data.labels import UNLABELLED, balanced_label_subset, hide_labels
 from flowclass.losses import make_semi_supervised_loss
+
+from helpers import perturb
 
 
 @functools.cache

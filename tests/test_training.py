@@ -102,7 +102,7 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(moons, tmp_path):
     resumed = fc.fit(_flow_state(train[0]), train, val, epochs=4, checkpoint_dir=tmp_path, resume=True, **kwargs)
     assert resumed.epochs_run == 4 and len(resumed.history["val_loss"]) == 4
     np.testing.assert_allclose(resumed.history["val_loss"], full.history["val_loss"], rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(resumed.last_state.params), jax.tree.leaves(full.last_state.params)):
+    for a, b in zip(jax.tree.leaves(resumed.last_state.params), jax.tree.leaves(full.last_state.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert resumed.best_epoch == full.best_epoch
 
