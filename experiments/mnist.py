@@ -32,6 +32,8 @@ def parse_args(argv=None):
     p.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="stop training after MIN minutes")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3, help="peak Adam learning rate (warm-up, then cosine decay)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY", help="validate, select and test a moving "
+                   "average of the parameters with this decay, e.g. 0.999 (0 = off)")
     p.add_argument("--beta", type=float, default=3.0, help="flow: weight of the posterior cross-entropy "
                    "next to the NLL in bits/dim (0 = the seed's pure NLL)")
     p.add_argument("--mean-scale", type=float, default=1.0, help="flow: class means drawn as scale · N(0, I)")
@@ -151,12 +153,18 @@ def load_splits(args, *, bin_centred: bool):
 
 
 def optimizer(args, num_train: int):
-    """Adam on a warm-up + cosine schedule over ``args.epochs`` epochs, gradients clipped at norm 10."""
+    """Adam on a warm-up + cosine schedule over ``args.epochs`` epochs, gradients clipped at norm 10;
+    with ``args.ema`` > 0, a moving average of the parameters (``fc.params_ema``)."""
     import optax
+
+    import flowclass as fc
 
     total_steps = max(1, args.epochs * (num_train // args.batch_size))
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(1000, total_steps // 10), total_steps)
-    return optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
+    parts = [optax.clip_by_global_norm(10.0), optax.adam(schedule)]
+    if getattr(args, "ema", 0.0) > 0:
+        parts.append(fc.params_ema(args.ema))
+    return optax.chain(*parts)
 
 
 def flow_augment(shift: int):

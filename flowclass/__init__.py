@@ -8,6 +8,7 @@ them into a classifier.
 __version__ = "0.1.0"
 
 from flowclass import bijectors, data, runtime, sharding
+from flowclass.averaging import params_ema
 from flowclass.bijectors import AffineCoupling, Chain
 from flowclass.checkpoint import Checkpointer
 from flowclass.classifier import FlowClassifier
@@ -19,6 +20,7 @@ from flowclass.training import (
     FitResult,
     NonFiniteLossError,
     TrainState,
+    averaged,
     create_train_state,
     eval_step,
     evaluate,
@@ -45,6 +47,7 @@ __all__ = [
     "TrainState",
     "__version__",
     "as_means",
+    "averaged",
     "bijectors",
     "create_train_state",
     "cross_entropy",
@@ -56,6 +59,7 @@ __all__ = [
     "image_realnvp",
     "make_flow_loss",
     "make_semi_supervised_loss",
+    "params_ema",
     "predict_logits",
     "restore_best",
     "runtime",

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from flowclass import sharding
 from flowclass._validation import check_inputs, check_labels, check_no_unlabelled
+from flowclass.averaging import averaged_params, find_ema
 from flowclass.checkpoint import Checkpointer
 from flowclass.data.labels import UNLABELLED
 from flowclass.losses import LossFn
@@ -368,7 +369,9 @@ def fit(
     so a block runs without returning to Python;
     ``augment(key, x_batch)`` runs inside the compiled step. After every epoch the
     validation metrics are computed and the state with the best ``val_<select>``
-    (lowest, or highest for ``'accuracy'``) is kept.
+    (lowest, or highest for ``'accuracy'``) is kept. When the optimiser averages the parameters
+    (:func:`flowclass.params_ema`), the averaged parameters are the ones validated, selected
+    and returned in ``result.state`` (``result.last_state`` keeps the raw ones).
 
     Args:
       time_budget_s: stop after the block in which this much training time has passed.
@@ -420,6 +423,7 @@ def fit(
         sharding.check_divisible(batch_size, mesh)
         batch_spec = sharding.batch_sharding(mesh)
         state = jax.device_put(state, sharding.replicated(mesh))
+    averaging = find_ema(state.opt_state) is not None
     maximize = select == "accuracy"
     sign = -1.0 if maximize else 1.0
 
@@ -484,7 +488,9 @@ def fit(
                     f"The best state so far (epoch {best_epoch}) is in .best_state. Try a lower learning rate.",
                     best_state(),
                 )
-            val_metrics = evaluate(state, val_x, val_y, batch_size=eval_batch_size, allow_unlabelled=allow_unlabelled)
+            selected = averaged(state) if averaging else state
+            val_metrics = evaluate(selected, val_x, val_y, batch_size=eval_batch_size,
+                                   allow_unlabelled=allow_unlabelled)
             labelled_count = sums.pop(_LABELLED_COUNT, 0.0)
             row: dict[str, Any] = {
                 f"train_{k}": (v / labelled_count if labelled_count else float("nan")) if k in labelled_metrics
@@ -498,7 +504,7 @@ def fit(
             score = sign * val_metrics[select]
             if score < best_score:
                 best_score, best_epoch = score, epoch + 1
-                best = jax.tree.map(jnp.copy, {"params": state.params, "collections": state.collections})
+                best = jax.tree.map(jnp.copy, {"params": selected.params, "collections": selected.collections})
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_loss=f"{row['val_loss']:.4f}",
                             val_acc=f"{row.get('val_accuracy', float('nan')):.4f}")
             if checkpointer is not None:
@@ -523,6 +529,22 @@ def fit(
         train_s=train_s,
         train_samples_per_s=examples / train_s if train_s > 0 else float("nan"),
     )
+
+
+def averaged(state: TrainState) -> TrainState:
+    """``state`` with its parameters replaced by their running average (:func:`flowclass.params_ema`).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, flowclass as fc
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> tx = optax.chain(optax.adam(1e-3), fc.params_ema(0.99))
+      >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), tx, fc.flow_nll)
+      >>> state, _ = fc.train_step(state, (jnp.ones((8, 2)), jnp.zeros(8, jnp.int32)))
+      >>> smooth = fc.averaged(state)  # after one step the average is the parameters themselves
+      >>> jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.allclose(a, b)), smooth.params, state.params))
+      True
+    """
+    return state.replace(params=averaged_params(state.opt_state))
 
 
 def _state_arrays(state: TrainState) -> dict:

@@ -41,6 +41,7 @@ PUBLIC_MODULES = (
     "flowclass.generation",
     "flowclass.sharding",
     "flowclass.runtime",
+    "flowclass.averaging",
     "flowclass.plotting",
 )
 
