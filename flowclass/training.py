@@ -270,7 +270,8 @@ class FitResult:
     """What :func:`fit` returns.
 
     Attributes:
-      state: the train state with the best validation score (the selected model).
+      state: the train state with the best validation score (the selected model; with
+        :func:`~flowclass.params_ema` in the optimiser, its averaged parameters).
       last_state: the state after the last step.
       best_epoch: 1-based epoch of the selected model.
       epochs_run: epochs completed (fewer than asked when the time budget ran out).
