@@ -85,6 +85,9 @@ def tcmalloc_loaded() -> bool:
 def restart_with_tcmalloc(argv: Sequence[str] | None = None) -> None:
     """Re-executes this Python script with tcmalloc preloaded, if it is installed and not loaded yet.
 
+    ``argv`` are the interpreter arguments to run again (default: this script, or ``-m module``,
+    with the same command-line arguments).
+
     Returns without doing anything when tcmalloc is already loaded, is not installed,
     ``FLOWCLASS_MALLOC=system`` is set, or there is no script (an interactive session,
     ``python -c``); otherwise it does not return (``os.execve``). Call
@@ -109,7 +112,10 @@ def restart_with_tcmalloc(argv: Sequence[str] | None = None) -> None:
     preload = " ".join(filter(None, [library, os.environ.get("LD_PRELOAD", "")]))
     # the child must not loop if the preload does not take effect (e.g. a sanitiser refuses it)
     env = dict(os.environ, LD_PRELOAD=preload, **{ALLOCATOR_ENV: "system"})
-    args = [sys.executable, *sys.argv] if argv is None else [sys.executable, *argv]
+    if argv is None:
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)  # set when run as ``python -m name``
+        argv = ["-m", spec.name, *sys.argv[1:]] if spec is not None and spec.name else list(sys.argv)
+    args = [sys.executable, *argv]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, args, env)

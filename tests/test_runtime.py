@@ -29,11 +29,12 @@ def test_find_tcmalloc_searches_the_given_directories(tmp_path):
     assert found == str(tmp_path / "libtcmalloc_minimal.so.4")
 
 
-def _run(script_dir, env_update: dict) -> subprocess.CompletedProcess:
-    script = script_dir / "script.py"
+def _run(script_dir, env_update: dict, as_module: bool = False) -> subprocess.CompletedProcess:
+    script = script_dir / "restart_probe.py"
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", runtime.ALLOCATOR_ENV)}
-    return subprocess.run([sys.executable, str(script)], env={**env, **env_update},
+    command = ["-m", "restart_probe"] if as_module else [str(script)]
+    return subprocess.run([sys.executable, *command], env={**env, **env_update}, cwd=script_dir,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -45,6 +46,9 @@ def test_restart_with_tcmalloc_preloads_it_unless_the_system_allocator_is_asked_
     kept = _run(tmp_path, {runtime.ALLOCATOR_ENV: "system"})
     assert kept.returncode == 0, kept.stderr
     assert kept.stdout.strip() == "False"
+    as_module = _run(tmp_path, {}, as_module=True)  # python -m restart_probe runs again as a module
+    assert as_module.returncode == 0, as_module.stderr
+    assert as_module.stdout.strip() == "True"
 
 
 def test_restart_with_tcmalloc_rejects_an_unknown_allocator(monkeypatch):
