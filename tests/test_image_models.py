@@ -70,3 +70,9 @@ def test_mnist_experiment_end_to_end_and_resume(tmp_path):
     assert resumed["epochs_run"] == 2 and len(resumed["history"]["val_loss"]) == 2
     assert resumed["history"]["val_loss"][0] == first["history"]["val_loss"][0]  # epoch 1 came from the checkpoint
     assert json.loads((out / "results.json").read_text())["epochs_run"] == 2
+    # the selected model restored from the checkpoints (fc.restore_best) scores what the run reported
+    args = module.parse_args(common)
+    _, _, (x_test, y_test) = module.load_splits(args, bin_centred=True)
+    model, variables, summary = module.load_run(out, x_test[:2])
+    predictions = np.asarray(model.apply(variables, x_test)).argmax(-1)
+    assert float(np.mean(predictions == y_test)) == pytest.approx(summary["test_acc"], abs=1e-6)
