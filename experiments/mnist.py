@@ -117,7 +117,7 @@ def build(args, input_shape, num_train: int):
     import flowclass as fc
     from flowclass.data.pixels import Compose, random_shift
 
-    tx = optimizer(args, num_train)
+    tx = optimizer(args, num_train, ema=args.ema)
     if args.model == "flow":
         model = fc.image_realnvp(args.config, input_shape=input_shape, num_classes=10, mean_scale=args.mean_scale)
         loss_fn = fc.make_flow_loss(cross_entropy_weight=args.beta, nll_unit="bits_per_dim", num_bins=256)
@@ -152,9 +152,9 @@ def load_splits(args, *, bin_centred: bool):
     return train, val, test
 
 
-def optimizer(args, num_train: int):
+def optimizer(args, num_train: int, ema: float = 0.0):
     """Adam on a warm-up + cosine schedule over ``args.epochs`` epochs, gradients clipped at norm 10;
-    with ``args.ema`` > 0, a moving average of the parameters (``fc.params_ema``)."""
+    with ``ema`` > 0, a moving average of the parameters with that decay (``fc.params_ema``)."""
     import optax
 
     import flowclass as fc
@@ -162,8 +162,8 @@ def optimizer(args, num_train: int):
     total_steps = max(1, args.epochs * (num_train // args.batch_size))
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(1000, total_steps // 10), total_steps)
     parts = [optax.clip_by_global_norm(10.0), optax.adam(schedule)]
-    if getattr(args, "ema", 0.0) > 0:
-        parts.append(fc.params_ema(args.ema))
+    if ema > 0:
+        parts.append(fc.params_ema(ema))
     return optax.chain(*parts)
 
 

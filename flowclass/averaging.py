@@ -76,15 +76,9 @@ def find_ema(opt_state: Any) -> EmaState | None:
       >>> type(find_ema(optax.chain(optax.adam(1e-3), params_ema(0.9)).init(jnp.zeros(2)))).__name__
       'EmaState'
     """
-    if isinstance(opt_state, EmaState):
-        return opt_state
-    children = opt_state.values() if isinstance(opt_state, dict) else opt_state
-    if isinstance(opt_state, (tuple, list, dict)):
-        for child in children:
-            found = find_ema(child)
-            if found is not None:
-                return found
-    return None
+    is_ema = lambda node: isinstance(node, EmaState)  # noqa: E731
+    found = [node for node in jax.tree.leaves(opt_state, is_leaf=is_ema) if is_ema(node)]
+    return found[0] if found else None
 
 
 def averaged_params(opt_state: Any) -> Any:

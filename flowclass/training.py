@@ -445,7 +445,7 @@ def fit(
         history = [{k: np.asarray(v) for k, v in row.items()} for row in meta["history"]]
 
     def best_state() -> TrainState:
-        return state if best is None else state.replace(params=best["params"], collections=best["collections"])
+        return state if best is None else state.replace(**best)
 
     start = time.perf_counter()
     runners = {
@@ -505,7 +505,7 @@ def fit(
             score = sign * val_metrics[select]
             if score < best_score:
                 best_score, best_epoch = score, epoch + 1
-                best = jax.tree.map(jnp.copy, {"params": selected.params, "collections": selected.collections})
+                best = jax.tree.map(jnp.copy, _weights(selected))
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_loss=f"{row['val_loss']:.4f}",
                             val_acc=f"{row.get('val_accuracy', float('nan')):.4f}")
             if checkpointer is not None:
@@ -553,9 +553,14 @@ def _state_arrays(state: TrainState) -> dict:
             "collections": state.collections}
 
 
+def _weights(state: TrainState) -> dict:
+    """What model selection keeps of a state: its parameters and other variable collections."""
+    return {"params": state.params, "collections": state.collections}
+
+
 def _checkpoint_template(state: TrainState) -> dict:
     """The layout of :func:`fit`'s checkpoints: the latest full state and the selected weights."""
-    return {"state": _state_arrays(state), "best": {"params": state.params, "collections": state.collections}}
+    return {"state": _state_arrays(state), "best": _weights(state)}
 
 
 def restore_best(checkpoint_dir: str | Path, state: TrainState) -> tuple[TrainState, dict]:
@@ -589,7 +594,7 @@ def restore_best(checkpoint_dir: str | Path, state: TrainState) -> tuple[TrainSt
         arrays, meta = checkpointer.restore(_checkpoint_template(state))
     finally:
         checkpointer.close()
-    return state.replace(params=arrays["best"]["params"], collections=arrays["best"]["collections"]), meta
+    return state.replace(**arrays["best"]), meta
 
 
 def _close(checkpointer: Checkpointer | None) -> None:
