@@ -216,7 +216,7 @@ def variant_means(variant: str, dim: int, onehot_scale: float | None, seed: int)
     if variant == "normal":
         return {"means": "normal", "mean_scale": 1.0}
     if variant == "onehot":
-        return {"means": (onehot_scale or math.sqrt(dim)) * np.eye(10, dim)}
+        return {"means": "onehot", "mean_scale": (onehot_scale or math.sqrt(dim)) / math.sqrt(dim)}
     if variant == "learnable":
         return {"means": "normal", "mean_scale": 1.0, "trainable_means": True}
     return {"means": "normal", "mean_scale": float(variant[len("radius"):])}

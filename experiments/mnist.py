@@ -36,7 +36,9 @@ def parse_args(argv=None):
                    "average of the parameters with this decay, e.g. 0.999 (0 = off)")
     p.add_argument("--beta", type=float, default=3.0, help="flow: weight of the posterior cross-entropy "
                    "next to the NLL in bits/dim (0 = the seed's pure NLL)")
-    p.add_argument("--mean-scale", type=float, default=1.0, help="flow: class means drawn as scale · N(0, I)")
+    p.add_argument("--means", choices=("normal", "onehot"), default="normal", help="flow: class means "
+                   "mean_scale · N(0, I), or mean_scale · √D · e_k (orthogonal, equidistant)")
+    p.add_argument("--mean-scale", type=float, default=1.0, help="flow: scale of the class means")
     p.add_argument("--shift", type=int, default=2, help="random translation augmentation, in pixels (0 = off)")
     p.add_argument("--val-size", type=int, default=5000)
     p.add_argument("--train-subset", type=int, default=None, help="use only this many training images (smoke tests)")
@@ -89,7 +91,7 @@ def main(argv=None) -> dict:
     predictions = np.argmax(logits, -1)
     summary = {
         "dataset": args.dataset, "model": args.model, "config": args.config if args.model == "flow" else None,
-        "beta": args.beta if args.model == "flow" else None, "mean_scale": args.mean_scale,
+        "beta": args.beta if args.model == "flow" else None, "means": args.means, "mean_scale": args.mean_scale,
         "parameters": n_params, "devices": jax.device_count(), "platform": jax.devices()[0].platform,
         "test_acc": float(np.mean(predictions == y_test)),
         "test_bits_per_dim": test.get("bits_per_dim"),
@@ -119,7 +121,8 @@ def build(args, input_shape, num_train: int):
 
     tx = optimizer(args, num_train, ema=args.ema)
     if args.model == "flow":
-        model = fc.image_realnvp(args.config, input_shape=input_shape, num_classes=10, mean_scale=args.mean_scale)
+        model = fc.image_realnvp(args.config, input_shape=input_shape, num_classes=10,
+                                 means=args.means, mean_scale=args.mean_scale)
         loss_fn = fc.make_flow_loss(cross_entropy_weight=args.beta, nll_unit="bits_per_dim", num_bins=256)
         return model, tx, loss_fn, flow_augment(args.shift)
     shift = (lambda key, im: random_shift(key, im, args.shift)) if args.shift else None

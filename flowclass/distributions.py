@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 from flowclass._validation import check_inputs
 
 Covariance = Literal["identity", "diagonal", "class_diagonal"]
-MeanInit = Literal["normal", "uniform"]
+MeanInit = Literal["normal", "uniform", "onehot"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -44,7 +44,9 @@ class ClassGaussians(nn.Module):
       event_shape: the shape of one latent vector, e.g. ``(2,)`` or ``(28, 28, 1)``;
         it is flattened to ``D = prod(event_shape)``.
       means: ``'normal'`` (``mean_scale · N(0, I)``), ``'uniform'``
-        (``U[-mean_scale, mean_scale]^D``), or explicit ``(K, D)`` means (see :func:`as_means`).
+        (``U[-mean_scale, mean_scale]^D``), ``'onehot'`` (``mean_scale · √D · e_k``: orthogonal
+        and equidistant, as far apart as the normal draw's expected distance ``√(2D)·mean_scale``,
+        needs ``K ≤ D``) or explicit ``(K, D)`` means (see :func:`as_means`).
       mean_scale: the scale of drawn means.
       mean_seed: the seed from which drawn means are generated (they are constants,
         recomputed identically at every call unless ``trainable_means``).
@@ -82,8 +84,14 @@ class ClassGaussians(nn.Module):
                 return self.mean_scale * jax.random.normal(key, shape)
             if self.means == "uniform":
                 return jax.random.uniform(key, shape, minval=-self.mean_scale, maxval=self.mean_scale)
+            if self.means == "onehot":
+                if self.num_classes > self.dim:
+                    raise ValueError(
+                        f"'onehot' means need num_classes <= dim; got {self.num_classes} classes in {self.dim} dims."
+                    )
+                return self.mean_scale * math.sqrt(self.dim) * jnp.eye(*shape)
             raise ValueError(
-                f"unknown means {self.means!r}; expected 'normal', 'uniform' or a (K, D) array."
+                f"unknown means {self.means!r}; expected 'normal', 'uniform', 'onehot' or a (K, D) array."
             )
         means = jnp.asarray(self.means, jnp.float32)
         if means.shape != shape:

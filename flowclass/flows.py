@@ -55,8 +55,9 @@ def tabular_realnvp(
     """RealNVP for tabular data: ``num_couplings`` alternating-mask affine couplings
     with MLP conditioners ``D → hidden → 2D``, and one Gaussian per class.
 
-    ``means`` is ``'normal'``, ``'uniform'`` or an explicit ``(K, D)`` array, e.g. the
-    seed's moons means ``((-4, 0), (4, 0))``. ``dtype`` is the conditioners' compute dtype.
+    ``means`` is ``'normal'``, ``'uniform'``, ``'onehot'`` (see :class:`ClassGaussians`) or an
+    explicit ``(K, D)`` array, e.g. the seed's moons means ``((-4, 0), (4, 0))``. ``dtype`` is the
+    conditioners' compute dtype.
 
     Example:
       >>> model = tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))

@@ -56,6 +56,18 @@ def test_drawn_means_follow_seed_and_scale():
     assert np.all(np.abs(get(u)) <= 0.5)
 
 
+def test_onehot_means_are_orthogonal_and_as_far_apart_as_normal_draws():
+    get = lambda m: np.asarray(m.apply({}, method=lambda s: s.class_means))  # noqa: E731
+    onehot = get(ClassGaussians(10, (7, 7, 16), means="onehot", mean_scale=0.5))
+    normal = get(ClassGaussians(10, (7, 7, 16), means="normal", mean_scale=0.5))
+    gram = onehot @ onehot.T
+    np.testing.assert_allclose(gram, 0.25 * 784 * np.eye(10), atol=1e-3)  # ‖μ_k‖ = 0.5 · √784, orthogonal
+    distance = lambda m: np.linalg.norm(m[0] - m[1])  # noqa: E731
+    assert abs(distance(onehot) - distance(normal)) < 0.1 * distance(onehot)
+    with pytest.raises(ValueError, match="num_classes <= dim"):
+        get(ClassGaussians(3, (2,), means="onehot"))
+
+
 def test_sample_statistics():
     base, variables, _ = _base("class_diagonal")
     samples = np.asarray(base.apply(variables, jax.random.key(5), 1, 20000, method="sample"))
