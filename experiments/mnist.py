@@ -91,7 +91,8 @@ def main(argv=None) -> dict:
     predictions = np.argmax(logits, -1)
     summary = {
         "dataset": args.dataset, "model": args.model, "config": args.config if args.model == "flow" else None,
-        "beta": args.beta if args.model == "flow" else None, "means": args.means, "mean_scale": args.mean_scale,
+        **({"beta": args.beta, "means": args.means, "mean_scale": args.mean_scale} if args.model == "flow"
+           else {"beta": None, "means": None, "mean_scale": None}),
         "parameters": n_params, "devices": jax.device_count(), "platform": jax.devices()[0].platform,
         "test_acc": float(np.mean(predictions == y_test)),
         "test_bits_per_dim": test.get("bits_per_dim"),

@@ -549,8 +549,8 @@ def averaged(state: TrainState) -> TrainState:
 
 
 def _state_arrays(state: TrainState) -> dict:
-    return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
-            "collections": state.collections}
+    """What a resumed run needs of a state: its weights, the optimiser state and the step."""
+    return {"step": state.step, "opt_state": state.opt_state, **_weights(state)}
 
 
 def _weights(state: TrainState) -> dict:
