@@ -89,10 +89,10 @@ def main(argv=None) -> dict:
     test = fc.evaluate(result.state, x_test, y_test, batch_size=500)
     logits = fc.predict_logits(result.state.apply_fn, result.state.variables, x_test, batch_size=500)
     predictions = np.argmax(logits, -1)
+    flow_options = {"config": args.config, "beta": args.beta, "means": args.means, "mean_scale": args.mean_scale}
     summary = {
-        "dataset": args.dataset, "model": args.model, "config": args.config if args.model == "flow" else None,
-        **({"beta": args.beta, "means": args.means, "mean_scale": args.mean_scale} if args.model == "flow"
-           else {"beta": None, "means": None, "mean_scale": None}),
+        "dataset": args.dataset, "model": args.model,
+        **{name: value if args.model == "flow" else None for name, value in flow_options.items()},
         "parameters": n_params, "devices": jax.device_count(), "platform": jax.devices()[0].platform,
         "test_acc": float(np.mean(predictions == y_test)),
         "test_bits_per_dim": test.get("bits_per_dim"),
