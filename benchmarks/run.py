@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from flowclass.runtime import find_tcmalloc
+from flowclass.runtime import WIDE_VECTORS_FLAG, find_tcmalloc, has_avx512
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,6 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--malloc", choices=("auto", "tcmalloc", "system"), default="auto",
                    help="allocator of every measuring process: tcmalloc (LD_PRELOAD), glibc's, or tcmalloc when "
                    "installed (default). With tcmalloc the flows' flowclass rows are also measured with glibc's.")
+    p.add_argument("--vectors", choices=("auto", "wide", "default"), default="auto",
+                   help=f"XLA's CPU vector width in every flowclass process: wide ({WIDE_VECTORS_FLAG}), XLA's "
+                   "default, or wide on CPUs with AVX-512 (default). With wide vectors the MNIST flows' main rows "
+                   "are also measured with the default width.")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one measurement, JSON spec
     args = p.parse_args(argv)
     models = list(MODELS) if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
@@ -132,13 +136,17 @@ def plan(args: argparse.Namespace) -> list[dict]:
 
     def add(section: str, model: str, batch: int, infer: bool, **extra: Any) -> None:
         common = {"section": section, "model": model, "batch": batch, "infer": infer, "sharded": False,
-                  "malloc": args.malloc, **timing, **extra}
+                  "malloc": args.malloc, "vectors": args.vectors, **timing, **extra}
         if "jax" in args.frameworks:
             jax_specs = [{"kind": "jax", **common}]
             if model in SHARDABLE and args.host_devices > 1 and not args.quick:
                 jax_specs.append({**jax_specs[-1], "sharded": True})
+            ablations = []
             if section == "main" and model in SHARDABLE and args.malloc == "tcmalloc":
-                jax_specs += [{**spec, "malloc": "system"} for spec in jax_specs]
+                ablations += [{**spec, "malloc": "system"} for spec in jax_specs]
+            if section == "main" and model in SHARDABLE and args.vectors == "wide":
+                ablations += [{**spec, "vectors": "default"} for spec in jax_specs]
+            jax_specs += ablations
             specs.extend(jax_specs)
         if "torch" in args.frameworks:
             specs.extend({"kind": "torch", "threads": threads, **common} for threads in args.threads)
@@ -164,6 +172,7 @@ def describe(spec: dict) -> str:
     variant += f" threads={spec['threads']}" if "threads" in spec else ""
     variant += f" couplings={spec['num_couplings']}" if "num_couplings" in spec else ""
     variant += " glibc-malloc" if spec.get("malloc") == "system" else ""
+    variant += " default-vectors" if spec["kind"] == "jax" and spec.get("vectors") == "default" else ""
     return f"{spec['section']}: {spec['model']} {spec['kind']}{variant} batch={spec['batch']}"
 
 
@@ -217,6 +226,7 @@ def markdown(summary: dict) -> str:
         f"{summary['host_devices']} XLA host device(s), torch threads {summary['threads']} "
         f"(OMP_WAIT_POLICY={summary['omp_wait_policy']}); "
         f"allocator {summary.get('tcmalloc') if summary.get('malloc') == 'tcmalloc' else 'glibc malloc'}; "
+        f"XLA CPU vectors: {'512-bit (' + WIDE_VECTORS_FLAG + ')' if summary.get('vectors') == 'wide' else 'default'}; "
         f"load average before the run {summary['load_average'][0]:.1f}; "
         f"{'quick' if summary['quick'] else 'full'} run, {summary['wall_s']:.0f} s.",
         "",
@@ -244,6 +254,8 @@ def markdown(summary: dict) -> str:
                 framework += f" sharded×{r['devices']}"
             if r.get("malloc") == "system" and summary.get("malloc") == "tcmalloc":
                 framework += ", glibc malloc"
+            if r["kind"] == "jax" and r.get("vectors") == "default" and summary.get("vectors") == "wide":
+                framework += ", default vectors"
             if "error" in r:
                 lines.append(f"| {name} | {framework} | | {r['batch']} | error: {r['error'].splitlines()[-1][:80]} "
                              "| | | | | | | |")
@@ -284,8 +296,11 @@ def main(argv: list[str] | None = None) -> dict:
     if "torch" in args.frameworks and "torch" not in versions():
         raise SystemExit("PyTorch is not installed: pip install -e '.[bench]', or pass --frameworks jax.")
     env = dict(os.environ)
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+    flags = [f for f in env.get("XLA_FLAGS", "").split()
+             if "xla_force_host_platform_device_count" not in f and "xla_cpu_prefer_vector_width" not in f]
     env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={args.host_devices}"])
+    if args.vectors == "auto":
+        args.vectors = "wide" if has_avx512() else "default"
     # PyTorch's OpenMP threads, left to libgomp's default wait policy, ran 10x slower on a machine
     # with other load (measured); an explicit policy keeps the comparison about the frameworks.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -307,7 +322,10 @@ def main(argv: list[str] | None = None) -> dict:
             spec["devices"] = args.host_devices
         t0 = time.perf_counter()
         print(f"[{i}/{len(specs)}] {describe(spec)} ...", end="", file=sys.stderr, flush=True)
-        result = run_worker(spec, malloc_env[spec.get("malloc", args.malloc)])
+        worker_env = malloc_env[spec.get("malloc", args.malloc)]
+        if spec.get("vectors") == "wide":
+            worker_env = {**worker_env, "XLA_FLAGS": f"{worker_env['XLA_FLAGS']} {WIDE_VECTORS_FLAG}"}
+        result = run_worker(spec, worker_env)
         if spec["kind"] == "peak":
             if "error" in result:
                 raise SystemExit(f"\nthe matmul peak measurement failed: {result['error']}")
@@ -318,7 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
                      **({"threads": spec["threads"]} if "threads" in spec else {}),
                      **({"num_couplings": spec["num_couplings"]} if "num_couplings" in spec else {}),
                      **({"devices": spec["devices"]} if spec.get("sharded") else {}),
-                     "malloc": spec["malloc"], **result})
+                     "malloc": spec["malloc"], "vectors": spec["vectors"], **result})
         if "error" in result:
             print(f" FAILED ({time.perf_counter() - t0:.0f} s)\n{result['error']}", file=sys.stderr)
         else:
@@ -332,6 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), {platform.system()} {platform.release()}",
         "versions": versions(), "quick": args.quick, "load_average": load_average,
         "omp_wait_policy": env["OMP_WAIT_POLICY"], "malloc": args.malloc, "tcmalloc": tcmalloc,
+        "vectors": args.vectors, "vectors_flag": WIDE_VECTORS_FLAG if args.vectors == "wide" else None,
         "host_devices": args.host_devices, "threads": args.threads,
         "peak": peak, "rows": rows, "wall_s": time.perf_counter() - start,
     }

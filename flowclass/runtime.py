@@ -12,6 +12,10 @@ machine, ``benchmarks/``):
   the seed flow's train step ran 1.5× faster (sharded over 2 devices: 103 → 159 images/s).
   Colab and Cloud TPU VMs preload tcmalloc already; on Debian/Ubuntu,
   ``apt install libtcmalloc-minimal4``.
+* **512-bit vectors.** On CPUs with AVX-512, ``--xla_cpu_prefer_vector_width=512`` lets XLA's
+  code generator use the full vector width for elementwise work; the seed flow's sharded train
+  step ran 3-5 % faster (164 → 169 images/s in one benchmark run), the ``'fast'`` flow's 0-3 %
+  (:func:`prefer_wide_vectors`).
 
 The allocator can only be chosen when a process starts (``LD_PRELOAD``), so scripts call
 :func:`restart_with_tcmalloc` first thing; in a notebook, start Jupyter with
@@ -52,6 +56,46 @@ def use_host_devices(count: int) -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     if count > 1 and "xla_force_host_platform_device_count" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+WIDE_VECTORS_FLAG = "--xla_cpu_prefer_vector_width=512"
+
+
+def has_avx512(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU has AVX-512 (``avx512f`` in ``/proc/cpuinfo``, or in ``cpuinfo`` when given).
+
+    Example:
+      >>> has_avx512("flags : fpu sse2 avx2"), has_avx512("flags : fpu avx2 avx512f avx512vl")
+      (False, True)
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return any(line.startswith("flags") and "avx512f" in line.split() for line in cpuinfo.splitlines())
+
+
+def prefer_wide_vectors(cpuinfo: str | None = None) -> bool:
+    """Adds ``--xla_cpu_prefer_vector_width=512`` to ``XLA_FLAGS`` on CPUs with AVX-512 (see
+    :func:`has_avx512`), unless ``XLA_FLAGS`` already chooses a width; returns whether it did.
+
+    Call it before JAX starts computing; it only concerns XLA's CPU backend.
+
+    Example:
+      >>> import os
+      >>> saved = os.environ.pop("XLA_FLAGS", None)
+      >>> prefer_wide_vectors(cpuinfo="flags : avx2 avx512f"), os.environ["XLA_FLAGS"]
+      (True, '--xla_cpu_prefer_vector_width=512')
+      >>> prefer_wide_vectors(cpuinfo="flags : avx2 avx512f")  # already set
+      False
+      >>> _ = os.environ.pop("XLA_FLAGS") if saved is None else os.environ.update(XLA_FLAGS=saved)
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_prefer_vector_width" in flags or not has_avx512(cpuinfo):
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags} {WIDE_VECTORS_FLAG}".strip()
+    return True
 
 
 def find_tcmalloc(search_dirs: Sequence[str] = _LIBRARY_DIRS) -> str | None:

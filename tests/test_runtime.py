@@ -22,6 +22,21 @@ def test_use_host_devices_adds_the_flag_once_and_keeps_other_flags(monkeypatch):
         runtime.use_host_devices(0)
 
 
+AVX512_CPUINFO = "processor : 0\nflags : fpu sse2 avx2 avx512f avx512vl\n"
+
+
+def test_prefer_wide_vectors_needs_avx512_and_keeps_a_width_already_chosen(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    assert not runtime.prefer_wide_vectors(cpuinfo="flags : fpu sse2 avx2\nmodel name : avx512f-less\n")
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
+    assert runtime.prefer_wide_vectors(cpuinfo=AVX512_CPUINFO)
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_cpu_prefer_vector_width=512"
+    assert not runtime.prefer_wide_vectors(cpuinfo=AVX512_CPUINFO)  # added once
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_prefer_vector_width=256")  # the user's choice stays
+    assert not runtime.prefer_wide_vectors(cpuinfo=AVX512_CPUINFO)
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_prefer_vector_width=256"
+
+
 def test_find_tcmalloc_searches_the_given_directories(tmp_path):
     assert runtime.find_tcmalloc([str(tmp_path)]) is None
     (tmp_path / "libtcmalloc_minimal.so.4").write_bytes(b"")
