@@ -136,9 +136,9 @@ def plan(args: argparse.Namespace) -> list[dict]:
 
     def add(section: str, model: str, batch: int, infer: bool, **extra: Any) -> None:
         common = {"section": section, "model": model, "batch": batch, "infer": infer, "sharded": False,
-                  "malloc": args.malloc, "vectors": args.vectors, **timing, **extra}
+                  "malloc": args.malloc, **timing, **extra}
         if "jax" in args.frameworks:
-            jax_specs = [{"kind": "jax", **common}]
+            jax_specs = [{"kind": "jax", **common, "vectors": args.vectors}]
             if model in SHARDABLE and args.host_devices > 1 and not args.quick:
                 jax_specs.append({**jax_specs[-1], "sharded": True})
             ablations = []
@@ -172,7 +172,7 @@ def describe(spec: dict) -> str:
     variant += f" threads={spec['threads']}" if "threads" in spec else ""
     variant += f" couplings={spec['num_couplings']}" if "num_couplings" in spec else ""
     variant += " glibc-malloc" if spec.get("malloc") == "system" else ""
-    variant += " default-vectors" if spec["kind"] == "jax" and spec.get("vectors") == "default" else ""
+    variant += " default-vectors" if spec.get("vectors") == "default" else ""
     return f"{spec['section']}: {spec['model']} {spec['kind']}{variant} batch={spec['batch']}"
 
 
@@ -254,7 +254,7 @@ def markdown(summary: dict) -> str:
                 framework += f" sharded×{r['devices']}"
             if r.get("malloc") == "system" and summary.get("malloc") == "tcmalloc":
                 framework += ", glibc malloc"
-            if r["kind"] == "jax" and r.get("vectors") == "default" and summary.get("vectors") == "wide":
+            if r.get("vectors") == "default" and summary.get("vectors") == "wide":
                 framework += ", default vectors"
             if "error" in r:
                 lines.append(f"| {name} | {framework} | | {r['batch']} | error: {r['error'].splitlines()[-1][:80]} "
@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> dict:
                      **({"threads": spec["threads"]} if "threads" in spec else {}),
                      **({"num_couplings": spec["num_couplings"]} if "num_couplings" in spec else {}),
                      **({"devices": spec["devices"]} if spec.get("sharded") else {}),
-                     "malloc": spec["malloc"], "vectors": spec["vectors"], **result})
+                     **({"vectors": spec["vectors"]} if "vectors" in spec else {}),
+                     "malloc": spec["malloc"], **result})
         if "error" in result:
             print(f" FAILED ({time.perf_counter() - t0:.0f} s)\n{result['error']}", file=sys.stderr)
         else:
