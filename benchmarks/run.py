@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from flowclass.runtime import WIDE_VECTORS_FLAG, find_tcmalloc, has_avx512
+from flowclass.runtime import fast_codegen_flags, find_tcmalloc
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,10 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--malloc", choices=("auto", "tcmalloc", "system"), default="auto",
                    help="allocator of every measuring process: tcmalloc (LD_PRELOAD), glibc's, or tcmalloc when "
                    "installed (default). With tcmalloc the flows' flowclass rows are also measured with glibc's.")
-    p.add_argument("--vectors", choices=("auto", "wide", "default"), default="auto",
-                   help=f"XLA's CPU vector width in every flowclass process: wide ({WIDE_VECTORS_FLAG}), XLA's "
-                   "default, or wide on CPUs with AVX-512 (default). With wide vectors the MNIST flows' main rows "
-                   "are also measured with the default width.")
+    p.add_argument("--codegen", choices=("fast", "default"), default="fast",
+                   help="XLA CPU code generation of every flowclass process: flowclass.runtime.fast_codegen_flags() "
+                   "(default; the MNIST flows' main rows are then also measured with XLA's defaults), or XLA's.")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one measurement, JSON spec
     args = p.parse_args(argv)
     models = list(MODELS) if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
@@ -138,14 +137,14 @@ def plan(args: argparse.Namespace) -> list[dict]:
         common = {"section": section, "model": model, "batch": batch, "infer": infer, "sharded": False,
                   "malloc": args.malloc, **timing, **extra}
         if "jax" in args.frameworks:
-            jax_specs = [{"kind": "jax", **common, "vectors": args.vectors}]
+            jax_specs = [{"kind": "jax", **common, "codegen": args.codegen}]
             if model in SHARDABLE and args.host_devices > 1 and not args.quick:
                 jax_specs.append({**jax_specs[-1], "sharded": True})
             ablations = []
             if section == "main" and model in SHARDABLE and args.malloc == "tcmalloc":
                 ablations += [{**spec, "malloc": "system"} for spec in jax_specs]
-            if section == "main" and model in SHARDABLE and args.vectors == "wide":
-                ablations += [{**spec, "vectors": "default"} for spec in jax_specs]
+            if section == "main" and model in SHARDABLE and args.codegen == "fast":
+                ablations += [{**spec, "codegen": "default"} for spec in jax_specs]
             jax_specs += ablations
             specs.extend(jax_specs)
         if "torch" in args.frameworks:
@@ -172,7 +171,7 @@ def describe(spec: dict) -> str:
     variant += f" threads={spec['threads']}" if "threads" in spec else ""
     variant += f" couplings={spec['num_couplings']}" if "num_couplings" in spec else ""
     variant += " glibc-malloc" if spec.get("malloc") == "system" else ""
-    variant += " default-vectors" if spec.get("vectors") == "default" else ""
+    variant += " default-codegen" if spec.get("codegen") == "default" else ""
     return f"{spec['section']}: {spec['model']} {spec['kind']}{variant} batch={spec['batch']}"
 
 
@@ -226,7 +225,7 @@ def markdown(summary: dict) -> str:
         f"{summary['host_devices']} XLA host device(s), torch threads {summary['threads']} "
         f"(OMP_WAIT_POLICY={summary['omp_wait_policy']}); "
         f"allocator {summary.get('tcmalloc') if summary.get('malloc') == 'tcmalloc' else 'glibc malloc'}; "
-        f"XLA CPU vectors: {'512-bit (' + WIDE_VECTORS_FLAG + ')' if summary.get('vectors') == 'wide' else 'default'}; "
+        f"XLA CPU code generation: {' '.join(summary.get('codegen_flags') or ['default'])}; "
         f"load average before the run {summary['load_average'][0]:.1f}; "
         f"{'quick' if summary['quick'] else 'full'} run, {summary['wall_s']:.0f} s.",
         "",
@@ -254,8 +253,8 @@ def markdown(summary: dict) -> str:
                 framework += f" sharded×{r['devices']}"
             if r.get("malloc") == "system" and summary.get("malloc") == "tcmalloc":
                 framework += ", glibc malloc"
-            if r.get("vectors") == "default" and summary.get("vectors") == "wide":
-                framework += ", default vectors"
+            if r.get("codegen") == "default" and summary.get("codegen") == "fast":
+                framework += ", default codegen"
             if "error" in r:
                 lines.append(f"| {name} | {framework} | | {r['batch']} | error: {r['error'].splitlines()[-1][:80]} "
                              "| | | | | | | |")
@@ -296,11 +295,10 @@ def main(argv: list[str] | None = None) -> dict:
     if "torch" in args.frameworks and "torch" not in versions():
         raise SystemExit("PyTorch is not installed: pip install -e '.[bench]', or pass --frameworks jax.")
     env = dict(os.environ)
-    flags = [f for f in env.get("XLA_FLAGS", "").split()
-             if "xla_force_host_platform_device_count" not in f and "xla_cpu_prefer_vector_width" not in f]
+    codegen_flags = list(fast_codegen_flags())  # the rows compare these with XLA's defaults: drop the user's
+    controlled = {f.split("=")[0] for f in codegen_flags} | {"--xla_force_host_platform_device_count"}
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if f.split("=")[0] not in controlled]
     env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={args.host_devices}"])
-    if args.vectors == "auto":
-        args.vectors = "wide" if has_avx512() else "default"
     # PyTorch's OpenMP threads, left to libgomp's default wait policy, ran 10x slower on a machine
     # with other load (measured); an explicit policy keeps the comparison about the frameworks.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -323,8 +321,8 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         print(f"[{i}/{len(specs)}] {describe(spec)} ...", end="", file=sys.stderr, flush=True)
         worker_env = malloc_env[spec.get("malloc", args.malloc)]
-        if spec.get("vectors") == "wide":
-            worker_env = {**worker_env, "XLA_FLAGS": f"{worker_env['XLA_FLAGS']} {WIDE_VECTORS_FLAG}"}
+        if spec.get("codegen") == "fast":
+            worker_env = {**worker_env, "XLA_FLAGS": " ".join([worker_env["XLA_FLAGS"], *codegen_flags])}
         result = run_worker(spec, worker_env)
         if spec["kind"] == "peak":
             if "error" in result:
@@ -336,7 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
                      **({"threads": spec["threads"]} if "threads" in spec else {}),
                      **({"num_couplings": spec["num_couplings"]} if "num_couplings" in spec else {}),
                      **({"devices": spec["devices"]} if spec.get("sharded") else {}),
-                     **({"vectors": spec["vectors"]} if "vectors" in spec else {}),
+                     **({"codegen": spec["codegen"]} if "codegen" in spec else {}),
                      "malloc": spec["malloc"], **result})
         if "error" in result:
             print(f" FAILED ({time.perf_counter() - t0:.0f} s)\n{result['error']}", file=sys.stderr)
@@ -351,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), {platform.system()} {platform.release()}",
         "versions": versions(), "quick": args.quick, "load_average": load_average,
         "omp_wait_policy": env["OMP_WAIT_POLICY"], "malloc": args.malloc, "tcmalloc": tcmalloc,
-        "vectors": args.vectors, "vectors_flag": WIDE_VECTORS_FLAG if args.vectors == "wide" else None,
+        "codegen": args.codegen, "codegen_flags": codegen_flags if args.codegen == "fast" else [],
         "host_devices": args.host_devices, "threads": args.threads,
         "peak": peak, "rows": rows, "wall_s": time.perf_counter() - start,
     }

@@ -300,10 +300,10 @@ def save_prototypes_figure(args, protos: dict) -> None:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.dataset == "mnist":
-        from flowclass.runtime import prefer_wide_vectors, use_host_devices
+        from flowclass.runtime import use_fast_codegen, use_host_devices
 
         use_host_devices(args.host_devices)
-        prefer_wide_vectors()  # 512-bit vectors on AVX-512 CPUs
+        use_fast_codegen()  # XLA CPU flags measured in benchmarks/
     summary = run_mnist(args) if args.dataset == "mnist" else run_moons(args)
     summary["wall_s"] = time.perf_counter() - _START
     (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -59,10 +59,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from flowclass.runtime import prefer_wide_vectors, use_host_devices
+    from flowclass.runtime import use_fast_codegen, use_host_devices
 
     use_host_devices(args.host_devices)
-    prefer_wide_vectors()  # 512-bit vectors on AVX-512 CPUs
+    use_fast_codegen()  # XLA CPU flags measured in benchmarks/
     import json
 
     import jax

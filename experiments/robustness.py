@@ -66,12 +66,12 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
-    from flowclass.runtime import prefer_wide_vectors, use_host_devices
+    from flowclass.runtime import use_fast_codegen, use_host_devices
 
     from mnist import load_run
 
     use_host_devices(args.host_devices)
-    prefer_wide_vectors()  # 512-bit vectors on AVX-512 CPUs
+    use_fast_codegen()  # XLA CPU flags measured in benchmarks/
     import json
 
     import jax

@@ -42,14 +42,14 @@ def test_plan_covers_models_and_sweeps():
     assert any(s.get("sharded") for s in full) and all(s["batch"] % 2 == 0 for s in full if s.get("sharded"))
 
 
-def test_plan_measures_default_vectors_beside_wide_ones_for_the_mnist_flows():
+def test_plan_measures_default_codegen_beside_the_fast_flags_for_the_mnist_flows():
     run = _load_run_module()
     argv = ["--models", "moons_flow,mnist_fast_flow", "--frameworks", "jax", "--no-scaling", "--malloc", "system"]
-    wide = [s for s in run.plan(run.parse_args(argv + ["--vectors", "wide"])) if s["kind"] == "jax"]
-    ablations = [(s["model"], s["sharded"]) for s in wide if s["vectors"] == "default"]
+    fast = [s for s in run.plan(run.parse_args(argv)) if s["kind"] == "jax"]
+    ablations = [(s["model"], s["sharded"]) for s in fast if s["codegen"] == "default"]
     assert ablations == [("mnist_fast_flow", False), ("mnist_fast_flow", True)]
-    default = [s for s in run.plan(run.parse_args(argv + ["--vectors", "default"])) if s["kind"] == "jax"]
-    assert {s["vectors"] for s in default} == {"default"} and len(default) == len(wide) - 2
+    default = [s for s in run.plan(run.parse_args(argv + ["--codegen", "default"])) if s["kind"] == "jax"]
+    assert {s["codegen"] for s in default} == {"default"} and len(default) == len(fast) - 2
 
 
 def test_jax_moons_and_fnn(tmp_path):

@@ -25,16 +25,28 @@ def test_use_host_devices_adds_the_flag_once_and_keeps_other_flags(monkeypatch):
 AVX512_CPUINFO = "processor : 0\nflags : fpu sse2 avx2 avx512f avx512vl\n"
 
 
-def test_prefer_wide_vectors_needs_avx512_and_keeps_a_width_already_chosen(monkeypatch):
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
-    assert not runtime.prefer_wide_vectors(cpuinfo="flags : fpu sse2 avx2\nmodel name : avx512f-less\n")
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
-    assert runtime.prefer_wide_vectors(cpuinfo=AVX512_CPUINFO)
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_cpu_prefer_vector_width=512"
-    assert not runtime.prefer_wide_vectors(cpuinfo=AVX512_CPUINFO)  # added once
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_prefer_vector_width=256")  # the user's choice stays
-    assert not runtime.prefer_wide_vectors(cpuinfo=AVX512_CPUINFO)
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_prefer_vector_width=256"
+def test_use_fast_codegen_adds_each_option_once_and_keeps_the_users_choices(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_prefer_vector_width=256")
+    added = runtime.use_fast_codegen(cpuinfo=AVX512_CPUINFO)
+    assert added == [*runtime.REASSOCIATION_FLAGS, runtime.SCHEDULER_FLAG]  # the width the user chose stays
+    assert os.environ["XLA_FLAGS"].split() == ["--xla_cpu_prefer_vector_width=256", *added]
+    assert runtime.use_fast_codegen(cpuinfo=AVX512_CPUINFO) == []
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert runtime.use_fast_codegen(cpuinfo=AVX512_CPUINFO)[-1] == runtime.WIDE_VECTORS_FLAG
+    monkeypatch.setenv("XLA_FLAGS", "")
+    no_avx512 = "flags : fpu sse2 avx2\nmodel name : avx512f-less\n"
+    assert runtime.use_fast_codegen(cpuinfo=no_avx512) == [*runtime.REASSOCIATION_FLAGS, runtime.SCHEDULER_FLAG]
+
+
+def test_fast_codegen_keeps_nan_and_inf_semantics(tmp_path):
+    """The reassociation flags must not turn NaN checks or overflow into something else."""
+    script = ("import jax.numpy as jnp, numpy as np\n"
+              "x = jnp.array([np.nan, np.inf, -1.0, 1e30])\n"
+              "print(bool(jnp.isnan(jnp.sum(x))), bool(jnp.isinf(jnp.exp(x[3]))), bool(jnp.isnan(jnp.log(x[2]))))")
+    env = {**os.environ, "XLA_FLAGS": " ".join(runtime.fast_codegen_flags()), "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "True", "True"]
 
 
 def test_find_tcmalloc_searches_the_given_directories(tmp_path):
