@@ -61,7 +61,9 @@ def use_host_devices(count: int) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
+#: 512-bit vectors in XLA's generated CPU code (used on CPUs with AVX-512 only).
 WIDE_VECTORS_FLAG = "--xla_cpu_prefer_vector_width=512"
+#: XLA's CPU scheduler that orders independent work for concurrency.
 SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
 #: XLA's fast math without its unsafe parts: reassociation and FMA contraction only.
 REASSOCIATION_FLAGS = (
