@@ -179,6 +179,23 @@ def flow_augment(shift: int):
     return Compose((dequantize,) + ((lambda key, im: random_shift(key, im, shift),) if shift else ()))
 
 
+def run_args(run_dir: Path):
+    """The parsed arguments a finished run was started with (from its ``results.json``);
+    ``data_dir`` is left unset (``None``): the data may live elsewhere now."""
+    import json
+
+    summary_path = Path(run_dir) / "results.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{summary_path} not found: train first with experiments/mnist.py --out {run_dir}.")
+    argv = []
+    for name, value in json.loads(summary_path.read_text())["args"].items():
+        flag = "--" + name.replace("_", "-")
+        if value in ("None", "False") or name in ("out", "data_dir"):
+            continue
+        argv += [flag] if value == "True" else [flag, value]
+    return parse_args(argv + ["--out", str(run_dir)])
+
+
 def load_run(run_dir: Path, sample_x):
     """Rebuilds a finished run's model from its ``results.json`` and restores the selected weights.
 
@@ -190,21 +207,11 @@ def load_run(run_dir: Path, sample_x):
 
     import flowclass as fc
 
-    run_dir = Path(run_dir)
-    summary_path = run_dir / "results.json"
-    if not summary_path.is_file():
-        raise FileNotFoundError(f"{summary_path} not found: train first with experiments/mnist.py --out {run_dir}.")
-    summary = json.loads(summary_path.read_text())
-    argv = []
-    for name, value in summary["args"].items():
-        flag = "--" + name.replace("_", "-")
-        if value in ("None", "False") or name in ("out", "data_dir"):
-            continue
-        argv += [flag] if value == "True" else [flag, value]
-    args = parse_args(argv + ["--out", str(run_dir)])
+    args = run_args(run_dir)
+    summary = json.loads((Path(run_dir) / "results.json").read_text())
     model, tx, loss_fn, _ = build(args, sample_x.shape[1:], num_train=1)
     state = fc.create_train_state(model, jax.random.key(0), sample_x, tx, loss_fn)
-    best, _ = fc.restore_best(run_dir / "checkpoints", state)
+    best, _ = fc.restore_best(Path(run_dir) / "checkpoints", state)
     return model, best.variables, summary
 
 

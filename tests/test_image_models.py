@@ -55,10 +55,7 @@ def test_mnist_experiment_end_to_end_and_resume(tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     _write_idx_dir(data_dir, n_train=300, n_test=64)
-    script = Path(__file__).parents[1] / "experiments" / "mnist.py"
-    spec = importlib.util.spec_from_file_location("mnist_experiment", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load_experiment("mnist")
     out = tmp_path / "out"
     common = ["--dataset", "fashion_mnist", "--data-dir", str(data_dir), "--val-size", "64", "--batch-size", "32",
               "--out", str(out), "--quiet", "--host-devices", "1"]
@@ -76,3 +73,26 @@ def test_mnist_experiment_end_to_end_and_resume(tmp_path):
     model, variables, summary = module.load_run(out, x_test[:2])
     predictions = np.asarray(model.apply(variables, x_test)).argmax(-1)
     assert float(np.mean(predictions == y_test)) == pytest.approx(summary["test_acc"], abs=1e-6)
+    # the shift-marginal scorer's unshifted rule is the run's own
+    scores = _load_experiment("shift_marginal").score_run(out, str(data_dir))
+    assert scores["test"]["none"] == pytest.approx(summary["test_acc"], abs=1e-6)
+    assert scores["val"]["none"] == pytest.approx(summary["val_acc"], abs=1e-6)
+    assert set(scores["test"]) == {"none", "cross1", "grid3", "grid5"}
+
+
+def test_shift_images_translates_with_zero_fill():
+    shift_images = _load_experiment("shift_marginal").shift_images
+    x = np.zeros((1, 5, 5, 1), np.float32)
+    x[0, 2, 2, 0], x[0, 0, 4, 0] = 1.0, 2.0
+    moved = shift_images(x, 1, -1)
+    assert moved[0, 3, 1, 0] == 1.0 and moved[0, 1, 3, 0] == 2.0 and moved.sum() == 3.0
+    assert shift_images(x, 0, 1).sum() == 1.0  # the pixel on the right edge leaves the image
+    np.testing.assert_array_equal(shift_images(x, 0, 0), x)
+
+
+def _load_experiment(name: str):
+    script = Path(__file__).parents[1] / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_experiment", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
