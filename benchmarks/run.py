@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from flowclass.runtime import fast_codegen_flags, find_tcmalloc
+from flowclass.runtime import fast_codegen_flags, find_tcmalloc, xla_option
 
 HERE = Path(__file__).resolve().parent
 
@@ -296,8 +296,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("PyTorch is not installed: pip install -e '.[bench]', or pass --frameworks jax.")
     env = dict(os.environ)
     codegen_flags = list(fast_codegen_flags())  # the rows compare these with XLA's defaults: drop the user's
-    controlled = {f.split("=")[0] for f in codegen_flags} | {"--xla_force_host_platform_device_count"}
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if f.split("=")[0] not in controlled]
+    controlled = {xla_option(f) for f in codegen_flags} | {"--xla_force_host_platform_device_count"}
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if xla_option(f) not in controlled]
     env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={args.host_devices}"])
     # PyTorch's OpenMP threads, left to libgomp's default wait policy, ran 10x slower on a machine
     # with other load (measured); an explicit policy keeps the comparison about the frameworks.

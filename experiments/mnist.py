@@ -179,21 +179,22 @@ def flow_augment(shift: int):
     return Compose((dequantize,) + ((lambda key, im: random_shift(key, im, shift),) if shift else ()))
 
 
-def run_args(run_dir: Path):
-    """The parsed arguments a finished run was started with (from its ``results.json``);
-    ``data_dir`` is left unset (``None``): the data may live elsewhere now."""
+def read_run(run_dir: Path) -> tuple[argparse.Namespace, dict]:
+    """``(args, summary)`` of a finished run: the parsed arguments it was started with and its
+    ``results.json``; ``args.data_dir`` is left unset (``None``): the data may live elsewhere now."""
     import json
 
     summary_path = Path(run_dir) / "results.json"
     if not summary_path.is_file():
         raise FileNotFoundError(f"{summary_path} not found: train first with experiments/mnist.py --out {run_dir}.")
+    summary = json.loads(summary_path.read_text())
     argv = []
-    for name, value in json.loads(summary_path.read_text())["args"].items():
+    for name, value in summary["args"].items():
         flag = "--" + name.replace("_", "-")
         if value in ("None", "False") or name in ("out", "data_dir"):
             continue
         argv += [flag] if value == "True" else [flag, value]
-    return parse_args(argv + ["--out", str(run_dir)])
+    return parse_args(argv + ["--out", str(run_dir)]), summary
 
 
 def load_run(run_dir: Path, sample_x):
@@ -201,17 +202,14 @@ def load_run(run_dir: Path, sample_x):
 
     Returns ``(model, variables, summary)``; ``sample_x`` is a batch of the run's inputs (for shapes).
     """
-    import json
-
     import jax
 
     import flowclass as fc
 
-    args = run_args(run_dir)
-    summary = json.loads((Path(run_dir) / "results.json").read_text())
+    args, summary = read_run(run_dir)
     model, tx, loss_fn, _ = build(args, sample_x.shape[1:], num_train=1)
     state = fc.create_train_state(model, jax.random.key(0), sample_x, tx, loss_fn)
-    best, _ = fc.restore_best(Path(run_dir) / "checkpoints", state)
+    best, _ = fc.restore_best(args.out / "checkpoints", state)
     return model, best.variables, summary
 
 

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from mnist import load_run, load_splits, read_run  # noqa: E402  (the sibling experiment script)
+
 SHIFT_SETS: dict[str, tuple[tuple[int, int], ...]] = {
     "none": ((0, 0),),
     "cross1": ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)),
@@ -49,12 +52,9 @@ def marginal_accuracies(logits_per_shift: dict, y: np.ndarray) -> dict[str, floa
 
 def score_run(run_dir: Path, data_dir: str | None, batch_size: int = 500) -> dict:
     """``{'val': {set: accuracy}, 'test': {...}}`` for a finished ``experiments/mnist.py`` flow run."""
-    sys.path.insert(0, str(Path(__file__).parent))
     import flowclass as fc
 
-    from mnist import load_run, load_splits, run_args
-
-    args = run_args(run_dir)
+    args, _ = read_run(run_dir)
     if args.model != "flow":
         raise ValueError(f"{run_dir} is a {args.model} run; the shift-marginal rule needs a flow's likelihoods.")
     args.data_dir = data_dir

@@ -1,6 +1,7 @@
-"""Process-level CPU set-up that has to happen before XLA starts: host devices and the allocator.
+"""Process-level CPU set-up that has to happen before XLA starts: host devices, the allocator
+and compiler options.
 
-Two settings make flowclass's image flows fast on a multi-core CPU (measured on a 2-core
+Three settings make flowclass's image flows fast on a multi-core CPU (measured on a 2-core
 machine, ``benchmarks/``):
 
 * **Host devices.** ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` splits the CPU
@@ -56,9 +57,28 @@ def use_host_devices(count: int) -> None:
     """
     if count < 1:
         raise ValueError(f"count must be a positive number of devices; got {count}.")
-    flags = os.environ.get("XLA_FLAGS", "")
-    if count > 1 and "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    if count > 1:
+        _add_xla_flags([f"--xla_force_host_platform_device_count={count}"])
+
+
+def xla_option(flag: str) -> str:
+    """The option a ``--name=value`` XLA flag sets: ``'--name'``.
+
+    Example:
+      >>> xla_option("--xla_cpu_prefer_vector_width=512")
+      '--xla_cpu_prefer_vector_width'
+    """
+    return flag.split("=", 1)[0]
+
+
+def _add_xla_flags(flags: Sequence[str]) -> list[str]:
+    """Appends to ``XLA_FLAGS`` the ``flags`` whose option it does not set yet; returns those."""
+    current = os.environ.get("XLA_FLAGS", "")
+    present = {xla_option(flag) for flag in current.split()}
+    added = [flag for flag in flags if xla_option(flag) not in present]
+    if added:
+        os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
+    return added
 
 
 #: 512-bit vectors in XLA's generated CPU code (used on CPUs with AVX-512 only).
@@ -121,12 +141,7 @@ def use_fast_codegen(cpuinfo: str | None = None) -> list[str]:
       []
       >>> _ = os.environ.pop("XLA_FLAGS") if saved is None else os.environ.update(XLA_FLAGS=saved)
     """
-    flags = os.environ.get("XLA_FLAGS", "")
-    present = {flag.split("=")[0] for flag in flags.split()}
-    added = [flag for flag in fast_codegen_flags(cpuinfo) if flag.split("=")[0] not in present]
-    if added:
-        os.environ["XLA_FLAGS"] = " ".join([flags, *added]).strip()
-    return added
+    return _add_xla_flags(fast_codegen_flags(cpuinfo))
 
 
 def find_tcmalloc(search_dirs: Sequence[str] = _LIBRARY_DIRS) -> str | None:
