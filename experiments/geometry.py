@@ -230,11 +230,11 @@ def run_mnist(args) -> dict:
     from flowclass.flows import image_realnvp
     from flowclass.generation import prototypes
 
-    from mnist import flow_augment, load_splits, optimizer
+    from mnist import image_augment, load_splits, optimizer
 
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_splits(args, bin_centred=True)
     dim = math.prod(x_train.shape[1:])
-    augment = flow_augment(args.shift)
+    augment = image_augment(args.shift, dequantise=True)
     loss_fn = fc.make_flow_loss(cross_entropy_weight=args.beta, nll_unit="bits_per_dim", num_bins=256)
     summary = {"dataset": "mnist", "time_budget_min": args.time_budget, "beta": args.beta, "variants": {},
                "args": {k: str(v) for k, v in vars(args).items()}}

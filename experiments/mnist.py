@@ -40,6 +40,10 @@ def parse_args(argv=None):
                    "mean_scale · N(0, I), or mean_scale · √D · e_k (orthogonal, equidistant)")
     p.add_argument("--mean-scale", type=float, default=1.0, help="flow: scale of the class means")
     p.add_argument("--shift", type=int, default=2, help="random translation augmentation, in pixels (0 = off)")
+    p.add_argument("--rotate", type=float, default=0.0, metavar="DEG", help="random rotation augmentation, "
+                   "in degrees (0 = off)")
+    p.add_argument("--scale", type=float, default=0.0, metavar="FRAC", help="random scaling augmentation by a "
+                   "factor in [1 - FRAC, 1 + FRAC] (0 = off)")
     p.add_argument("--val-size", type=int, default=5000)
     p.add_argument("--train-subset", type=int, default=None, help="use only this many training images (smoke tests)")
     p.add_argument("--test-subset", type=int, default=None, help="score only this many test images (smoke tests)")
@@ -119,16 +123,15 @@ def main(argv=None) -> dict:
 def build(args, input_shape, num_train: int):
     """``(model, optimiser, loss_fn, augment)`` for ``args``: what training and restoring both need."""
     import flowclass as fc
-    from flowclass.data.pixels import Compose, random_shift
 
     tx = optimizer(args, num_train, ema=args.ema)
+    augment = image_augment(args.shift, dequantise=args.model == "flow", degrees=args.rotate, scale=args.scale)
     if args.model == "flow":
         model = fc.image_realnvp(args.config, input_shape=input_shape, num_classes=10,
                                  means=args.means, mean_scale=args.mean_scale)
         loss_fn = fc.make_flow_loss(cross_entropy_weight=args.beta, nll_unit="bits_per_dim", num_bins=256)
-        return model, tx, loss_fn, flow_augment(args.shift)
-    shift = (lambda key, im: random_shift(key, im, args.shift)) if args.shift else None
-    return fc.CNN(num_classes=10), tx, fc.cross_entropy, Compose((shift,)) if shift else None
+        return model, tx, loss_fn, augment
+    return fc.CNN(num_classes=10), tx, fc.cross_entropy, augment
 
 
 def load_splits(args, *, bin_centred: bool):
@@ -172,11 +175,20 @@ def optimizer(args, num_train: int, ema: float = 0.0):
     return optax.chain(*parts)
 
 
-def flow_augment(shift: int):
-    """Uniform dequantisation, then (if ``shift``) a random translation by up to ``shift`` pixels."""
-    from flowclass.data.pixels import Compose, dequantize, random_shift
+def image_augment(shift: int, *, dequantise: bool, degrees: float = 0.0, scale: float = 0.0):
+    """Training-time transforms, in order: a random rotation by up to ``degrees`` and scaling by up
+    to ``scale`` (if either is set), uniform dequantisation (for flows), a random translation by up
+    to ``shift`` pixels; ``None`` when there is nothing to do."""
+    from flowclass.data.pixels import Compose, dequantize, random_affine, random_shift
 
-    return Compose((dequantize,) + ((lambda key, im: random_shift(key, im, shift),) if shift else ()))
+    transforms = []
+    if degrees or scale:
+        transforms.append(lambda key, im: random_affine(key, im, degrees, scale))
+    if dequantise:
+        transforms.append(dequantize)
+    if shift:
+        transforms.append(lambda key, im: random_shift(key, im, shift))
+    return Compose(tuple(transforms)) if transforms else None
 
 
 def read_run(run_dir: Path) -> tuple[argparse.Namespace, dict]:

@@ -248,14 +248,14 @@ def run_mnist(args) -> dict:
     from flowclass.data.labels import UNLABELLED, balanced_label_subset
     from flowclass.flows import image_realnvp
 
-    from mnist import flow_augment, load_splits, optimizer
+    from mnist import image_augment, load_splits, optimizer
 
     (x_train, y_train), (x_val, _), (x_test, y_test) = load_splits(args, bin_centred=True)
     val = (x_val, np.full(len(x_val), UNLABELLED, np.int32))  # selection sees no labels
     keep = balanced_label_subset(y_train, args.labels, seed=args.seed, num_classes=10)
     unlabelled = np.setdiff1d(np.arange(len(x_train)), keep)
     reps, trains = training_sets(x_train, y_train, keep, unlabelled, args.labelled_share)
-    augment = flow_augment(args.shift)
+    augment = image_augment(args.shift, dequantise=True)
     total_steps = max(1, args.epochs * (len(trains["semi_supervised"][0]) // args.batch_size))  # both models
     print(f"mnist: {args.labels} labels x {reps} repeats, {len(unlabelled)} unlabelled, {len(x_val)} val "
           f"(unlabelled), {len(x_test)} test; {jax.device_count()} device(s)", file=sys.stderr)

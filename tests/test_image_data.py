@@ -12,7 +12,7 @@ import pytest
 
 from flowclass.data import DataNotFoundError, load_idx_dir, load_image_dataset, read_idx, read_mnist_pickle
 from flowclass.data import mnist as mnist_data
-from flowclass.data.pixels import bin_centres, dequantize, random_shift
+from flowclass.data.pixels import affine_warp, bin_centres, dequantize, random_affine, random_shift
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNIST_DIR = os.environ.get("FLOWCLASS_TEST_MNIST_DIR")  # holds mnist.pkl.gz (set by .ci/run)
@@ -164,3 +164,22 @@ def test_pixel_transforms():
     img[:, 3, 3] = 1.0
     shifted = np.asarray(random_shift(jax.random.key(1), img, 2))
     assert shifted.shape == img.shape and np.all(shifted.sum(axis=(1, 2, 3)) == 1.0)
+
+
+def test_affine_warp_rotates_and_scales_about_the_centre():
+    import jax
+
+    rng = np.random.default_rng(0)
+    img = rng.random((2, 7, 7, 2)).astype(np.float32)
+    same = np.asarray(affine_warp(img, np.zeros(2), np.ones(2)))
+    np.testing.assert_allclose(same, img, atol=1e-6)
+    quarter = np.asarray(affine_warp(img, np.full(2, np.pi / 2), np.ones(2)))
+    np.testing.assert_allclose(quarter, np.rot90(img, axes=(1, 2)), atol=1e-5)
+    # scaling by 2 about the centre: output pixel (3 + 2k, 3) reads input pixel (3 + k, 3)
+    doubled = np.asarray(affine_warp(img, np.zeros(2), np.full(2, 2.0)))
+    np.testing.assert_allclose(doubled[:, [1, 3, 5], 3], img[:, [2, 3, 4], 3], atol=1e-6)
+    dot = np.zeros((1, 9, 9, 1), np.float32)
+    dot[0, 4, 6] = 1.0  # two pixels right of the centre, rotated by 90° lands two pixels above it
+    assert np.asarray(affine_warp(dot, np.array([np.pi / 2]), np.ones(1)))[0, 2, 4, 0] == pytest.approx(1.0)
+    warped = np.asarray(random_affine(jax.random.key(0), np.repeat(img[:1], 64, axis=0), 15.0, 0.1))
+    assert np.all((warped >= 0) & (warped <= 1)) and np.ptp(warped.reshape(64, -1).sum(-1)) > 0  # really random

@@ -96,3 +96,16 @@ def _load_experiment(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_experiment_augmentation_order():
+    module = _load_experiment("mnist")
+    assert module.image_augment(0, dequantise=False) is None
+    assert len(module.image_augment(2, dequantise=False).transforms) == 1  # the CNN's default: shifts
+    augment = module.image_augment(0, dequantise=True, degrees=20.0)
+    assert len(augment.transforms) == 2
+    x = np.zeros((16, 28, 28, 1), np.float32)
+    x[:, 4:24, 13:15] = 200.5 / 256  # a vertical bar, on its bin centres
+    out = np.asarray(augment(jax.random.key(0), x))
+    assert not np.allclose(out[:, :, :12], 0.0)  # rotated: the bar leaves its columns
+    assert np.all((out > 0) & (out < 1))  # dequantised last: even the zero fill of the corners is noise
