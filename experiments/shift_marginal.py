@@ -33,15 +33,6 @@ SHIFT_SETS: dict[str, tuple[tuple[int, int], ...]] = {
 }
 
 
-def shift_images(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """NHWC images translated by ``dy`` rows and ``dx`` columns, zero fill (as in training)."""
-    out = np.zeros_like(x)
-    h, w = x.shape[1:3]
-    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = (
-        x[:, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)])
-    return out
-
-
 def marginal_accuracies(logits_per_shift: dict, y: np.ndarray) -> dict[str, float]:
     """Accuracy of ``argmax_k log Σ_{s∈S} exp(logits_s)`` for every shift set ``S``."""
     from scipy.special import logsumexp
@@ -53,6 +44,7 @@ def marginal_accuracies(logits_per_shift: dict, y: np.ndarray) -> dict[str, floa
 def score_run(run_dir: Path, data_dir: str | None, batch_size: int = 500) -> dict:
     """``{'val': {set: accuracy}, 'test': {...}}`` for a finished ``experiments/mnist.py`` flow run."""
     import flowclass as fc
+    from flowclass.data.pixels import translate
 
     args, _ = read_run(run_dir)
     if args.model != "flow":
@@ -63,7 +55,8 @@ def score_run(run_dir: Path, data_dir: str | None, batch_size: int = 500) -> dic
     all_shifts = sorted({s for shifts in SHIFT_SETS.values() for s in shifts})
     scores = {}
     for split, x, y in (("val", x_val, y_val), ("test", x_test, y_test)):
-        logits = {s: fc.predict_logits(model.apply, variables, shift_images(x, *s), batch_size=batch_size)
+        logits = {s: fc.predict_logits(model.apply, variables, translate(x, np.tile(s, (len(x), 1))),
+                                       batch_size=batch_size)
                   for s in all_shifts}
         scores[split] = marginal_accuracies(logits, y)
     return scores

@@ -12,7 +12,7 @@ import pytest
 
 from flowclass.data import DataNotFoundError, load_idx_dir, load_image_dataset, read_idx, read_mnist_pickle
 from flowclass.data import mnist as mnist_data
-from flowclass.data.pixels import affine_warp, bin_centres, dequantize, random_affine, random_shift
+from flowclass.data.pixels import affine_warp, bin_centres, dequantize, random_affine, random_shift, translate
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNIST_DIR = os.environ.get("FLOWCLASS_TEST_MNIST_DIR")  # holds mnist.pkl.gz (set by .ci/run)
@@ -183,3 +183,16 @@ def test_affine_warp_rotates_and_scales_about_the_centre():
     assert np.asarray(affine_warp(dot, np.array([np.pi / 2]), np.ones(1)))[0, 2, 4, 0] == pytest.approx(1.0)
     warped = np.asarray(random_affine(jax.random.key(0), np.repeat(img[:1], 64, axis=0), 15.0, 0.1))
     assert np.all((warped >= 0) & (warped <= 1)) and np.ptp(warped.reshape(64, -1).sum(-1)) > 0  # really random
+
+
+def test_translate_with_zero_fill():
+    x = np.zeros((1, 5, 5, 1), np.float32)
+    x[0, 2, 2, 0], x[0, 0, 4, 0] = 1.0, 2.0
+
+    def shift(dy, dx):
+        return np.asarray(translate(x, np.array([[dy, dx]])))
+
+    moved = shift(1, -1)
+    assert moved[0, 3, 1, 0] == 1.0 and moved[0, 1, 3, 0] == 2.0 and moved.sum() == 3.0
+    assert shift(0, 1).sum() == 1.0  # the pixel on the right edge leaves the image
+    np.testing.assert_array_equal(shift(0, 0), x)

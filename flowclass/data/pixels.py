@@ -47,8 +47,28 @@ def dequantize(key: jax.Array, x: jnp.ndarray, num_bins: int = 256) -> jnp.ndarr
     return (pixel_bins(x, num_bins) + jax.random.uniform(key, x.shape, x.dtype)) / num_bins
 
 
+def translate(x: jnp.ndarray, shifts: jnp.ndarray) -> jnp.ndarray:
+    """Translates NHWC image ``i`` by ``shifts[i] = (dy, dx)`` pixels (down, right), zero fill:
+    ``out[r, c] = x[r − dy, c − dx]`` where that lies inside the image, else 0.
+
+    >>> dot = jnp.zeros((1, 3, 3, 1)).at[0, 1, 1, 0].set(1.0)
+    >>> translate(dot, jnp.array([[1, -1]]))[0, ..., 0].tolist()
+    [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
+    """
+    _, h, w, _ = x.shape
+    rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+
+    def move(image, shift):
+        dy, dx = shift[0], shift[1]
+        inside = (rows >= dy) & (rows < h + dy) & (cols >= dx) & (cols < w + dx)
+        return jnp.where(inside[..., None], jnp.roll(image, (dy, dx), axis=(0, 1)), 0)
+
+    return jax.vmap(move)(x, jnp.asarray(shifts, jnp.int32))
+
+
 def random_shift(key: jax.Array, x: jnp.ndarray, max_shift: int = 2) -> jnp.ndarray:
-    """Translates each NHWC image by up to ``max_shift`` pixels in each direction, zero fill.
+    """Translates each NHWC image by up to ``max_shift`` pixels in each direction, zero fill
+    (:func:`translate` by shifts drawn uniformly from ``{−max_shift, …, max_shift}²``).
 
     >>> shifted = random_shift(jax.random.key(0), jnp.ones((4, 8, 8, 1)), max_shift=2)
     >>> shifted.shape, bool(shifted.sum() <= 4 * 8 * 8)
@@ -56,14 +76,8 @@ def random_shift(key: jax.Array, x: jnp.ndarray, max_shift: int = 2) -> jnp.ndar
     """
     if max_shift == 0:
         return x
-    b, h, w, _ = x.shape
-    padded = jnp.pad(x, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
-    offsets = jax.random.randint(key, (b, 2), 0, 2 * max_shift + 1)
-
-    def crop(image, offset):
-        return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, image.shape[-1]))
-
-    return jax.vmap(crop)(padded, offsets)
+    offsets = jax.random.randint(key, (x.shape[0], 2), 0, 2 * max_shift + 1)
+    return translate(x, max_shift - offsets)
 
 
 def affine_warp(x: jnp.ndarray, angle: jnp.ndarray, scale: jnp.ndarray) -> jnp.ndarray:
