@@ -36,6 +36,8 @@ def parse_args(argv=None):
                    "average of the parameters with this decay, e.g. 0.999 (0 = off)")
     p.add_argument("--beta", type=float, default=3.0, help="flow: weight of the posterior cross-entropy "
                    "next to the NLL in bits/dim (0 = the seed's pure NLL)")
+    p.add_argument("--ce-temperature", type=float, default=1.0, metavar="T", help="flow: temperature of the "
+                   "posterior in the cross-entropy term (T > 1: a margin loss; prediction unchanged)")
     p.add_argument("--means", choices=("normal", "onehot"), default="normal", help="flow: class means "
                    "mean_scale · N(0, I), or mean_scale · √D · e_k (orthogonal, equidistant)")
     p.add_argument("--mean-scale", type=float, default=1.0, help="flow: scale of the class means")
@@ -94,7 +96,8 @@ def main(argv=None) -> dict:
     test = fc.evaluate(result.state, x_test, y_test, batch_size=500)
     logits = fc.predict_logits(result.state.apply_fn, result.state.variables, x_test, batch_size=500)
     predictions = np.argmax(logits, -1)
-    flow_options = {"config": args.config, "beta": args.beta, "means": args.means, "mean_scale": args.mean_scale}
+    flow_options = {"config": args.config, "beta": args.beta, "ce_temperature": args.ce_temperature,
+                    "means": args.means, "mean_scale": args.mean_scale}
     summary = {
         "dataset": args.dataset, "model": args.model,
         **{name: value if args.model == "flow" else None for name, value in flow_options.items()},
@@ -129,7 +132,8 @@ def build(args, input_shape, num_train: int):
     if args.model == "flow":
         model = fc.image_realnvp(args.config, input_shape=input_shape, num_classes=10,
                                  means=args.means, mean_scale=args.mean_scale)
-        loss_fn = fc.make_flow_loss(cross_entropy_weight=args.beta, nll_unit="bits_per_dim", num_bins=256)
+        loss_fn = fc.make_flow_loss(cross_entropy_weight=args.beta, nll_unit="bits_per_dim", num_bins=256,
+                                    posterior_temperature=args.ce_temperature)
         return model, tx, loss_fn, augment
     return fc.CNN(num_classes=10), tx, fc.cross_entropy, augment
 
