@@ -87,6 +87,22 @@ def test_hybrid_loss_adds_weighted_cross_entropy(moons):
     np.testing.assert_allclose(aux["bits_per_dim"], plain["nll"] / (2 * np.log(2)), rtol=1e-5)
 
 
+
+def test_posterior_temperature_tempers_only_the_cross_entropy_term(moons):
+    (train, _), _ = moons
+    state = _flow_state(train[0])
+    x, y = jnp.asarray(train[0][:64]), jnp.asarray(train[1][:64])
+    plain = fc.flow_nll(state.apply_fn, state.variables, x, y)[1]
+    logits = fc.predict_logits(state.apply_fn, state.variables, x)
+    tempered_ce = np.mean(optax.softmax_cross_entropy_with_integer_labels(logits / 20.0, y))
+    loss, aux = fc.make_flow_loss(cross_entropy_weight=2.0, posterior_temperature=20.0)(
+        state.apply_fn, state.variables, x, y)
+    np.testing.assert_allclose(loss, plain["nll"] + 2.0 * tempered_ce, rtol=1e-5)
+    np.testing.assert_allclose(aux["cross_entropy"], plain["cross_entropy"], rtol=1e-6)  # reported at T = 1
+    np.testing.assert_allclose(aux["accuracy"], plain["accuracy"])
+    with pytest.raises(ValueError, match="posterior_temperature must be > 0"):
+        fc.make_flow_loss(posterior_temperature=0.0)
+
 def test_fnn_baseline_trains(moons):
     (train, val), (x_test, y_test) = moons
     state = fc.create_train_state(fc.FNN(2), jax.random.key(0), train[0][:1], optax.adam(3e-3), fc.cross_entropy)
