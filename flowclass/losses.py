@@ -79,12 +79,9 @@ def make_flow_loss(
         cross_entropy = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
         dim = math.prod(x.shape[1:])
         objective = nll if nll_unit == "nats" else nll / (dim * math.log(2.0))
+        loss = objective
         if beta:
-            tempered = cross_entropy if temperature == 1.0 else jnp.mean(
-                optax.softmax_cross_entropy_with_integer_labels(logits / temperature, y))
-            loss = objective + beta * tempered
-        else:
-            loss = objective
+            loss = loss + beta * jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits / temperature, y))
         aux = {
             "loss": loss,
             "nll": nll,

@@ -87,7 +87,6 @@ def test_hybrid_loss_adds_weighted_cross_entropy(moons):
     np.testing.assert_allclose(aux["bits_per_dim"], plain["nll"] / (2 * np.log(2)), rtol=1e-5)
 
 
-
 def test_posterior_temperature_tempers_only_the_cross_entropy_term(moons):
     (train, _), _ = moons
     state = _flow_state(train[0])
@@ -102,6 +101,7 @@ def test_posterior_temperature_tempers_only_the_cross_entropy_term(moons):
     np.testing.assert_allclose(aux["accuracy"], plain["accuracy"])
     with pytest.raises(ValueError, match="posterior_temperature must be > 0"):
         fc.make_flow_loss(posterior_temperature=0.0)
+
 
 def test_fnn_baseline_trains(moons):
     (train, val), (x_test, y_test) = moons
