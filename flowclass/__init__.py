@@ -68,6 +68,6 @@ __all__ = [
     "train_step",
 ]
 
-from flowclass import attacks, calibration, generation, manifold, metrics, robustness  # noqa: E402
+from flowclass import attacks, calibration, generation, invariance, manifold, metrics, robustness  # noqa: E402
 
-__all__ += ["attacks", "calibration", "generation", "manifold", "metrics", "robustness"]
+__all__ += ["attacks", "calibration", "generation", "invariance", "manifold", "metrics", "robustness"]

@@ -362,6 +362,7 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     allow_unlabelled: bool = False,
+    extra_val_metrics: Callable[[TrainState], Mapping[str, float]] | None = None,
 ) -> FitResult:
     """Trains on in-memory ``train = (x, y)`` and selects the best epoch on ``val``.
 
@@ -369,10 +370,11 @@ def fit(
     its steps in blocks of at most ``max_steps_per_call`` (default 100) inside ``lax.scan``,
     so a block runs without returning to Python;
     ``augment(key, x_batch)`` runs inside the compiled step. After every epoch the
-    validation metrics are computed and the state with the best ``val_<select>``
-    (lowest, or highest for ``'accuracy'``) is kept. When the optimiser averages the parameters
-    (:func:`flowclass.params_ema`), the averaged parameters are the ones validated, selected
-    and returned in ``result.state`` (``result.last_state`` keeps the raw ones).
+    validation metrics are computed and the state with the best ``val_<select>`` (lowest,
+    or highest for ``'accuracy'`` and names ending in ``'_accuracy'``) is kept. When the
+    optimiser averages the parameters (:func:`flowclass.params_ema`), the averaged parameters
+    are the ones validated, selected and returned in ``result.state`` (``result.last_state``
+    keeps the raw ones).
 
     Args:
       time_budget_s: stop after the block in which this much training time has passed.
@@ -383,6 +385,9 @@ def fit(
       allow_unlabelled: accept the label ``-1`` (unlabelled) in ``train`` and ``val``, for a
         loss that handles it (:func:`make_semi_supervised_loss`); its labelled-only metrics
         (``accuracy``, ...) are averaged over the labelled examples (NaN without any).
+      extra_val_metrics: called after every epoch with the validated state; the metrics it
+        returns join the loss function's as ``val_<name>`` in the history, and ``select`` may
+        name one (e.g. the accuracy of another decision rule, to select it on validation).
 
     Raises:
       NonFiniteLossError: the training loss became NaN/inf; no checkpoint is written
@@ -425,7 +430,7 @@ def fit(
         batch_spec = sharding.batch_sharding(mesh)
         state = jax.device_put(state, sharding.replicated(mesh))
     averaging = find_ema(state.opt_state) is not None
-    maximize = select == "accuracy"
+    maximize = select == "accuracy" or select.endswith("_accuracy")
     sign = -1.0 if maximize else 1.0
 
     place = (lambda a: jax.device_put(a, sharding.replicated(mesh))) if mesh is not None else jnp.asarray
@@ -492,6 +497,11 @@ def fit(
             selected = averaged(state) if averaging else state
             val_metrics = evaluate(selected, val_x, val_y, batch_size=eval_batch_size,
                                    allow_unlabelled=allow_unlabelled)
+            if extra_val_metrics is not None:
+                val_metrics.update({k: float(v) for k, v in extra_val_metrics(selected).items()})
+            if select not in val_metrics:
+                _close(checkpointer)
+                raise ValueError(f"select={select!r} is not a validation metric; they are {sorted(val_metrics)}.")
             labelled_count = sums.pop(_LABELLED_COUNT, 0.0)
             row: dict[str, Any] = {
                 f"train_{k}": (v / labelled_count if labelled_count else float("nan")) if k in labelled_metrics

@@ -80,6 +80,31 @@ def test_mnist_experiment_end_to_end_and_resume(tmp_path):
     assert set(scores["test"]) == {"none", "cross1", "grid3", "grid5"}
 
 
+def test_mnist_experiment_selects_the_decision_rule_on_validation(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    _write_idx_dir(data_dir, n_train=300, n_test=64)
+    module = _load_experiment("mnist")
+    common = ["--dataset", "fashion_mnist", "--data-dir", str(data_dir), "--val-size", "64", "--batch-size", "32",
+              "--out", str(tmp_path / "out"), "--quiet", "--host-devices", "1", "--no-figures", "--shift-marginal"]
+    summary = module.main(common + ["--epochs", "4"])
+    h = {k: np.asarray(v) for k, v in summary["history"].items()}
+    assert np.isnan(h["val_shift_marginal_accuracy"][0])  # the first half of the schedule scores only the plain rule
+    assert not np.any(np.isnan(h["val_shift_marginal_accuracy"][1:]))
+    either = np.fmax(h["val_accuracy"], h["val_shift_marginal_accuracy"])
+    np.testing.assert_allclose(h["val_best_rule_accuracy"], either, atol=1e-6)
+    best = summary["best_epoch"] - 1
+    assert summary["val_acc"] == pytest.approx(h["val_best_rule_accuracy"].max(), abs=1e-6)
+    assert summary["val_acc"] == pytest.approx(h["val_best_rule_accuracy"][best], abs=1e-6)
+    np.testing.assert_allclose(h["val_plain_rule_accuracy"], h["val_accuracy"], atol=1e-6)
+    marginal_won = h["val_shift_marginal_accuracy"][best] > h["val_plain_rule_accuracy"][best]  # ties: plain
+    assert summary["rule"] == ("shift_marginal" if marginal_won else "plain")
+    assert set(summary["test_acc_by_rule"]) == {"plain", "shift_marginal"}
+    assert summary["test_acc"] == summary["test_acc_by_rule"][summary["rule"]]
+    with pytest.raises(SystemExit):
+        module.parse_args(["--model", "cnn", "--shift-marginal"])
+
+
 def _load_experiment(name: str):
     script = Path(__file__).parents[1] / "experiments" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"{name}_experiment", script)

@@ -132,6 +132,25 @@ def test_time_budget_and_accuracy_selection(moons):
     assert result.history["train_loss"].shape == (1,)
 
 
+def test_extra_validation_metrics_join_the_history_and_can_be_selected(moons):
+    (train, val), _ = moons
+    steps = []
+
+    def metrics(state):
+        steps.append(int(state.step))
+        return {"early_accuracy": -float(state.step)}  # a made-up rule whose "accuracy" falls every epoch
+
+    result = fc.fit(_flow_state(train[0], lr=3e-3), train, val, key=jax.random.key(0), epochs=3, batch_size=128,
+                    extra_val_metrics=metrics, select="early_accuracy", progress=False)
+    per_epoch = len(train[0]) // 128
+    assert steps == [per_epoch, 2 * per_epoch, 3 * per_epoch]  # called with each epoch's state
+    np.testing.assert_array_equal(result.history["val_early_accuracy"], [-s for s in steps])
+    assert result.history["val_loss"][-1] < result.history["val_loss"][0]
+    assert result.best_epoch == 1  # names ending in "_accuracy" are maximised
+    with pytest.raises(ValueError, match="not a validation metric"):
+        fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), epochs=1, select="acuracy", progress=False)
+
+
 def test_augment_runs_inside_the_step(moons):
     (train, val), _ = moons
     calls = []

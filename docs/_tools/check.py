@@ -42,6 +42,7 @@ PUBLIC_MODULES = (
     "flowclass.sharding",
     "flowclass.runtime",
     "flowclass.averaging",
+    "flowclass.invariance",
     "flowclass.plotting",
 )
 
