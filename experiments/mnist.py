@@ -80,7 +80,6 @@ def main(argv=None) -> dict:
     import numpy as np
 
     import flowclass as fc
-    from flowclass.invariance import shift_marginal_logits
 
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_splits(args, bin_centred=args.model == "flow")
 
@@ -103,14 +102,10 @@ def main(argv=None) -> dict:
         desc=f"{args.model} {args.dataset}",
     )
     test = fc.evaluate(result.state, x_test, y_test, batch_size=500)
-    logits_by_rule = {"plain": fc.predict_logits(result.state.apply_fn, result.state.variables, x_test, batch_size=500)}
-    rule = "plain"
-    if args.shift_marginal:
-        logits_by_rule["shift_marginal"] = shift_marginal_logits(
-            result.state.apply_fn, result.state.variables, x_test, batch_size=500)
-        at_best = result.best_epoch - 1
-        if result.history["val_shift_marginal_accuracy"][at_best] > result.history["val_plain_rule_accuracy"][at_best]:
-            rule = "shift_marginal"
+    logits_by_rule = rule_logits(result.state, x_test, marginal=args.shift_marginal)
+    at_best = {name: values[result.best_epoch - 1] for name, values in result.history.items()}
+    marginal_won = args.shift_marginal and at_best["val_shift_marginal_accuracy"] > at_best["val_plain_rule_accuracy"]
+    rule = "shift_marginal" if marginal_won else "plain"
     predictions = np.argmax(logits_by_rule[rule], -1)
     flow_options = {"config": args.config, "beta": args.beta, "ce_temperature": args.ce_temperature,
                     "means": args.means, "mean_scale": args.mean_scale}
@@ -121,8 +116,7 @@ def main(argv=None) -> dict:
         "test_acc": float(np.mean(predictions == y_test)), "rule": rule,
         "test_acc_by_rule": {name: float(np.mean(np.argmax(v, -1) == y_test)) for name, v in logits_by_rule.items()},
         "test_bits_per_dim": test.get("bits_per_dim"),
-        "val_acc": float(result.history["val_best_rule_accuracy" if args.shift_marginal else "val_accuracy"]
-                         [result.best_epoch - 1]),
+        "val_acc": float(at_best["val_best_rule_accuracy" if args.shift_marginal else "val_accuracy"]),
         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "epochs_scheduled": args.epochs,
         "time_budget_min": args.time_budget, "compile_s": result.compile_s, "train_s": result.train_s,
         "train_images_per_s": result.train_samples_per_s,
@@ -156,6 +150,19 @@ def build(args, input_shape, num_train: int):
     return fc.CNN(num_classes=10), tx, fc.cross_entropy, augment
 
 
+def rule_logits(state, x, *, marginal: bool = True) -> dict:
+    """``{'plain': logits}``, and with ``marginal`` also ``'shift_marginal'`` (the likelihood
+    marginalised over :data:`flowclass.invariance.ONE_PIXEL_CROSS`), from one set of forward passes."""
+    from flowclass.invariance import ONE_PIXEL_CROSS, marginalise_shifts, shift_logits
+
+    shifts = ONE_PIXEL_CROSS if marginal else ((0, 0),)
+    per_shift = shift_logits(state.apply_fn, state.variables, x, shifts, batch_size=500)
+    logits = {"plain": per_shift[shifts.index((0, 0))]}
+    if marginal:
+        logits["shift_marginal"] = marginalise_shifts(per_shift)
+    return logits
+
+
 def rule_metrics(x_val, y_val, from_step: int = 0):
     """Validation metrics of the two decision rules, for :func:`flowclass.fit`'s ``extra_val_metrics``:
     the plain and the shift-marginal rule's accuracy (counted from the same logits) and the better
@@ -167,14 +174,10 @@ def rule_metrics(x_val, y_val, from_step: int = 0):
     """
     import numpy as np
 
-    from flowclass.invariance import ONE_PIXEL_CROSS, marginalise_shifts, shift_logits
-
     def metrics(state) -> dict[str, float]:
-        marginal_too = int(state.step) >= from_step
-        shifts = ONE_PIXEL_CROSS if marginal_too else ((0, 0),)
-        per_shift = shift_logits(state.apply_fn, state.variables, x_val, shifts, batch_size=500)
-        plain = float(np.mean(per_shift[shifts.index((0, 0))].argmax(-1) == y_val))
-        marginal = float(np.mean(marginalise_shifts(per_shift).argmax(-1) == y_val)) if marginal_too else float("nan")
+        logits = rule_logits(state, x_val, marginal=int(state.step) >= from_step)
+        accuracy = {rule: float(np.mean(ell.argmax(-1) == y_val)) for rule, ell in logits.items()}
+        plain, marginal = accuracy["plain"], accuracy.get("shift_marginal", float("nan"))
         return {"plain_rule_accuracy": plain, "shift_marginal_accuracy": marginal,
                 "best_rule_accuracy": float(np.fmax(plain, marginal))}
 

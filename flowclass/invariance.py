@@ -40,8 +40,9 @@ def shift_logits(
     Example:
       >>> import jax, jax.numpy as jnp, flowclass as fc
       >>> model = fc.image_realnvp("fast", input_shape=(8, 8, 1), num_classes=3)
-      >>> variables = model.init(jax.random.key(0), jnp.zeros((2, 8, 8, 1)))
-      >>> shift_logits(model.apply, variables, np.zeros((4, 8, 8, 1)), ONE_PIXEL_CROSS).shape
+      >>> x = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+      >>> variables = model.init(jax.random.key(0), x)  # ActNorm initialises on the data
+      >>> shift_logits(model.apply, variables, x, ONE_PIXEL_CROSS).shape
       (5, 4, 3)
     """
     x = np.asarray(x)
@@ -50,9 +51,10 @@ def shift_logits(
     if not shifts:
         raise ValueError("shifts must name at least one (dy, dx) translation.")
     images = jnp.asarray(x)
-    offsets = [jnp.tile(jnp.asarray(s, jnp.int32), (len(x), 1)) for s in shifts]
     return np.stack([
-        predict_logits(apply_fn, variables, np.asarray(translate(images, o)), batch_size=batch_size) for o in offsets
+        predict_logits(apply_fn, variables, np.asarray(translate(images, jnp.tile(jnp.asarray(s), (len(x), 1)))),
+                       batch_size=batch_size)
+        for s in shifts
     ])
 
 
