@@ -40,8 +40,8 @@ def build(name: str, num_couplings: int = 5) -> tuple[Any, LossFn, optax.Gradien
         return model, fc.flow_nll, optax.adam(1e-3)
     if name == "fnn":
         return fc.FNN(num_classes=2, hidden=(100, 100)), fc.cross_entropy, optax.adam(1e-3)
-    if name == "mnist_seed_flow":
-        return fc.image_realnvp("seed", input_shape=(28, 28, 1), num_classes=10), mnist_flow_loss, mnist_tx
+    if name == "mnist_multiscale_flow":
+        return fc.image_realnvp("multiscale", input_shape=(28, 28, 1), num_classes=10), mnist_flow_loss, mnist_tx
     if name == "mnist_fast_flow":
         return fc.image_realnvp("fast", input_shape=(28, 28, 1), num_classes=10), mnist_flow_loss, mnist_tx
     if name == "cnn":

@@ -34,11 +34,11 @@ HERE = Path(__file__).resolve().parent
 MODELS: dict[str, dict[str, Any]] = {
     "moons_flow": {"shape": (2,), "classes": 2, "batch": 128, "label": "moons flow (RealNVP, 5 MLP couplings)"},
     "fnn": {"shape": (2,), "classes": 2, "batch": 128, "label": "seed FNN 2-100-100-2"},
-    "mnist_seed_flow": {"shape": (28, 28, 1), "classes": 10, "batch": 128, "label": "MNIST flow 'seed'"},
+    "mnist_multiscale_flow": {"shape": (28, 28, 1), "classes": 10, "batch": 128, "label": "MNIST flow 'multiscale'"},
     "mnist_fast_flow": {"shape": (28, 28, 1), "classes": 10, "batch": 128, "label": "MNIST flow 'fast' (default)"},
     "cnn": {"shape": (28, 28, 1), "classes": 10, "batch": 128, "label": "seed CNN"},
 }
-SHARDABLE = ("mnist_seed_flow", "mnist_fast_flow")
+SHARDABLE = ("mnist_multiscale_flow", "mnist_fast_flow")
 FULL = {"batches": {"moons_flow": (32, 64, 128, 256, 512, 1024), "mnist_fast_flow": (32, 64, 128, 256, 512, 1024)},
         "couplings": (1, 2, 5, 10, 20), "peak_n": 2048,
         "warmup": 2, "repeats": 5, "min_seconds": 2.0}
@@ -49,7 +49,7 @@ QUICK = {"batches": {"moons_flow": (32, 1024)}, "couplings": (1, 10), "peak_n": 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke-test sizes: MNIST batch 32, few steps, only the moons "
-                   "sweeps (2 points each), no sharded rows, no 'seed' MNIST flow unless named in --models")
+                   "sweeps (2 points each), no sharded rows, no 'multiscale' MNIST flow unless named in --models")
     p.add_argument("--out", type=Path, default=HERE / "results", help="output directory (default benchmarks/results)")
     p.add_argument("--models", default=None, help=f"comma-separated subset of {','.join(MODELS)}")
     p.add_argument("--frameworks", default="jax,torch", help="comma-separated subset of jax,torch")
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown model(s) {unknown}; expected some of {list(MODELS)}")
     if args.quick and args.models is None:
-        models.remove("mnist_seed_flow")
+        models.remove("mnist_multiscale_flow")
     args.models = models
     args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     if not args.frameworks or set(args.frameworks) - {"jax", "torch"}:

@@ -292,8 +292,8 @@ def _class_means(num_classes: int, dim: int) -> torch.Tensor:
     return torch.randn(num_classes, dim)
 
 
-def seed_image_flow() -> FlowClassifier:
-    """``image_realnvp('seed')`` for 28×28×1: logit, 2 checkerboard (32), squeeze, 2 channel (48), squeeze,
+def multiscale_image_flow() -> FlowClassifier:
+    """``image_realnvp('multiscale')`` for 28×28×1: logit, 2 checkerboard (32), squeeze, 2 channel (48), squeeze,
     factor-out of 8 of 16 channels with 4 channel couplings (64); gated conv conditioners, 3 blocks."""
 
     def coupling(channels, size, features, kind, parity):
@@ -333,14 +333,14 @@ def fast_image_flow() -> FlowClassifier:
 
 
 class FNN(nn.Sequential):
-    """The seed's ``2 → 100 → 100 → 2`` ReLU classifier."""
+    """The slides' ``2 → 100 → 100 → 2`` ReLU classifier."""
 
     def __init__(self):
         super().__init__(nn.Linear(2, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(), nn.Linear(100, 2))
 
 
 class CNN(nn.Sequential):
-    """The seed's MNIST CNN: conv 1→10 7×7, conv 10→10 5×5 (valid), 3240 → 50 → 10, ReLU between."""
+    """The slides' MNIST CNN: conv 1→10 7×7, conv 10→10 5×5 (valid), 3240 → 50 → 10, ReLU between."""
 
     def __init__(self):
         super().__init__(nn.Conv2d(1, 10, 7), nn.ReLU(), nn.Conv2d(10, 10, 5), nn.ReLU(), nn.Flatten(),
@@ -356,8 +356,8 @@ def build(name: str, num_couplings: int = 5) -> tuple[nn.Module, Callable, float
         return tabular_realnvp(num_couplings), flow_loss(0.0, bits_per_dim=False), None
     if name == "fnn":
         return FNN(), cross_entropy, None
-    if name == "mnist_seed_flow":
-        return seed_image_flow(), MNIST_FLOW_LOSS, 10.0
+    if name == "mnist_multiscale_flow":
+        return multiscale_image_flow(), MNIST_FLOW_LOSS, 10.0
     if name == "mnist_fast_flow":
         return fast_image_flow(), MNIST_FLOW_LOSS, 10.0
     if name == "cnn":

@@ -4,10 +4,10 @@
     python experiments/geometry.py --noise 0.1 0.25 --seeds 5
     python experiments/geometry.py --dataset mnist --time-budget 10 --data-dir DIR
 
-Moons (the seed's data and flow, as ``experiments/moons.py``; class-conditional NLL): two
-means at ``±(d/2) u``, for distances ``d`` in ``--distances`` (the seed used ``d = 8`` along
+Moons (the slides' data and flow, as ``experiments/moons.py``; class-conditional NLL): two
+means at ``±(d/2) u``, for distances ``d`` in ``--distances`` (the slides used ``d = 8`` along
 ``x``) and directions ``u`` along ``x``, along ``y`` and diagonal. Scores: accuracy on 200,000
-fresh points and the test NLL ``−log p(x | y)`` (nats per point) on the seed's 1500 test points.
+fresh points and the test NLL ``−log p(x | y)`` (nats per point) on the slides' 1500 test points.
 
 MNIST (the fast image flow, as ``experiments/mnist.py``, each variant for ``--time-budget``
 minutes): means uniform in ``[0, 1]^D`` (``D = 784``), ``N(0, I)``, ``r · N(0, I)`` for
@@ -97,7 +97,7 @@ def run_moons(args) -> dict:
     from tqdm.auto import tqdm
 
     import flowclass as fc
-    from flowclass.data import bayes_predict, make_moons, moons_class_log_density, seed_moons, train_val_split
+    from flowclass.data import bayes_predict, make_moons, moons_class_log_density, moons_splits, train_val_split
 
     seeds = list(range(args.seed, args.seed + args.seeds))
     summary = {"dataset": "moons", "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
@@ -107,7 +107,7 @@ def run_moons(args) -> dict:
     runs: dict = {}
     data = {}
     for noise in args.noise:
-        (x, y), test = seed_moons(noise)
+        (x, y), test = moons_splits(noise)
         fresh = make_moons(args.fresh_size, noise, args.fresh_random_state)
         cache = cache_dir / (f"moons_bayes_noise{noise:g}_n{args.fresh_size}_rs{args.fresh_random_state}"
                              f"_q{QUADRATURE_NODES}.npy")
@@ -158,7 +158,7 @@ def run_moons(args) -> dict:
 
 def moons_table(args, s: dict) -> str:
     lines = [f"Two moons, flow classifier with means at ±(d/2)·u; {s['epochs']} epochs, seeds {s['seeds']}; "
-             f"accuracy on {s['n_fresh']:,} fresh points (%), test NLL −log p(x|y) and −log p(x) on the seed's "
+             f"accuracy on {s['n_fresh']:,} fresh points (%), test NLL −log p(x|y) and −log p(x) on the slides' "
              "1500 test points (nats), mean ± std.", ""]
     for noise, entry in s["noise"].items():
         lines += [f"noise {noise} (Bayes: {100 * entry['bayes_fresh_acc']:.2f} %; the true density's test NLL: "
@@ -199,7 +199,7 @@ def save_moons_figure(args, s: dict) -> None:
         axes[row, 2].axhline(entry["true_test_marginal_nll"], color="k", linestyle=":", label="true density")
         for ax in axes[row]:
             ax.legend(fontsize=8)
-    fig.suptitle(f"two moons: latent geometry, {len(s['seeds'])} seeds (mean ± std); the seed used d = 8 along x")
+    fig.suptitle(f"two moons: latent geometry, {len(s['seeds'])} seeds (mean ± std); the slides used d = 8 along x")
     fig.savefig(args.out / "geometry.png", dpi=110)
     plt.close(fig)
 

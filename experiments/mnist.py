@@ -1,4 +1,4 @@
-"""MNIST / Fashion-MNIST: a multi-scale RealNVP classifier or the seed's CNN.
+"""MNIST / Fashion-MNIST: a multi-scale RealNVP classifier or the slides' CNN.
 
     python experiments/mnist.py --data-dir DIR --model flow --config fast --time-budget 20
     python experiments/mnist.py --data-dir DIR --model cnn --epochs 10
@@ -35,7 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY", help="validate, select and test a moving "
                    "average of the parameters with this decay, e.g. 0.999 (0 = off)")
     p.add_argument("--beta", type=float, default=3.0, help="flow: weight of the posterior cross-entropy "
-                   "next to the NLL in bits/dim (0 = the seed's pure NLL)")
+                   "next to the NLL in bits/dim (0 = the slides' pure NLL)")
     p.add_argument("--ce-temperature", type=float, default=1.0, metavar="T", help="flow: temperature of the "
                    "posterior in the cross-entropy term (T > 1: a margin loss; prediction unchanged)")
     p.add_argument("--means", choices=("normal", "onehot"), default="normal", help="flow: class means "

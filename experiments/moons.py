@@ -1,9 +1,9 @@
-"""Two moons: a 5-coupling RealNVP classifier vs the seed's 3-layer FNN, against the Bayes limit.
+"""Two moons: a 5-coupling RealNVP classifier vs the slides' 3-layer FNN, against the Bayes limit.
 
     python experiments/moons.py --noise 0.5             # one seed, ~10 s on a 2-core CPU
     python experiments/moons.py --noise 0.25 --seeds 3  # mean ± std over seeds 0, 1, 2
 
-Data as in the seed: ``make_moons(10000, noise, random_state=170)``, the first 8500
+Data as in the slides: ``make_moons(10000, noise, random_state=170)``, the first 8500
 for training (10 % of them held out for model selection), the last 1500 for test.
 Because 1500 points carry about ±0.6 % sampling error, both models and the Bayes-optimal
 classifier are also scored on 200,000 fresh points (another random_state).
@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import flowclass as fc  # noqa: E402
-from flowclass.data import bayes_predict, make_moons, seed_moons, train_val_split  # noqa: E402
+from flowclass.data import bayes_predict, make_moons, moons_splits, train_val_split  # noqa: E402
 
-SEED_REPORTED = {  # test accuracy (%) on the 1500-point split, from the seed
+SLIDES_REPORTED = {  # test accuracy (%) on the 1500-point split, from the slides
     0.1: {"flow": 100.0, "fnn": 100.0},
     0.25: {"flow": 94.73, "fnn": 94.54},
     0.5: {"flow": 82.80, "fnn": 82.87},
@@ -96,7 +96,7 @@ def summarize(values) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    (x_all, y_all), (x_test, y_test) = seed_moons(args.noise)
+    (x_all, y_all), (x_test, y_test) = moons_splits(args.noise)
     x_fresh, y_fresh = make_moons(args.fresh_size, args.noise, args.fresh_random_state)
     cache_dir = Path(os.environ.get("FLOWCLASS_CACHE", Path.home() / ".cache" / "flowclass"))
     tag = f"noise{args.noise:g}"
@@ -142,7 +142,7 @@ def main(argv=None) -> dict:
             "fresh_acc_std": summarize([r["fresh_acc"] for r in per_seed])["std"],
             "gap_to_bayes_fresh_points": 100 * (bayes["fresh_acc"] - np.mean([r["fresh_acc"] for r in per_seed])),
             "train_samples_per_s": summarize([r["train_samples_per_s"] for r in per_seed])["mean"],
-            "seed_reported_test_acc": SEED_REPORTED.get(args.noise, {}).get(name),
+            "slides_reported_test_acc": SLIDES_REPORTED.get(args.noise, {}).get(name),
             "per_seed": per_seed,
         }
 
@@ -163,7 +163,7 @@ def print_table(s: dict) -> None:
           f"{'gap to Bayes':>12} | {'train samples/s':>15}")
     for name in ("flow", "fnn"):
         m = s[name]
-        reported = m["seed_reported_test_acc"]
+        reported = m["slides_reported_test_acc"]
         print(f"{name:6} | {pct(m['test_acc'], m['test_acc_std'])} | {reported if reported is not None else '-':>13} | "
               f"{pct(m['fresh_acc'], m['fresh_acc_std'])} | {m['gap_to_bayes_fresh_points']:+10.2f} pt | "
               f"{m['train_samples_per_s']:15,.0f}")

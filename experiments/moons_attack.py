@@ -3,21 +3,21 @@
     python experiments/moons_attack.py            # the full study (about a minute on a 2-core CPU)
     python experiments/moons_attack.py --quick    # a smoke run in seconds
 
-Data as in the seed: ``make_moons(10000, noise=0.1, random_state=170)``, the first 8500 for
+Data as in the slides: ``make_moons(10000, noise=0.1, random_state=170)``, the first 8500 for
 training (10 % held out for model selection), the last 1500 for test. Three models,
 trained here (or loaded from ``--out``/models when trained with the same settings):
-the seed's FNN, the 5-coupling flow classifier with latent means (±4, 0), and an
+the slides' FNN, the 5-coupling flow classifier with latent means (±4, 0), and an
 unconditional flow (the same architecture with one standard Gaussian base).
 
-Attacks (Adam, learning rate 0.1, as in the seed; success = p(target | x) > 0.99):
+Attacks (Adam, learning rate 0.1, as in the slides; success = p(target | x) > 0.99):
 
 * confidence — ascend log p(target | x) of the FNN, stop at success or ``--max-steps``;
 * likelihood — ascend log p(x | target) of the flow classifier for 20 steps;
 * latent     — ascend the FNN's log p(target | f⁻¹(z)) over the unconditional flow's
                latent code z, starting at z = f(x₀), stop at success or ``--max-steps``;
-* confidence on the flow classifier — an extra row: the seed's objective on the flow.
+* confidence on the flow classifier — an extra row: the slides' objective on the flow.
 
-Start points: the seed's four, (2, 0.25), (-0.5, -0.5), (0, 0), (1, -0.5), and a grid over
+Start points: the slides' four, (2, 0.25), (-0.5, -0.5), (0, 0), (1, -0.5), and a grid over
 the data's bounding box plus a margin, towards each class; and the test points towards
 the class they do not belong to. A point is on the manifold when its true log-density
 exceeds the 1st percentile of the test data's (see :mod:`flowclass.manifold`).
@@ -44,9 +44,9 @@ import optax  # noqa: E402
 
 import flowclass as fc  # noqa: E402
 from flowclass import attacks, manifold  # noqa: E402
-from flowclass.data import bayes_predict, moons_log_density, seed_moons, train_val_split  # noqa: E402
+from flowclass.data import bayes_predict, moons_log_density, moons_splits, train_val_split  # noqa: E402
 
-SEED_STARTS = np.array([[2.0, 0.25], [-0.5, -0.5], [0.0, 0.0], [1.0, -0.5]], np.float32)
+SLIDES_STARTS = np.array([[2.0, 0.25], [-0.5, -0.5], [0.0, 0.0], [1.0, -0.5]], np.float32)
 LATENT_MEANS = ((-4.0, 0.0), (4.0, 0.0))
 DENSITY_NODES = 512  # quadrature nodes for the true density along paths (spacing 0.06 σ at noise 0.1)
 ATTACKS = ("confidence", "likelihood", "latent", "confidence_flow")
@@ -136,7 +136,7 @@ def start_points(x_all, x_test, y_test, args):
     grid = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
     test = x_test[: args.test_starts]
     groups = {  # name -> (x0, target)
-        "seed": (np.repeat(SEED_STARTS, 2, 0), np.tile([0, 1], len(SEED_STARTS))),
+        "slides": (np.repeat(SLIDES_STARTS, 2, 0), np.tile([0, 1], len(SLIDES_STARTS))),
         "grid": (np.repeat(grid, 2, 0), np.tile([0, 1], len(grid))),
         "test": (test, 1 - y_test[: args.test_starts]),
     }
@@ -210,7 +210,7 @@ def _share(values, select) -> float:
 
 
 def measure(results, masks, x0, seed_index, tau, x_train, args):
-    """Per attack: a summary per population, per-path on-manifold shares, and the seed points' rows."""
+    """Per attack: a summary per population, per-path on-manifold shares, and the slides points' rows."""
     density = functools.partial(moons_log_density, noise=args.noise, num_nodes=DENSITY_NODES)
     tables, fractions, seed_rows = {}, {}, {}
     for name, r in results.items():
@@ -252,7 +252,7 @@ def markdown(summary) -> str:
     lines = [
         f"# Attacks on two moons (noise {s['noise']:g})",
         "",
-        f"Models (test accuracy on the seed's 1500 points): FNN {100 * s['models']['fnn']['test_acc']:.2f} %, "
+        f"Models (test accuracy on the slides' 1500 points): FNN {100 * s['models']['fnn']['test_acc']:.2f} %, "
         f"flow classifier {100 * s['models']['flow_classifier']['test_acc']:.2f} %; unconditional flow test NLL "
         f"{s['models']['unconditional_flow']['test_nll']:.3f} nats vs the true density's "
         f"{s['true_test_nll']:.3f}. On-manifold: true log p(x) > τ = {s['tau']:.3f} "
@@ -300,14 +300,14 @@ def markdown(summary) -> str:
                              f"{fail['by_target'][1]} towards class 1); median best p(target | x) along them "
                              f"{fail['median_best_target_prob']:.2g}.")
         lines.append("")
-    lines += ["## The seed's four start points", "",
+    lines += ["## The slides' four start points", "",
               "Each cell: steps to success (– if none) / share of moves on the manifold / final point on it?", "",
               "| start → target | " + " | ".join(LABELS[a] for a in ATTACKS) + " |",
               "|---|" + "---|" * len(ATTACKS)]
-    for i, row in enumerate(s["seed_points"]["confidence"]):
+    for i, row in enumerate(s["slides_points"]["confidence"]):
         cells = []
         for a in ATTACKS:
-            r = s["seed_points"][a][i]
+            r = s["slides_points"][a][i]
             step = str(r["success_step"]) if r["success_step"] >= 0 else "–"
             frac = "–" if r["on_manifold_step_fraction"] is None else f"{100 * r['on_manifold_step_fraction']:.0f} %"
             cells.append(f"{step} / {frac} / {'on' if r['ends_on_manifold'] else 'off'}")
@@ -373,7 +373,7 @@ def save_figures(args, models, results, fractions, masks, index, tau, data, box)
                     markeredgecolor="k", markeredgewidth=0.5)
 
     for picks, lw, fname, what in (
-        (index["seed"], 1.8, "trajectories_seed_points.png", "the seed's 4 start points, towards each class"),
+        (index["slides"], 1.8, "trajectories_slides_points.png", "the slides' 4 start points, towards each class"),
         (grid_pick, 0.7, "trajectories_grid.png",
          f"{len(grid_pick)} random grid start points, towards the other class"),
     ):
@@ -399,7 +399,7 @@ def save_figures(args, models, results, fractions, masks, index, tau, data, box)
     p1 = np.asarray(proba["fnn"](x_of_z))[:, 1].reshape(zz0.shape)
     r = results["latent"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 6.2), constrained_layout=True)
-    for ax, picks, lw, title in ((axes[0], index["seed"], 1.8, "the seed's start points"),
+    for ax, picks, lw, title in ((axes[0], index["slides"], 1.8, "the slides' start points"),
                                  (axes[1], grid_pick, 0.7, f"{len(grid_pick)} grid start points")):
         ax.contourf(zz0, zz1, p1, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.35)
         ax.contour(zz0, zz1, p1, levels=[0.5], colors="k", linewidths=1.0)
@@ -438,7 +438,7 @@ def save_figures(args, models, results, fractions, masks, index, tau, data, box)
 def main(argv=None) -> dict:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    (x_all, y_all), (x_test, y_test) = seed_moons(args.noise)
+    (x_all, y_all), (x_test, y_test) = moons_splits(args.noise)
     train, val = train_val_split(x_all, y_all, val_fraction=0.1, seed=args.seed)
 
     models, model_info = {}, {}
@@ -458,7 +458,7 @@ def main(argv=None) -> dict:
     x0, target, index, box = start_points(x_all, x_test, y_test, args)
     results, timing = run_attacks(models, x0, target, args)
     masks = populations(x0, target, index, args, tau)
-    tables, fractions, seed_rows = measure(results, masks, x0, index["seed"], tau, train[0], args)
+    tables, fractions, seed_rows = measure(results, masks, x0, index["slides"], tau, train[0], args)
 
     summary = {
         "noise": args.noise, "epochs": args.epochs, "seed": args.seed, "grid": f"{args.grid}x{args.grid}",
@@ -468,7 +468,7 @@ def main(argv=None) -> dict:
         "max_steps": args.max_steps, "likelihood_steps": args.likelihood_steps,
         "density_quadrature_nodes": DENSITY_NODES, "models": model_info,
         "populations": POPULATIONS, "attack_labels": LABELS, "attacks": tables,
-        "seed_points": seed_rows, "timing": timing,
+        "slides_points": seed_rows, "timing": timing,
     }
     save_figures(args, models, results, fractions, masks, index, tau, (train, (x_test, y_test)), box)
     summary["wall_s"] = time.perf_counter() - _START

@@ -130,10 +130,10 @@ def main(argv=None) -> dict:
         rows = {"clean": robustness.clean_accuracy(m["logits_fn"], x0, y_att, batch_size=args.batch_size)}
         for eps in args.eps:
             start = time.perf_counter()
-            fgsm = robustness.fgsm_attack(m["logits_fn"], x0, y_att, eps=eps, batch_size=args.batch_size)
-            pgd = robustness.pgd_attack(m["logits_fn"], x0, y_att, eps=eps, steps=args.steps, restarts=args.restarts,
-                                        key=jax.random.fold_in(key, int(1000 * eps)), batch_size=args.batch_size,
-                                        progress=not args.quiet)
+            fgsm = robustness.fgsm_robust_accuracy(m["logits_fn"], x0, y_att, eps=eps, batch_size=args.batch_size)
+            pgd = robustness.pgd_robust_accuracy(m["logits_fn"], x0, y_att, eps=eps, steps=args.steps,
+                                                 restarts=args.restarts, key=jax.random.fold_in(key, int(1000 * eps)),
+                                                 batch_size=args.batch_size, progress=not args.quiet)
             rows[f"fgsm {eps:g}"], rows[f"pgd {eps:g}"] = fgsm.robust_accuracy, pgd.robust_accuracy
             adversarial[(m["name"], eps)] = pgd
             log(f"{m['name']}: ε={eps:g} FGSM {100 * fgsm.robust_accuracy:.1f} %, "
@@ -186,9 +186,9 @@ def main(argv=None) -> dict:
     undetected = np.zeros(n, bool)  # per image: an undetected adversarial found within some ε' ≤ ε so far
     for eps in sorted(args.eps):
         # from x_0, not a random start: uniform noise in the ball alone lifts −log p far above τ
-        result = robustness.pgd_attack(joint_fn, flow["prepare"](x_att), y_att, eps=eps, steps=args.steps,
-                                       random_start=False, penalty=penalty, batch_size=args.batch_size,
-                                       progress=not args.quiet)
+        result = robustness.pgd_robust_accuracy(joint_fn, flow["prepare"](x_att), y_att, eps=eps, steps=args.steps,
+                                                random_start=False, penalty=penalty, batch_size=args.batch_size,
+                                                progress=not args.quiet)
         turned = clean_correct[flow["name"]] & ~result.correct
         adv_nll = -scores(flow, result.adversarial, "marginal_log_prob")
         undetected |= turned & (adv_nll <= threshold)  # a smaller ball's adversarial is also one at ε

@@ -12,7 +12,7 @@ trains on those repeated rows for as many steps (moons) or as long (MNIST) as th
 semi-supervised model. Model selection uses no labels: the lowest marginal NLL ``−log p(x)``
 on held-out unlabelled examples.
 
-Moons: the seed's 8500 training points (10 % held out, unlabelled, for selection), scored on
+Moons: the slides' 8500 training points (10 % held out, unlabelled, for selection), scored on
 200,000 fresh points against the Bayes-optimal accuracy, as in ``experiments/moons.py``.
 MNIST: the fast image flow; 5,000 held-out training images (labels hidden) for selection;
 test accuracy and bits/dim; figures of class prototypes ``f⁻¹(μ_k)`` and latent interpolations.
@@ -136,7 +136,7 @@ def run_moons(args) -> dict:
     import optax
 
     import flowclass as fc
-    from flowclass.data import bayes_predict, make_moons, seed_moons
+    from flowclass.data import bayes_predict, make_moons, moons_splits
     from flowclass.data.labels import UNLABELLED, balanced_label_subset
 
     summary = {"dataset": "moons", "labels": args.labels, "epochs": args.epochs, "lr": args.lr,
@@ -146,7 +146,7 @@ def run_moons(args) -> dict:
     figures = {}
     cache_dir = Path(os.environ.get("FLOWCLASS_CACHE", Path.home() / ".cache" / "flowclass"))
     for noise in args.noise:
-        (x, y), _ = seed_moons(noise)
+        (x, y), _ = moons_splits(noise)
         x_fresh, y_fresh = make_moons(args.fresh_size, noise, args.fresh_random_state)
         cache = cache_dir / (f"moons_bayes_noise{noise:g}_n{args.fresh_size}_rs{args.fresh_random_state}"
                              f"_q{QUADRATURE_NODES}.npy")

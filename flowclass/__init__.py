@@ -12,14 +12,19 @@ from flowclass.averaging import params_ema
 from flowclass.bijectors import AffineCoupling, Chain
 from flowclass.checkpoint import Checkpointer
 from flowclass.classifier import FlowClassifier
+from flowclass.config import DataConfig, LossConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flowclass.distributions import ClassGaussians, as_means
 from flowclass.flows import image_realnvp, tabular_realnvp
-from flowclass.losses import cross_entropy, flow_nll, make_flow_loss, make_semi_supervised_loss
+from flowclass.losses import Mean, SemiSupervisedLoss, cross_entropy, flow_nll, make_flow_loss, make_semi_supervised_loss
 from flowclass.nets import CNN, FNN, MLP, Conv, ConvNet, GatedConvNet
 from flowclass.training import (
+    EpochRunner,
+    FitCheckpoint,
     FitResult,
     NonFiniteLossError,
+    Selection,
     TrainState,
+    accepts_unlabelled,
     averaged,
     create_train_state,
     eval_step,
@@ -27,11 +32,25 @@ from flowclass.training import (
     fit,
     predict_logits,
     restore_best,
+    restore_selected,
     train_step,
 )
 
 __all__ = [
     "AffineCoupling",
+    "DataConfig",
+    "EpochRunner",
+    "FitCheckpoint",
+    "LossConfig",
+    "Mean",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "Selection",
+    "SemiSupervisedLoss",
+    "TrainConfig",
+    "accepts_unlabelled",
+    "restore_selected",
     "CNN",
     "Chain",
     "Checkpointer",
@@ -68,6 +87,9 @@ __all__ = [
     "train_step",
 ]
 
-from flowclass import attacks, calibration, generation, invariance, manifold, metrics, robustness  # noqa: E402
+from flowclass import attacks, calibration, generation, invariance, manifold, metrics, optim, robustness  # noqa: E402
+from flowclass import config, runs  # noqa: E402
+from flowclass.runs import load_run  # noqa: E402
 
-__all__ += ["attacks", "calibration", "generation", "invariance", "manifold", "metrics", "robustness"]
+__all__ += ["attacks", "calibration", "config", "generation", "invariance", "load_run", "manifold", "metrics", "optim",
+            "robustness", "runs"]

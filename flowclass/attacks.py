@@ -1,11 +1,15 @@
 """Attacks as gradient ascent over *inputs*: many trajectories at once, jitted.
 
 Every attack keeps a model fixed and moves a variable ``v`` (the input ``x``, or a latent
-code ``z``) to increase an objective ``J(v; t)`` for a class ``t``, with an optax optimiser
-fed ``−∇_v J`` (optax minimises) and an optional projection ``Π``:
+code ``z``) to increase an objective ``J(v; t)`` for a class ``t``. The confidence,
+likelihood and latent attacks feed an optax optimiser ``−∇_v J`` (optax minimises) and
+apply an optional projection ``Π`` (the box ``bounds``):
 
     (u_s, state_{s+1}) = opt.update(−∇_v J(v_s; t), state_s)
     v_{s+1}            = Π(v_s + u_s)
+
+PGD and FGSM take the projected signed (``linf``) or normalised (``l2``) gradient step
+:func:`pgd_step` in the ball ``‖x − x_0‖ ≤ ε`` instead.
 
 =================  =========================  ===============================================
 attack             variable                   objective ``J``
@@ -22,11 +26,20 @@ length, so the whole path has a static shape. Attacks that stop at a confidence
 threshold carry a ``done`` mask: a finished trajectory (and its optimiser state) stays
 put, and once every trajectory is finished the remaining steps skip the model entirely.
 
+**One PGD/FGSM engine.** :func:`pgd_step` is the one projected gradient step of the
+library (Madry et al. 2018; FGSM, Goodfellow et al. 2015, is one such step of size ``ε``)
+and :func:`pgd_random_start` its random start. :func:`pgd_trajectories` and
+:func:`fgsm_trajectories` record every iterate with them;
+:func:`flowclass.robustness.pgd_robust_accuracy` and
+:func:`~flowclass.robustness.fgsm_robust_accuracy` run the same step on a margin loss and
+keep only each example's strongest point, to measure robust accuracy.
+
 Models enter as plain callables on batches, e.g. ``functools.partial(model.apply,
 variables)`` for logits. Array arguments of a ``functools.partial`` (or a
 ``jax.tree_util.Partial``) are passed to the compiled graph as inputs, not baked in as
-constants, so calling an attack again with new weights or new start points of the same
-shapes reuses the compilation. Pass the same ``optimizer`` object to reuse it too.
+constants (:func:`traceable`), so calling an attack again with new weights or new start
+points of the same shapes reuses the compilation. Pass the same ``optimizer`` object to
+reuse it too.
 
 Example:
   >>> import functools, jax, jax.numpy as jnp, flowclass as fc
@@ -51,12 +64,19 @@ import optax
 from jax.tree_util import Partial
 from jax.typing import ArrayLike
 
-from flowclass._validation import check_inputs, check_labels
+from flowclass._validation import (
+    check_bounds,
+    check_classifier_inputs,
+    check_norm,
+    check_positive,
+    check_positive_int,
+    check_probability,
+)
 
 Norm = Literal["linf", "l2"]
 
-SEED_OPTIMIZER = optax.adam(0.1)
-"""The seed's optimiser for input-space attacks: Adam with learning rate 0.1 (the default here)."""
+DEFAULT_OPTIMIZER = optax.adam(0.1)
+"""The slides' optimiser for input-space attacks: Adam with learning rate 0.1 (the default here)."""
 
 
 class AttackResult(NamedTuple):
@@ -117,7 +137,7 @@ def confidence_attack(
     x0: ArrayLike,
     target: ArrayLike,
     *,
-    optimizer: optax.GradientTransformation = SEED_OPTIMIZER,
+    optimizer: optax.GradientTransformation = DEFAULT_OPTIMIZER,
     max_steps: int = 500,
     threshold: float = 0.99,
     bounds: tuple[float, float] | None = None,
@@ -138,11 +158,11 @@ def confidence_attack(
       >>> result.inputs.shape
       (21, 3, 2)
     """
-    x0, target, num_classes = _check_classifier_attack(logits_fn, x0, target)
-    _check_steps(max_steps, "max_steps")
-    _check_threshold(threshold)
+    x0, target, num_classes = check_classifier_inputs(logits_fn, x0, target)
+    check_positive_int(max_steps, "max_steps")
+    check_probability(threshold, "threshold")
     return _confidence(
-        _traceable(logits_fn), x0, target, jnp.float32(threshold), _check_bounds(bounds, x0),
+        traceable(logits_fn), x0, target, jnp.float32(threshold), check_bounds(bounds, x0, name="x0"),
         optimizer=optimizer, max_steps=max_steps,
     )
 
@@ -153,7 +173,7 @@ def likelihood_attack(
     target: ArrayLike,
     *,
     log_prior: ArrayLike | None = None,
-    optimizer: optax.GradientTransformation = SEED_OPTIMIZER,
+    optimizer: optax.GradientTransformation = DEFAULT_OPTIMIZER,
     steps: int = 20,
     threshold: float = 0.99,
     bounds: tuple[float, float] | None = None,
@@ -176,17 +196,17 @@ def likelihood_attack(
       >>> bool(jnp.all(result.objective[-1] > result.objective[0]))
       True
     """
-    x0, target, num_classes = _check_classifier_attack(class_log_likelihoods_fn, x0, target)
-    _check_steps(steps, "steps")
-    _check_threshold(threshold)
+    x0, target, num_classes = check_classifier_inputs(class_log_likelihoods_fn, x0, target)
+    check_positive_int(steps, "steps")
+    check_probability(threshold, "threshold")
     if log_prior is None:
         log_prior = jnp.full((num_classes,), -math.log(num_classes), jnp.float32)
     log_prior = jnp.asarray(log_prior, jnp.float32)
     if log_prior.shape != (num_classes,):
         raise ValueError(f"log_prior must have shape ({num_classes},) (one per class); got {log_prior.shape}.")
     return _likelihood(
-        _traceable(class_log_likelihoods_fn), x0, target, log_prior, jnp.float32(threshold),
-        _check_bounds(bounds, x0), optimizer=optimizer, steps=steps,
+        traceable(class_log_likelihoods_fn), x0, target, log_prior, jnp.float32(threshold),
+        check_bounds(bounds, x0, name="x0"), optimizer=optimizer, steps=steps,
     )
 
 
@@ -197,7 +217,7 @@ def latent_attack(
     x0: ArrayLike,
     target: ArrayLike,
     *,
-    optimizer: optax.GradientTransformation = SEED_OPTIMIZER,
+    optimizer: optax.GradientTransformation = DEFAULT_OPTIMIZER,
     max_steps: int = 500,
     threshold: float = 0.99,
 ) -> AttackResult:
@@ -222,9 +242,9 @@ def latent_attack(
       >>> result.latents.shape
       (11, 3, 2)
     """
-    x0, target, _ = _check_classifier_attack(logits_fn, x0, target)
-    _check_steps(max_steps, "max_steps")
-    _check_threshold(threshold)
+    x0, target, _ = check_classifier_inputs(logits_fn, x0, target)
+    check_positive_int(max_steps, "max_steps")
+    check_probability(threshold, "threshold")
     z_shape = jax.eval_shape(lambda x: encode_fn(x)[0], x0)
     x_shape = jax.eval_shape(lambda z: decode_fn(z)[0], z_shape)
     if x_shape.shape != x0.shape:
@@ -232,12 +252,12 @@ def latent_attack(
             f"decode_fn(encode_fn(x0)) must have the shape of x0, {x0.shape}; got {x_shape.shape}."
         )
     return _latent(
-        _traceable(logits_fn), _traceable(encode_fn), _traceable(decode_fn), x0, target,
+        traceable(logits_fn), traceable(encode_fn), traceable(decode_fn), x0, target,
         jnp.float32(threshold), optimizer=optimizer, max_steps=max_steps,
     )
 
 
-def pgd(
+def pgd_trajectories(
     logits_fn: Callable[[jnp.ndarray], jnp.ndarray],
     x0: ArrayLike,
     label: ArrayLike,
@@ -250,40 +270,76 @@ def pgd(
     key: jax.Array | None = None,
     bounds: tuple[float, float] | None = None,
 ) -> AttackResult:
-    """Projected gradient ascent (Madry et al. 2018) in the ``norm`` ball of radius ``eps``.
+    """Every iterate of projected gradient ascent (PGD, Madry et al. 2018) in the ``norm`` ball of radius ``eps``.
 
-    Untargeted (``label`` = true class ``y``): ascend ``−log p(y | x)``; success when
-    ``argmax_k p(k | x) ≠ y``. Targeted (``label`` = target ``t``): ascend ``log p(t | x)``;
-    success when ``argmax_k p(k | x) = t``. Steps and projection, per trajectory:
+    For the whole path of each start point (to study where an attack goes); to measure
+    robust accuracy, use :func:`flowclass.robustness.pgd_robust_accuracy`, which runs the
+    same :func:`pgd_step` and keeps only each example's strongest point.
 
-        linf:  x ← Π(x + α sign ∇J),          Π: clip x − x_0 to [−ε, ε] elementwise
+    Objective per trajectory, with ``p(k | x) = softmax(logits_fn(x))_k``:
+
+    * untargeted (``label`` = true class ``y``): ascend ``J = −log p(y | x)``; success when
+      ``argmax_k p(k | x) ≠ y``;
+    * targeted (``label`` = target ``t``): ascend ``J = log p(t | x)``; success when
+      ``argmax_k p(k | x) = t``.
+
+    Each step is :func:`pgd_step` on the per-point gradient ``∇_x J``:
+
+        linf:  x ← Π(x + α sign ∇J),          Π: clip x to [x_0 − ε, x_0 + ε] elementwise
         l2:    x ← Π(x + α ∇J / ‖∇J‖₂),       Π: x_0 + δ min(1, ε / ‖δ‖₂),  δ = x − x_0
 
     then clip to the box ``bounds = (lo, hi)`` if given (this never leaves the ball, as
     ``x_0`` lies in the box). With a ``key``, the attack starts at a uniform random point of
-    the ball (clipped to the box) instead of ``x_0``. All ``steps`` steps run.
+    the ball clipped to the box (:func:`pgd_random_start`) instead of ``x_0``. All
+    ``steps`` steps run (no early stopping); the model is evaluated per point (``vmap``),
+    the steps in one ``lax.scan``, the whole attack in one compiled call.
+
+    Args:
+      logits_fn: maps a batch ``(b, *event_shape)`` to logits ``(b, K)``.
+      x0: start points, floating-point ``(n, *event_shape)``, finite, inside ``bounds``.
+      label: the true class (untargeted) or the target (targeted): an integer for every
+        point or an integer array ``(n,)`` in ``[0, K)``.
+      eps: ball radius ``ε > 0``, in the units of ``x`` (e.g. pixel intensity in ``[0, 1]``).
+      step_size: ``α > 0``, same units; ``α = 2.5 ε / steps`` is the usual choice.
+      steps: number of steps ``T ≥ 1``.
+      norm: ``"linf"`` or ``"l2"``.
+      targeted: ascend towards ``label`` instead of away from it.
+      key: a :func:`jax.random.key` for the random start; ``None`` starts at ``x_0``.
+      bounds: the input box ``(lo, hi)``, or ``None`` for no box.
+
+    Returns:
+      :class:`AttackResult` with ``inputs`` ``(T + 1, n, *event_shape)`` (``inputs[0]`` is
+      the start, ``x_0`` or the random point), ``probs`` ``(T + 1, n, K)``, ``objective``
+      ``J`` ``(T + 1, n)``, ``target = label``, ``success_step`` and ``num_steps = T``
+      ``(n,)``; float arrays in ``x0``'s dtype (``float32`` by default).
+
+    Raises:
+      ValueError: for a bad batch, label, ``eps``, ``step_size``, ``steps``, ``norm`` or
+        ``bounds`` (the message names the argument), or ``x0`` outside ``bounds``.
 
     Example:
       >>> import functools, jax, jax.numpy as jnp, flowclass as fc
       >>> net = fc.FNN(2)
       >>> fn = functools.partial(net.apply, net.init(jax.random.key(0), jnp.zeros((1, 2))))
-      >>> result = pgd(fn, jnp.full((8, 2), 0.5), 0, eps=0.1, step_size=0.03, key=jax.random.key(1), bounds=(0.0, 1.0))
-      >>> bool(jnp.all(jnp.abs(result.inputs - 0.5) <= 0.1 + 1e-6))
+      >>> paths = pgd_trajectories(fn, jnp.full((8, 2), 0.5), 0, eps=0.1, step_size=0.03, steps=10,
+      ...                          key=jax.random.key(1), bounds=(0.0, 1.0))
+      >>> paths.inputs.shape, paths.probs.shape
+      ((11, 8, 2), (11, 8, 2))
+      >>> bool(jnp.all(jnp.abs(paths.inputs - 0.5) <= 0.1 + 1e-6))
       True
     """
-    x0, label, _ = _check_classifier_attack(logits_fn, x0, label, name="label")
-    _check_steps(steps, "steps")
-    _check_positive(eps, "eps")
-    _check_positive(step_size, "step_size")
-    if norm not in ("linf", "l2"):
-        raise ValueError(f"norm must be 'linf' or 'l2'; got {norm!r}.")
+    x0, label, _ = check_classifier_inputs(logits_fn, x0, label, name="label")
+    check_positive_int(steps, "steps")
+    check_positive(eps, "eps")
+    check_positive(step_size, "step_size")
+    check_norm(norm)
     return _pgd(
-        _traceable(logits_fn), x0, label, key, jnp.float32(eps), jnp.float32(step_size),
-        _check_bounds(bounds, x0), jnp.asarray(bool(targeted)), steps=steps, norm=norm,
+        traceable(logits_fn), x0, label, key, jnp.float32(eps), jnp.float32(step_size),
+        check_bounds(bounds, x0, name="x0"), jnp.asarray(bool(targeted)), steps=steps, norm=norm,
     )
 
 
-def fgsm(
+def fgsm_trajectories(
     logits_fn: Callable[[jnp.ndarray], jnp.ndarray],
     x0: ArrayLike,
     label: ArrayLike,
@@ -293,23 +349,152 @@ def fgsm(
     targeted: bool = False,
     bounds: tuple[float, float] | None = None,
 ) -> AttackResult:
-    """Fast gradient (sign) method (Goodfellow et al. 2015): one PGD step of size ``eps`` from ``x_0``.
+    """The two-point path ``x_0 → x_1`` of the fast gradient (sign) method (FGSM, Goodfellow et al. 2015).
 
-    ``x_1 = clip(x_0 + ε sign ∇J(x_0))`` for ``linf`` (FGSM), ``x_0 + ε ∇J / ‖∇J‖₂`` for ``l2``;
-    ``J`` and success as in :func:`pgd`. The result has ``T = 1``.
+    One :func:`pgd_step` of size ``α = ε`` from ``x_0`` (no random start):
+    ``x_1 = clip(x_0 + ε sign ∇J(x_0))`` for ``linf`` (FGSM), ``x_0 + ε ∇J / ‖∇J‖₂`` for
+    ``l2`` (the fast gradient method); ``J``, success and arguments as in
+    :func:`pgd_trajectories`. The result has ``T = 1``: ``inputs`` is ``(2, n, *event_shape)``.
+    For robust accuracy under FGSM, use :func:`flowclass.robustness.fgsm_robust_accuracy`.
+
+    Raises:
+      ValueError: as :func:`pgd_trajectories`.
 
     Example:
       >>> import functools, jax, jax.numpy as jnp, flowclass as fc
       >>> net = fc.FNN(2)
       >>> fn = functools.partial(net.apply, net.init(jax.random.key(0), jnp.zeros((1, 2))))
-      >>> result = fgsm(fn, jnp.full((3, 2), 0.5), 0, eps=0.1)
-      >>> result.inputs.shape  # x_0 and x_1
+      >>> path = fgsm_trajectories(fn, jnp.full((3, 2), 0.5), 0, eps=0.1)
+      >>> path.inputs.shape  # x_0 and x_1
       (2, 3, 2)
-      >>> bool(jnp.allclose(jnp.abs(result.final - 0.5), 0.1))
+      >>> bool(jnp.allclose(jnp.abs(path.final - 0.5), 0.1))
       True
     """
-    return pgd(logits_fn, x0, label, eps=eps, step_size=eps, steps=1, norm=norm, targeted=targeted,
-               bounds=bounds)
+    return pgd_trajectories(logits_fn, x0, label, eps=eps, step_size=eps, steps=1, norm=norm, targeted=targeted,
+                            bounds=bounds)
+
+
+# ---------------------------------------------------------------------------------------
+# The PGD/FGSM engine: one step and one random start, shared with flowclass.robustness.
+# ---------------------------------------------------------------------------------------
+
+
+def pgd_step(
+    x: jax.Array,
+    grad: jax.Array,
+    origin: jax.Array,
+    *,
+    eps: float | jax.Array,
+    step_size: float | jax.Array,
+    norm: Norm = "linf",
+    bounds: tuple[float, float] | jax.Array | None = None,
+) -> jax.Array:
+    """One projected gradient *ascent* step on a batch of inputs: the step of PGD (Madry et al. 2018) and FGSM.
+
+    With ``g = grad`` the gradient of the objective to increase, per example ``i``:
+
+        linf:  x'_i = clip(x_i + α sign(g_i),  x0_i − ε,  x0_i + ε)           (elementwise)
+        l2:    u_i  = x_i + α g_i / max(‖g_i‖₂, 10⁻¹²)
+               x'_i = x0_i + δ_i min(1, ε / max(‖δ_i‖₂, 10⁻¹²)),    δ_i = u_i − x0_i
+
+    then ``x' = clip(x', lo, hi)`` for ``bounds = (lo, hi)``. The box clip never leaves the
+    ball when ``x0`` lies in the box. FGSM (Goodfellow et al. 2015) is one step from
+    ``x = x0`` with ``α = ε``. Pure, elementwise apart from the per-example ``l2`` norms:
+    jit, ``vmap`` and ``lax.scan`` it freely; :func:`pgd_trajectories` and
+    :func:`flowclass.robustness.pgd_robust_accuracy` both step with it.
+
+    Args:
+      x: the current iterates, shape ``(n, *event_shape)`` (a leading batch axis; for
+        ``linf`` any shape), floating point.
+      grad: ``∇_x J`` at ``x``, the shape of ``x``. Per-example gradients: for a batch-summed
+        objective, ``jax.grad`` of the sum gives them when examples do not interact.
+      origin: the ball centres ``x0``, the shape of ``x``.
+      eps: the radius ``ε > 0`` (a scalar; units of ``x``).
+      step_size: ``α > 0`` (a scalar; units of ``x``).
+      norm: ``"linf"`` or ``"l2"`` (static).
+      bounds: ``None``, or ``(lo, hi)`` (a pair or a ``(2,)`` array) to clip to.
+
+    Returns:
+      The next iterates, shape and dtype of ``x``.
+
+    Raises:
+      ValueError: for an unknown ``norm``. ``eps`` and ``step_size`` are not checked here
+        (they may be traced); the public attacks check them.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x0 = jnp.array([[0.5, 0.5], [0.0, 0.9]])
+      >>> pgd_step(x0, jnp.array([[2.0, -0.1], [1.0, 1.0]]), x0, eps=0.2, step_size=0.2, bounds=(0.0, 1.0))
+      Array([[0.7, 0.3],
+             [0.2, 1. ]], dtype=float32)
+      >>> step = pgd_step(x0, jnp.array([[3.0, 4.0], [0.0, 0.0]]), x0, eps=1.0, step_size=0.5, norm="l2")
+      >>> bool(jnp.allclose(step - x0, jnp.array([[0.3, 0.4], [0.0, 0.0]])))  # α g / ‖g‖₂; g = 0 stays put
+      True
+    """
+    check_norm(norm)
+    if norm == "linf":
+        new = jnp.clip(x + step_size * jnp.sign(grad), origin - eps, origin + eps)
+    else:
+        new = x + step_size * grad / jnp.maximum(_l2_norms(grad), 1e-12)
+        delta = new - origin
+        new = origin + delta * jnp.minimum(1.0, eps / jnp.maximum(_l2_norms(delta), 1e-12))
+    if bounds is not None:
+        new = jnp.clip(new, bounds[0], bounds[1])
+    return new.astype(jnp.result_type(x))
+
+
+def pgd_random_start(
+    key: jax.Array,
+    x0: jax.Array,
+    *,
+    eps: float | jax.Array,
+    norm: Norm = "linf",
+    bounds: tuple[float, float] | jax.Array | None = None,
+) -> jax.Array:
+    """A uniform random point of each example's ``norm`` ball of radius ``eps``, clipped to ``bounds``.
+
+    The random start of PGD (Madry et al. 2018): ``x = clip(x0 + δ, lo, hi)`` with ``δ``
+    uniform in ``[−ε, ε]^d`` for ``linf``, or uniform in the ``l2`` ball (a uniform direction
+    times ``ε U^{1/d}``, ``U ~ U(0, 1)``, ``d`` the number of features) for ``l2``; one
+    independent draw per example.
+
+    Args:
+      key: a :func:`jax.random.key`.
+      x0: the ball centres, shape ``(n, *event_shape)``, floating point.
+      eps: the radius ``ε`` (a scalar, units of ``x0``).
+      norm: ``"linf"`` or ``"l2"`` (static).
+      bounds: ``None``, or ``(lo, hi)`` to clip to.
+
+    Returns:
+      An array of the shape of ``x0`` (``float32`` unless ``jax_enable_x64``).
+
+    Raises:
+      ValueError: for an unknown ``norm``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> start = pgd_random_start(jax.random.key(0), jnp.full((1000, 3), 0.5), eps=0.1, norm="l2")
+      >>> bool(jnp.all(jnp.linalg.norm(start - 0.5, axis=-1) <= 0.1 + 1e-6))
+      True
+    """
+    check_norm(norm)
+    shape = x0.shape
+    if norm == "linf":
+        noise = jax.random.uniform(key, shape, minval=-eps, maxval=eps)
+    else:
+        direction_key, radius_key = jax.random.split(key)
+        dim = math.prod(shape[1:])
+        direction = jax.random.normal(direction_key, (shape[0], dim))
+        direction = direction / jnp.linalg.norm(direction, axis=-1, keepdims=True)
+        radius = eps * jax.random.uniform(radius_key, (shape[0], 1)) ** (1.0 / dim)
+        noise = (radius * direction).reshape(shape)
+    start = x0 + noise
+    return start if bounds is None else jnp.clip(start, bounds[0], bounds[1])
+
+
+def _l2_norms(a):
+    """``‖a_i‖₂`` per example (over every axis but the first), shape ``(n, 1, ..., 1)``."""
+    return jnp.sqrt(jnp.sum(a**2, axis=tuple(range(1, a.ndim)), keepdims=True))
 
 
 # ---------------------------------------------------------------------------------------
@@ -324,8 +509,8 @@ def _confidence(logits_fn, x0, target, threshold, bounds, *, optimizer, max_step
         return log_probs[t], (x, jnp.exp(log_probs))
 
     return _ascend(
-        objective, x0, target, optimizer=optimizer, steps=max_steps,
-        succeeded=_above(threshold), early_stop=True, project=_box(bounds),
+        objective, x0, target, *_optax_update(optimizer, _box(bounds)), steps=max_steps,
+        succeeded=_above(threshold), early_stop=True,
     )
 
 
@@ -336,8 +521,8 @@ def _likelihood(log_likelihoods_fn, x0, target, log_prior, threshold, bounds, *,
         return log_likelihoods[t], (x, jax.nn.softmax(log_likelihoods + log_prior))
 
     return _ascend(
-        objective, x0, target, optimizer=optimizer, steps=steps,
-        succeeded=_above(threshold), early_stop=False, project=_box(bounds),
+        objective, x0, target, *_optax_update(optimizer, _box(bounds)), steps=steps,
+        succeeded=_above(threshold), early_stop=False,
     )
 
 
@@ -350,8 +535,8 @@ def _latent(logits_fn, encode_fn, decode_fn, x0, target, threshold, *, optimizer
 
     z0 = encode_fn(x0)[0]
     return _ascend(
-        objective, z0, target, optimizer=optimizer, steps=max_steps,
-        succeeded=_above(threshold), early_stop=True, project=lambda z, _: z, record_latents=True,
+        objective, z0, target, *_optax_update(optimizer, lambda z, _: z), steps=max_steps,
+        succeeded=_above(threshold), early_stop=True, record_latents=True,
     )
 
 
@@ -366,21 +551,16 @@ def _pgd(logits_fn, x0, label, key, eps, step_size, bounds, targeted, *, steps, 
     def succeeded(probs, y):
         return (jnp.argmax(probs) == y) == targeted
 
-    clip_to_box = _box(bounds)
+    def init(v):
+        return ()
 
-    def project(x, origin):
-        delta = x - origin
-        if norm == "linf":
-            delta = jnp.clip(delta, -eps, eps)
-        else:
-            delta = delta * jnp.minimum(1.0, eps / jnp.maximum(jnp.sqrt(jnp.sum(delta**2)), 1e-12))
-        return clip_to_box(origin + delta, origin)
+    def update(v, grad, state, origin):
+        return pgd_step(v, grad, origin, eps=eps, step_size=step_size, norm=norm, bounds=bounds), state
 
-    start = x0 if key is None else jax.vmap(clip_to_box)(x0 + _uniform_ball(key, x0.shape, eps, norm), x0)
-    step = optax.sign_sgd(step_size) if norm == "linf" else _normalized_sgd(step_size)
+    start = x0 if key is None else pgd_random_start(key, x0, eps=eps, norm=norm, bounds=bounds)
     return _ascend(
-        objective, start, label, optimizer=step, steps=steps,
-        succeeded=succeeded, early_stop=False, project=project, origin=x0,
+        objective, start, label, init, update, steps=steps,
+        succeeded=succeeded, early_stop=False, origin=x0,
     )
 
 
@@ -389,18 +569,32 @@ def _pgd(logits_fn, x0, label, key, eps, step_size, bounds, targeted, *, steps, 
 # ---------------------------------------------------------------------------------------
 
 
-def _ascend(objective, v0, target, *, optimizer, steps, succeeded, early_stop, project,
-            origin=None, record_latents=False) -> AttackResult:
+def _optax_update(optimizer, project):
+    """``(init, update)`` for :func:`_ascend` from an optax optimiser (one state per point) and a projection."""
+
+    def init(v):
+        return jax.vmap(optimizer.init)(v)
+
+    def update(v, grad, state, origin):
+        updates, state = jax.vmap(optimizer.update)(jax.tree.map(jnp.negative, grad), state, v)
+        return jax.vmap(project)(optax.apply_updates(v, updates), origin), state
+
+    return init, update
+
+
+def _ascend(objective, v0, target, init, update, *, steps, succeeded, early_stop, origin=None,
+            record_latents=False) -> AttackResult:
     """Runs ``steps`` ascent steps on every start point; traced inside the jitted attacks.
 
     ``objective(v, t) -> (J, (x, probs))`` and ``succeeded(probs, t) -> bool`` act on one
-    point; ``project(v, origin) -> v`` maps an updated point back to the feasible set
-    (``origin`` defaults to ``v0``).
+    point (vmapped here). ``init(v0) -> state`` and ``update(v, grad, state, origin) ->
+    (v, state)`` act on the whole batch, ``grad`` being the per-point ``∇_v J``: an optax
+    optimiser plus a projection (:func:`_optax_update`) or :func:`pgd_step`. ``origin``
+    (the ball centres) defaults to ``v0``.
     """
     origin = v0 if origin is None else origin
     n = v0.shape[0]
     evaluate = jax.vmap(jax.value_and_grad(objective, has_aux=True))
-    update = jax.vmap(optimizer.update)
     is_success = jax.vmap(succeeded)
 
     def keep_where(done, new, old):  # per trajectory: old where done, else new
@@ -409,8 +603,7 @@ def _ascend(objective, v0, target, *, optimizer, steps, succeeded, early_stop, p
     def advance(carry):
         v, state, done, point = carry
         (_, _), grad = point
-        updates, new_state = update(jax.tree.map(jnp.negative, grad), state, v)
-        new_v = jax.vmap(project)(optax.apply_updates(v, updates), origin)
+        new_v, new_state = update(v, grad, state, origin)
         new_v, new_state = keep_where(done, (new_v, new_state), (v, state))
         return new_v, new_state, done, keep_where(done, evaluate(new_v, target), point)
 
@@ -425,8 +618,8 @@ def _ascend(objective, v0, target, *, optimizer, steps, succeeded, early_stop, p
             carry = advance((v, state, done, point))
         return carry, record
 
-    init = (v0, jax.vmap(optimizer.init)(v0), jnp.zeros((n,), bool), evaluate(v0, target))
-    (v, _, _, ((value, (x, probs)), _)), records = jax.lax.scan(step, init, length=steps)
+    carry = (v0, init(v0), jnp.zeros((n,), bool), evaluate(v0, target))
+    (v, _, _, ((value, (x, probs)), _)), records = jax.lax.scan(step, carry, length=steps)
     last = (v if record_latents else None, x, value, probs)
     latents, inputs, objective_path, probs_path = jax.tree.map(
         lambda path, end: jnp.concatenate([path, end[None]]), records, last
@@ -452,30 +645,8 @@ def _box(bounds):
     return lambda x, _: jnp.clip(x, bounds[0], bounds[1])
 
 
-def _normalized_sgd(step_size) -> optax.GradientTransformation:
-    """``u = −α g / ‖g‖₂`` for one point's gradient ``g`` (vmapped: one norm per trajectory)."""
-
-    def direction(grads, _):
-        norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
-        return jax.tree.map(lambda g: -step_size * g / jnp.maximum(norm, 1e-12), grads)
-
-    return optax.stateless(direction)
-
-
-def _uniform_ball(key, shape, eps, norm):
-    """Uniform draws from the ``norm`` ball of radius ``eps``, one per row of ``shape``."""
-    if norm == "linf":
-        return jax.random.uniform(key, shape, minval=-eps, maxval=eps)
-    direction_key, radius_key = jax.random.split(key)
-    dim = math.prod(shape[1:])
-    direction = jax.random.normal(direction_key, (shape[0], dim))
-    direction = direction / jnp.linalg.norm(direction, axis=-1, keepdims=True)
-    radius = eps * jax.random.uniform(radius_key, (shape[0], 1)) ** (1.0 / dim)
-    return (radius * direction).reshape(shape)
-
-
 # ---------------------------------------------------------------------------------------
-# Callables as pytrees, and input checks.
+# Callables as pytrees.
 # ---------------------------------------------------------------------------------------
 
 
@@ -490,12 +661,29 @@ class _WithKeywords:
         return self.func(*args, **dict(self.keywords))
 
 
-def _traceable(fn: Callable) -> Partial:
-    """``fn`` as a :class:`jax.tree_util.Partial` whose array arguments are jit *inputs*.
+def traceable(fn: Callable) -> Partial:
+    """``fn`` as a :class:`jax.tree_util.Partial` whose array arguments are jit *inputs*, not constants.
 
-    ``functools.partial(model.apply, variables, method=...)`` becomes a pytree with the
-    variables as leaves (traced, not constants) and the function and keywords as static
-    structure; any other callable is static as it is.
+    Pass a model function through this before handing it to a jitted function as an
+    argument: ``functools.partial(model.apply, variables, method=...)`` becomes a pytree
+    with the variables as leaves (traced) and the function and (hashable) keywords as
+    static structure, so new weights of the same shapes reuse the compilation and the
+    weights are not embedded in the compiled program. A :class:`~jax.tree_util.Partial` is
+    returned as it is; any other callable (a plain function, a partial with non-array
+    arguments or unhashable keywords) becomes a ``Partial`` without leaves, static as it is.
+    All attacks of this module and of :mod:`flowclass.robustness` call it on their model
+    functions.
+
+    Example:
+      >>> import functools, jax, jax.numpy as jnp
+      >>> def affine(w, x, *, shift):
+      ...     return x @ w + shift
+      >>> fn = traceable(functools.partial(affine, jnp.eye(2), shift=1.0))
+      >>> jax.tree.leaves(fn)  # the weights are a leaf: a jit input
+      [Array([[1., 0.],
+             [0., 1.]], dtype=float32)]
+      >>> jax.jit(lambda f, x: f(x))(fn, jnp.ones((1, 2)))
+      Array([[2., 2.]], dtype=float32)
     """
     if isinstance(fn, Partial):
         return fn
@@ -509,51 +697,3 @@ def _traceable(fn: Callable) -> Partial:
             return Partial(fn)
         return Partial(_WithKeywords(fn.func, keywords), *fn.args)
     return Partial(fn)
-
-
-def _check_classifier_attack(fn, x0, target, *, name="target") -> tuple[jax.Array, jax.Array, int]:
-    """Validates ``x0`` (a batch) and ``target`` (an int or one label per point) against ``fn``'s classes."""
-    if np.ndim(x0) < 2:
-        raise ValueError(f"x0 must be a batch of start points, shape (n, *event_shape); got shape {np.shape(x0)}.")
-    check_inputs(x0, np.shape(x0)[1:], name="x0")
-    x0 = jnp.asarray(x0)
-    out = jax.eval_shape(fn, x0[:1])
-    if not (hasattr(out, "shape") and len(out.shape) == 2 and out.shape[0] == 1):
-        raise ValueError(f"the model function must map a batch (b, ...) to (b, K) scores; got {out} for b = 1.")
-    num_classes = out.shape[1]
-    if np.ndim(target) == 0:
-        if not isinstance(target, (int, np.integer)) and not np.issubdtype(np.asarray(target).dtype, np.integer):
-            raise ValueError(f"{name} must be an integer class or one per start point; got {target!r}.")
-        target = np.full((x0.shape[0],), int(target), np.int32)
-    check_labels(target, num_classes, batch=x0.shape[0], name=name)
-    return x0, jnp.asarray(target, jnp.int32), num_classes
-
-
-def _check_steps(steps, name):
-    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"{name} must be a positive integer; got {steps!r}.")
-
-
-def _check_threshold(threshold):
-    if not 0.0 < float(threshold) < 1.0:
-        raise ValueError(f"threshold must be a probability in (0, 1); got {threshold}.")
-
-
-def _check_positive(value, name):
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0; got {value}.")
-
-
-def _check_bounds(bounds, x0):
-    if bounds is None:
-        return None
-    if len(bounds) != 2:
-        raise ValueError(f"bounds must be a pair (lo, hi); got {bounds!r}.")
-    lo, hi = float(bounds[0]), float(bounds[1])
-    if not lo < hi:
-        raise ValueError(f"bounds must satisfy lo < hi; got ({lo}, {hi}).")
-    if not isinstance(x0, jax.core.Tracer):
-        low, high = float(jnp.min(x0)), float(jnp.max(x0))
-        if low < lo or high > hi:
-            raise ValueError(f"x0 must lie inside bounds [{lo}, {hi}]; its values span [{low}, {high}].")
-    return jnp.asarray([lo, hi], jnp.float32)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from flowclass.metrics import _check_scores
+from flowclass._validation import check_scores
 
 
 def fit_temperature(
@@ -43,7 +43,7 @@ def fit_temperature(
     >>> fit_temperature(np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]), np.array([0, 1, 1])) > 1
     True
     """
-    logits, labels = _check_scores(logits, labels)
+    logits, labels = check_scores(logits, labels)
     lo, hi = bounds
     if not 0 < lo < hi:
         raise ValueError(f"bounds must satisfy 0 < low < high; got {bounds}.")

@@ -69,7 +69,7 @@ class FlowClassifier(nn.Module):
     def class_log_likelihoods(self, x: jnp.ndarray) -> jnp.ndarray:
         """``log p(x | k)`` for every class, shape ``(batch, K)``."""
         z, log_det = self.encode(x)
-        return self.base.log_prob(z) + log_det[:, None]
+        return self.base.class_log_prob(z) + log_det[:, None]
 
     def log_prob(self, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
         """``log p(x | y)``, shape ``(batch,)``."""

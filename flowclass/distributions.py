@@ -48,7 +48,7 @@ class ClassGaussians(nn.Module):
         and equidistant, as far apart as the normal draw's expected distance ``√(2D)·mean_scale``,
         needs ``K ≤ D``) or explicit ``(K, D)`` means (see :func:`as_means`).
       mean_scale: the scale of drawn means.
-      mean_seed: the seed from which drawn means are generated (they are constants,
+      mean_seed: the random seed from which drawn means are generated (they are constants,
         recomputed identically at every call unless ``trainable_means``).
       trainable_means: make the means parameters, initialised as above.
       covariance: ``'identity'`` (fixed ``σ = 1``), ``'diagonal'`` (one learnable
@@ -122,9 +122,9 @@ class ClassGaussians(nn.Module):
             self.weight_logits = jnp.zeros((self.num_classes,))
 
     def __call__(self, z: jnp.ndarray) -> jnp.ndarray:
-        return self.log_prob(z)
+        return self.class_log_prob(z)
 
-    def log_prob(self, z: jnp.ndarray) -> jnp.ndarray:
+    def class_log_prob(self, z: jnp.ndarray) -> jnp.ndarray:
         """``log p(z | k)`` for every class: ``(batch, *event_shape) → (batch, K)``, float32+."""
         check_inputs(z, self.event_shape, name="z", check_values=False)  # the classifier checks x
         dtype = jnp.promote_types(z.dtype, jnp.float32)
@@ -143,7 +143,7 @@ class ClassGaussians(nn.Module):
 
     def log_joint(self, z: jnp.ndarray) -> jnp.ndarray:
         """``log p(z, k) = log p(z | k) + log π_k``, shape ``(batch, K)``."""
-        return self.log_prob(z) + self.log_weights()
+        return self.class_log_prob(z) + self.log_weights()
 
     def marginal_log_prob(self, z: jnp.ndarray) -> jnp.ndarray:
         """The mixture marginal ``log Σ_k π_k p(z | k)``, shape ``(batch,)``."""

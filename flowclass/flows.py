@@ -23,7 +23,7 @@ from flowclass.classifier import FlowClassifier
 from flowclass.distributions import ClassGaussians, Covariance, MeanInit, as_means
 from flowclass.nets import MLP, Activation, ConvNet, GatedConvNet
 
-IMAGE_CONFIGS = ("seed", "fast")
+IMAGE_PRESETS = ("multiscale", "fast")
 
 
 def _class_gaussians(num_classes, event_shape, means, mean_scale, trainable_means, covariance, trainable_weights):
@@ -56,7 +56,7 @@ def tabular_realnvp(
     with MLP conditioners ``D → hidden → 2D``, and one Gaussian per class.
 
     ``means`` is ``'normal'``, ``'uniform'``, ``'onehot'`` (see :class:`ClassGaussians`) or an
-    explicit ``(K, D)`` array, e.g. the seed's moons means ``((-4, 0), (4, 0))``. ``dtype`` is the
+    explicit ``(K, D)`` array, e.g. the slides' moons means ``((-4, 0), (4, 0))``. ``dtype`` is the
     conditioners' compute dtype.
 
     Example:
@@ -73,8 +73,8 @@ def tabular_realnvp(
     return FlowClassifier(Chain(couplings), base)
 
 
-def _seed_image_flow(input_shape, dtype) -> tuple[list, tuple[int, ...]]:
-    """The seed's multi-scale RealNVP (as in the UvA deep-learning course's image flow)."""
+def _multiscale_image_flow(input_shape, dtype) -> tuple[list, tuple[int, ...]]:
+    """The slides' multi-scale RealNVP (as in the UvA deep-learning course's image flow)."""
     h, w, c = input_shape
 
     def coupling(features, mask_type, parity):
@@ -114,7 +114,7 @@ def _fast_image_flow(input_shape, dtype) -> tuple[list, tuple[int, ...]]:
 
 
 def image_realnvp(
-    config: str = "fast",
+    preset: str = "fast",
     *,
     input_shape: Sequence[int] = (28, 28, 1),
     num_classes: int = 10,
@@ -127,9 +127,9 @@ def image_realnvp(
 ) -> FlowClassifier:
     """Multi-scale RealNVP classifier for ``(H, W, C)`` images in [0, 1] (H, W divisible by 4).
 
-    Configurations:
-      ``'seed'``: the seed's architecture: logit preprocessing, 2 checkerboard couplings
-      (gated conv conditioners, 32 channels, 3 blocks), squeeze, 2 channel couplings (48),
+    Presets:
+      ``'multiscale'``: the multi-scale RealNVP of Dinh et al. (2017) as the slides trained it:
+      logit preprocessing, 2 checkerboard couplings (gated conv conditioners, 32 channels, 3 blocks), squeeze, 2 channel couplings (48),
       squeeze, factor-out of half the channels, 4 channel couplings (64) on the rest.
       ``'fast'``: squeeze to 14×14×4, 2 steps of ActNorm → invertible 1×1 conv → channel
       coupling (64), squeeze to 7×7×16, 3 such steps (96), then 2 dense couplings (512)
@@ -138,18 +138,18 @@ def image_realnvp(
     The base has one Gaussian per class over all ``H·W·C`` latent dimensions.
 
     Example:
-      >>> model = image_realnvp("seed")
+      >>> model = image_realnvp("multiscale")
       >>> model.latent_shape
       (7, 7, 16)
     """
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or input_shape[0] % 4 or input_shape[1] % 4:
         raise ValueError(f"input_shape must be (H, W, C) with H and W divisible by 4; got {input_shape}.")
-    if config == "seed":
-        layers, latent = _seed_image_flow(input_shape, dtype)
-    elif config == "fast":
+    if preset == "multiscale":
+        layers, latent = _multiscale_image_flow(input_shape, dtype)
+    elif preset == "fast":
         layers, latent = _fast_image_flow(input_shape, dtype)
     else:
-        raise ValueError(f"unknown config {config!r}; expected one of {IMAGE_CONFIGS}.")
+        raise ValueError(f"unknown preset {preset!r}; expected one of {IMAGE_PRESETS}.")
     base = _class_gaussians(num_classes, latent, means, mean_scale, trainable_means, covariance, trainable_weights)
     return FlowClassifier(Chain(layers), base, input_shape=input_shape)

@@ -7,11 +7,17 @@ of a digit with empty borders only permutes pixels, so it has unit Jacobian):
     log p(x | k) ≈ log (1/|S|) Σ_{s ∈ S} p_θ(shift_s(x) | k)
 
 and Bayes' rule over it gives the shift-marginal logits ``log π_k + log p(x | k)``.
+
+Which rule classifies better is an empirical question, answered on validation data:
+:func:`decision_rule_metrics` scores both rules after every epoch of :func:`flowclass.fit`, and
+:func:`selected_rule` picks the rule at the selected epoch; :func:`rule_logits` then scores the
+test set with it.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Callable, Mapping, Sequence
 
 import jax.numpy as jnp
@@ -93,3 +99,133 @@ def shift_marginal_logits(
       True
     """
     return marginalise_shifts(shift_logits(apply_fn, variables, x, shifts, batch_size=batch_size))
+
+
+DECISION_RULES: tuple[str, ...] = ("plain", "shift_marginal")
+"""The decision rules of a flow classifier over images: ``"plain"``, ``argmax_k`` of the logits
+of ``x`` itself, and ``"shift_marginal"``, ``argmax_k`` of the likelihood marginalised over
+:data:`ONE_PIXEL_CROSS` (:func:`shift_marginal_logits`)."""
+
+
+def rule_logits(
+    apply_fn: Callable,
+    variables: Mapping[str, Any],
+    x: np.ndarray,
+    *,
+    rules: Sequence[str] = DECISION_RULES,
+    batch_size: int = 500,
+) -> dict[str, np.ndarray]:
+    """The logits of each decision rule in ``rules`` over NHWC images ``x``, ``{rule: (N, K)}``.
+
+    One set of forward passes serves both rules: the plain logits are the identity shift's among
+    the :data:`ONE_PIXEL_CROSS` passes of the shift-marginal rule (5 passes with
+    ``"shift_marginal"``, 1 without).
+
+    Raises:
+      ValueError: ``rules`` is empty, repeats a rule or names one not in :data:`DECISION_RULES`;
+        ``x`` is not NHWC.
+
+    Example:
+      >>> import jax, flowclass as fc
+      >>> model = fc.image_realnvp("fast", input_shape=(8, 8, 1), num_classes=3)
+      >>> x = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+      >>> variables = model.init(jax.random.key(0), x)  # ActNorm initialises on the data
+      >>> logits = rule_logits(model.apply, variables, x)
+      >>> {rule: value.shape for rule, value in logits.items()}
+      {'plain': (4, 3), 'shift_marginal': (4, 3)}
+    """
+    rules = tuple(rules)
+    unknown = [rule for rule in rules if rule not in DECISION_RULES]
+    if not rules or unknown or len(set(rules)) != len(rules):
+        raise ValueError(f"rules must name each of {DECISION_RULES} at most once, and at least one; got {rules}.")
+    shifts = ONE_PIXEL_CROSS if "shift_marginal" in rules else ((0, 0),)
+    per_shift = shift_logits(apply_fn, variables, x, shifts, batch_size=batch_size)
+    logits = {}
+    for rule in rules:
+        logits[rule] = per_shift[shifts.index((0, 0))] if rule == "plain" else marginalise_shifts(per_shift)
+    return logits
+
+
+def decision_rule_metrics(
+    x_val: np.ndarray, y_val: np.ndarray, *, from_step: int = 0, batch_size: int = 500
+) -> Callable[[Any], dict[str, float]]:
+    """Validation metrics of the decision rules, for :func:`flowclass.fit`'s ``extra_val_metrics``.
+
+    The returned callable takes a train state (``.apply_fn``, ``.variables``, ``.step``) and
+    returns ``{"plain_rule_accuracy", "shift_marginal_accuracy", "best_rule_accuracy"}``
+    (fractions in ``[0, 1]``; the best is the larger of the two), counted on ``(x_val, y_val)``
+    from one set of forward passes (:func:`rule_logits`). Select with
+    ``select="best_rule_accuracy"`` to choose the epoch and the rule together, then
+    :func:`selected_rule` on the history at the selected epoch.
+
+    The shift-marginal rule costs 5 forward passes over the split; before training step
+    ``from_step`` (e.g. the first half of the schedule, long before the best epoch) only the plain
+    rule is scored and ``shift_marginal_accuracy`` is NaN, so that those epochs can still be
+    selected.
+
+    Raises:
+      ValueError: ``x_val`` is not NHWC, ``y_val`` is not one integer label per image, or
+        ``from_step < 0``.
+
+    Example:
+      >>> import jax, flowclass as fc
+      >>> from types import SimpleNamespace
+      >>> model = fc.image_realnvp("fast", input_shape=(8, 8, 1), num_classes=3)
+      >>> x = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+      >>> y = np.array([0, 1, 2, 0], np.int32)
+      >>> state = SimpleNamespace(apply_fn=model.apply, variables=model.init(jax.random.key(0), x), step=0)
+      >>> metrics = decision_rule_metrics(x, y, from_step=1)(state)  # step 0 < from_step: plain only
+      >>> sorted(metrics), bool(np.isnan(metrics["shift_marginal_accuracy"]))
+      (['best_rule_accuracy', 'plain_rule_accuracy', 'shift_marginal_accuracy'], True)
+      >>> metrics["best_rule_accuracy"] == metrics["plain_rule_accuracy"]
+      True
+    """
+    x_val, y_val = np.asarray(x_val), np.asarray(y_val)
+    if x_val.ndim != 4 or len(x_val) == 0:
+        raise ValueError(f"x_val must be a non-empty batch of NHWC images (4 axes); got shape {x_val.shape}.")
+    if y_val.shape != (len(x_val),) or not np.issubdtype(y_val.dtype, np.integer):
+        raise ValueError(f"y_val must hold one integer label per image of x_val, shape ({len(x_val)},); "
+                         f"got shape {y_val.shape}, dtype {y_val.dtype}.")
+    if isinstance(from_step, bool) or not isinstance(from_step, numbers.Integral) or from_step < 0:
+        raise ValueError(f"from_step must be an integer >= 0; got {from_step!r}.")
+
+    def metrics(state: Any) -> dict[str, float]:
+        rules = DECISION_RULES if int(state.step) >= from_step else ("plain",)
+        logits = rule_logits(state.apply_fn, state.variables, x_val, rules=rules, batch_size=batch_size)
+        accuracy = {rule: float(np.mean(ell.argmax(-1) == y_val)) for rule, ell in logits.items()}
+        plain, marginal = accuracy["plain"], accuracy.get("shift_marginal", float("nan"))
+        return {"plain_rule_accuracy": plain, "shift_marginal_accuracy": marginal,
+                "best_rule_accuracy": float(np.fmax(plain, marginal))}
+
+    return metrics
+
+
+def selected_rule(metrics_at_best: Mapping[str, float]) -> str:
+    """The decision rule to use: ``"shift_marginal"`` when its validation accuracy is strictly
+    higher than the plain rule's, else ``"plain"`` (ties, NaN or an unscored marginal rule).
+
+    ``metrics_at_best`` holds the metrics of :func:`decision_rule_metrics` at the selected epoch,
+    either as it returns them or as :func:`flowclass.fit`'s history names them (``val_`` prefix,
+    preferred when both are present), e.g. ``{k: v[result.best_epoch - 1] for k, v in
+    result.history.items()}``.
+
+    Raises:
+      ValueError: the plain rule's accuracy is not in ``metrics_at_best``.
+
+    Example:
+      >>> selected_rule({"plain_rule_accuracy": 0.990, "shift_marginal_accuracy": 0.992})
+      'shift_marginal'
+      >>> selected_rule({"val_plain_rule_accuracy": 0.99, "val_shift_marginal_accuracy": 0.99})
+      'plain'
+    """
+    def lookup(name: str) -> float | None:
+        for key in (f"val_{name}", name):
+            if key in metrics_at_best:
+                return float(metrics_at_best[key])
+        return None
+
+    plain, marginal = lookup("plain_rule_accuracy"), lookup("shift_marginal_accuracy")
+    if plain is None:
+        raise ValueError("metrics_at_best must hold 'plain_rule_accuracy' (or 'val_plain_rule_accuracy'), as "
+                         f"decision_rule_metrics returns it; got keys {sorted(metrics_at_best)}.")
+    return "shift_marginal" if marginal is not None and marginal > plain else "plain"

@@ -1,12 +1,18 @@
 """Training objectives, all of the form ``loss_fn(apply_fn, variables, x, y) -> (loss, aux)``.
 
-``aux`` holds scalar batch means (``loss``, ``accuracy``, ...) for logging and model selection.
+``aux`` holds the batch's metrics for logging and model selection (``loss``, ``accuracy``, ...):
+each a scalar mean over the batch's examples, or a :class:`Mean` ``(total, count)`` when it is
+averaged over some of them only (e.g. the labelled examples of a semi-supervised batch). The
+training loop sums totals and counts over steps and batches, so every metric is averaged over
+exactly the examples it is defined on. A loss that accepts unlabelled examples (label ``-1``)
+says so with a true ``accepts_unlabelled`` attribute (:class:`SemiSupervisedLoss`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +22,24 @@ from flowclass.data.labels import UNLABELLED
 
 LossFn = Callable[..., tuple[jnp.ndarray, dict]]
 Variables = Mapping[str, Any]
+
+
+class Mean(NamedTuple):
+    """A metric as ``total / count`` over the examples it is defined on (a pytree of two scalars).
+
+    Example:
+      >>> m = Mean(total=3.0, count=2.0)
+      >>> m.value
+      1.5
+    """
+
+    total: Any
+    count: Any
+
+    @property
+    def value(self):
+        """``total / count`` (NaN when ``count`` is 0)."""
+        return self.total / self.count if self.count else float("nan")
 
 
 def make_flow_loss(
@@ -31,7 +55,7 @@ def make_flow_loss(
         L = NLL  +  β · (1/B) Σ_i −log softmax_k(ℓ_ik / T)[y_i],     NLL = −(1/B) Σ_i log p(x_i | y_i) / u
 
     with the class logits ``ℓ_ik = log π_k + log p(x_i | k)``, ``u = 1`` for ``nll_unit='nats'``
-    (the seed's objective) or ``u = D log 2`` for ``'bits_per_dim'`` (so ``β`` means the same for
+    (the slides' objective) or ``u = D log 2`` for ``'bits_per_dim'`` (so ``β`` means the same for
     any image size). ``T = posterior_temperature = 1`` is the Bayes posterior itself; in D
     dimensions, logit gaps grow like ``‖μ_j − μ_k‖² / 2`` (hundreds of nats for images), so at
     ``T = 1`` only misclassified examples have a gradient, a large one; ``T > 1`` spreads the
@@ -96,7 +120,7 @@ def make_flow_loss(
 
 
 flow_nll = make_flow_loss()
-"""The seed's objective: the class-conditional negative log-likelihood alone."""
+"""The slides' objective: the class-conditional negative log-likelihood alone."""
 
 
 def make_semi_supervised_loss(
@@ -105,10 +129,10 @@ def make_semi_supervised_loss(
     cross_entropy_weight: float = 0.0,
     nll_unit: str = "nats",
     num_bins: int | None = None,
-) -> LossFn:
-    """FlowGMM's semi-supervised objective: labelled examples by their joint likelihood,
-    unlabelled ones (label ``-1``) by the mixture marginal, optionally plus ``β`` times the
-    cross-entropy of the labelled examples' posterior:
+) -> SemiSupervisedLoss:
+    """FlowGMM's semi-supervised objective (Izmailov et al. 2020): labelled examples by their joint
+    likelihood, unlabelled ones (label ``-1``) by the mixture marginal, optionally plus ``β`` times
+    the cross-entropy of the labelled examples' posterior:
 
         L = (1/B) Σ_i [ m_i (−log p(x_i, y_i) / u + β · (−log p(y_i | x_i)))  +  λ (1 − m_i) (−log p(x_i)) / u ]
 
@@ -121,12 +145,13 @@ def make_semi_supervised_loss(
     uniform class weights ``L`` is :func:`make_flow_loss`'s loss plus the constant ``log K / u``.
 
     ``aux`` reports ``loss``, ``marginal_nll`` (``−log p(x)`` over all examples) and
-    ``marginal_bits_per_dim``, ``labelled_fraction``, and over the labelled examples only
-    ``nll`` (class-conditional, as in :func:`make_flow_loss`), ``nll_per_dim``,
-    ``bits_per_dim``, ``cross_entropy`` and ``accuracy`` (0 when a batch has none).
-    :func:`~flowclass.fit` and :func:`~flowclass.evaluate` (with ``allow_unlabelled=True``)
-    average those by the number of labelled examples: the loss lists them in its
-    ``labelled_metrics`` attribute.
+    ``marginal_bits_per_dim``, ``labelled_fraction``, and over the labelled examples only, as
+    :class:`Mean` pairs (so that :func:`~flowclass.fit` and :func:`~flowclass.evaluate` average
+    them over the labelled examples): ``nll`` (class-conditional, as in :func:`make_flow_loss`),
+    ``nll_per_dim``, ``bits_per_dim``, ``cross_entropy`` and ``accuracy``.
+
+    Raises:
+      ValueError: ``nll_unit`` not ``'nats'``/``'bits_per_dim'``; a negative weight.
 
     Example:
       >>> import jax, jax.numpy as jnp, flowclass as fc
@@ -135,8 +160,8 @@ def make_semi_supervised_loss(
       >>> loss_fn = make_semi_supervised_loss(unlabelled_weight=0.5)
       >>> x, y = jnp.ones((4, 2)), jnp.array([0, 1, -1, -1])
       >>> loss, aux = loss_fn(model.apply, variables, x, y)
-      >>> float(aux["labelled_fraction"]), loss_fn.labelled_metrics[-1]
-      (0.5, 'accuracy')
+      >>> float(aux["labelled_fraction"]), float(aux["accuracy"].count), loss_fn.accepts_unlabelled
+      (0.5, 2.0, True)
     """
     if nll_unit not in ("nats", "bits_per_dim"):
         raise ValueError(f"nll_unit must be 'nats' or 'bits_per_dim'; got {nll_unit!r}.")
@@ -145,59 +170,63 @@ def make_semi_supervised_loss(
             f"unlabelled_weight and cross_entropy_weight must be >= 0; got {unlabelled_weight} and "
             f"{cross_entropy_weight}."
         )
-    lam, beta = float(unlabelled_weight), float(cross_entropy_weight)
-    offset = math.log2(num_bins) if num_bins else 0.0
+    return SemiSupervisedLoss(float(unlabelled_weight), float(cross_entropy_weight), nll_unit, num_bins)
 
-    def semi_supervised_loss(
-        apply_fn: Callable[..., Any], variables: Variables, x: jnp.ndarray, y: jnp.ndarray
-    ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
-        """The loss and metrics on a batch mixing labelled and unlabelled (``-1``) examples,
-        as :func:`make_semi_supervised_loss` says.
 
-        Example:
-          >>> import jax, jax.numpy as jnp, flowclass as fc
-          >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
-          >>> variables = model.init(jax.random.key(0), jnp.zeros((1, 2)))
-          >>> loss_fn = make_semi_supervised_loss()
-          >>> loss, aux = loss_fn(model.apply, variables, jnp.zeros((2, 2)), jnp.array([-1, -1]))
-          >>> bool(loss == aux["marginal_nll"]), float(aux["accuracy"])
-          (True, 0.0)
-        """
+@dataclasses.dataclass(frozen=True)
+class SemiSupervisedLoss:
+    """The loss :func:`make_semi_supervised_loss` builds (its arguments are the fields).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, flowclass as fc
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> variables = model.init(jax.random.key(0), jnp.zeros((1, 2)))
+      >>> loss, aux = SemiSupervisedLoss()(model.apply, variables, jnp.zeros((2, 2)), jnp.array([-1, -1]))
+      >>> bool(loss == aux["marginal_nll"]), float(aux["accuracy"].count)
+      (True, 0.0)
+    """
+
+    unlabelled_weight: float = 1.0
+    cross_entropy_weight: float = 0.0
+    nll_unit: str = "nats"
+    num_bins: int | None = None
+    accepts_unlabelled: ClassVar[bool] = True
+
+    def __call__(
+        self, apply_fn: Callable[..., Any], variables: Variables, x: jnp.ndarray, y: jnp.ndarray
+    ) -> tuple[jnp.ndarray, dict[str, Any]]:
+        lam, beta = self.unlabelled_weight, self.cross_entropy_weight
+        offset = math.log2(self.num_bins) if self.num_bins else 0.0
         per_class = apply_fn(variables, x, method="class_log_likelihoods")
         log_joint = per_class + apply_fn(variables, method="log_weights")  # log p(x, k)
         labelled = y != UNLABELLED
         mask = labelled.astype(log_joint.dtype)
-        count = jnp.maximum(jnp.sum(mask), 1.0)
+        count = jnp.sum(mask)
         target = jnp.where(labelled, y, 0)[:, None]
         marginal = jax.nn.logsumexp(log_joint, axis=-1)
         joint = jnp.take_along_axis(log_joint, target, axis=-1)[:, 0]
         conditional = jnp.take_along_axis(per_class, target, axis=-1)[:, 0]
         ce = optax.softmax_cross_entropy_with_integer_labels(log_joint, target[:, 0])
         dim = math.prod(x.shape[1:])
-        unit = 1.0 if nll_unit == "nats" else dim * math.log(2.0)
+        unit = 1.0 if self.nll_unit == "nats" else dim * math.log(2.0)
         nll_terms = mask * -joint + lam * (1.0 - mask) * -marginal
         loss = jnp.mean(nll_terms) / unit
         if beta:
             loss = loss + beta * jnp.mean(mask * ce)
-        nll = -jnp.sum(mask * conditional) / count
+        nll_total = -jnp.sum(mask * conditional)
         marginal_nll = -jnp.mean(marginal)
         aux = {
             "loss": loss,
             "marginal_nll": marginal_nll,
             "marginal_bits_per_dim": marginal_nll / (dim * math.log(2.0)) + offset,
             "labelled_fraction": jnp.mean(mask),
-            "nll": nll,
-            "nll_per_dim": nll / dim,
-            "bits_per_dim": nll / (dim * math.log(2.0)) + offset,
-            "cross_entropy": jnp.sum(mask * ce) / count,
-            "accuracy": jnp.sum(mask * (jnp.argmax(log_joint, -1) == y)) / count,
+            "nll": Mean(nll_total, count),
+            "nll_per_dim": Mean(nll_total / dim, count),
+            "bits_per_dim": Mean(nll_total / (dim * math.log(2.0)) + offset * count, count),
+            "cross_entropy": Mean(jnp.sum(mask * ce), count),
+            "accuracy": Mean(jnp.sum(mask * (jnp.argmax(log_joint, -1) == y)), count),
         }
         return loss, aux
-
-    semi_supervised_loss.labelled_metrics = (  # type: ignore[attr-defined]
-        "nll", "nll_per_dim", "bits_per_dim", "cross_entropy", "accuracy"
-    )
-    return semi_supervised_loss
 
 
 def cross_entropy(

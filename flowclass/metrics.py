@@ -39,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from flowclass._validation import check_scores
+
 Binning = Literal["width", "mass"]
 
 
@@ -48,7 +50,7 @@ def accuracy(logits: ArrayLike, labels: ArrayLike) -> float:
     >>> accuracy(np.array([[2.0, 1.0], [0.0, 3.0]]), np.array([0, 0]))
     0.5
     """
-    logits, labels = _check_scores(logits, labels)
+    logits, labels = check_scores(logits, labels)
     return float(jnp.mean(jnp.argmax(logits, -1) == labels))
 
 
@@ -58,7 +60,7 @@ def negative_log_likelihood(logits: ArrayLike, labels: ArrayLike) -> float:
     >>> round(negative_log_likelihood(np.log(np.array([[0.5, 0.5], [0.25, 0.75]])), np.array([0, 1])), 4)
     0.4904
     """
-    logits, labels = _check_scores(logits, labels)
+    logits, labels = check_scores(logits, labels)
     return float(_nll(logits, labels))
 
 
@@ -109,7 +111,7 @@ def reliability(logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15, bin
     >>> r.counts.tolist()
     [2, 1]
     """
-    logits, labels = _check_scores(logits, labels)
+    logits, labels = check_scores(logits, labels)
     if not isinstance(num_bins, int) or num_bins < 1:
         raise ValueError(f"num_bins must be a positive int; got {num_bins!r}.")
     if binning not in ("width", "mass"):
@@ -190,22 +192,6 @@ def _tpr_at_fpr(scores, positive, fpr):
     allowed = jnp.floor(fpr * n_neg + 1e-6).astype(jnp.int32)
     threshold = jnp.where(allowed < n_neg, negatives_descending[jnp.minimum(allowed, n_neg - 1)], -jnp.inf)
     return jnp.sum(positive & (scores > threshold)) / jnp.sum(positive)
-
-
-def _check_scores(logits, labels) -> tuple[jax.Array, jax.Array]:
-    logits = jnp.asarray(logits)
-    labels = np.asarray(labels)
-    if logits.ndim != 2 or logits.shape[0] == 0:
-        raise ValueError(f"logits must have shape (n, num_classes) with n >= 1; got shape {logits.shape}.")
-    if labels.shape != (logits.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be {logits.shape[0]} integers (one per row of logits); "
-                         f"got shape {labels.shape}, dtype {labels.dtype}.")
-    if labels.min() < 0 or labels.max() >= logits.shape[1]:
-        raise ValueError(f"labels must be in [0, {logits.shape[1] - 1}]; got values in "
-                         f"[{labels.min()}, {labels.max()}].")
-    if not bool(jnp.all(jnp.isfinite(logits))):
-        raise ValueError("logits contain NaN or inf.")
-    return logits, jnp.asarray(labels, jnp.int32)
 
 
 def _check_detection(scores, is_positive) -> tuple[jax.Array, jax.Array]:

@@ -142,7 +142,7 @@ class ConvNet(nn.Module):
 
 
 class FNN(nn.Module):
-    """The seed's discriminative baseline: ``D → 100 → 100 → K`` with ReLU; returns logits.
+    """The slides' discriminative baseline: ``D → 100 → 100 → K`` with ReLU; returns logits.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -165,7 +165,7 @@ class FNN(nn.Module):
 def concat_elu(x: jnp.ndarray) -> jnp.ndarray:
     """``[elu(x), elu(−x)]`` on the channel axis: keeps sign information, doubles channels."""
     # One exp for both halves, e = expm1(−|x|): elu(x) = x if x > 0 else e, elu(−x) = e if x > 0 else −x
-    # (~8 % faster seed-flow train steps on CPU). −|x| is written as a select so that the
+    # (~8 % faster multiscale-flow train steps on CPU). −|x| is written as a select so that the
     # gradients at x = 0 are elu's, 1 and −1.
     positive = x > 0
     e = jnp.expm1(jnp.where(positive, -x, x))
@@ -188,7 +188,7 @@ class GatedConvBlock(nn.Module):
 
 
 class GatedConvNet(nn.Module):
-    """The seed's coupling conditioner: conv3x3 to ``features``, ``num_blocks`` gated blocks,
+    """The slides' coupling conditioner: conv3x3 to ``features``, ``num_blocks`` gated blocks,
     then ``concat_elu`` (the coupling adds the zero-initialised output projection). ``dtype``
     sets the compute dtype; parameters stay ``float32``.
 
@@ -213,7 +213,7 @@ class GatedConvNet(nn.Module):
 
 
 class CNN(nn.Module):
-    """The seed's MNIST baseline: conv 1→10 7×7, conv 10→10 5×5 (valid padding), linear 3240→50,
+    """The slides' MNIST baseline: conv 1→10 7×7, conv 10→10 5×5 (valid padding), linear 3240→50,
     linear 50→10, ReLU between; returns logits.
 
     Example:

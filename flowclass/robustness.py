@@ -1,7 +1,7 @@
-"""Robust accuracy under ``L∞`` attacks, with checks that the attacks are not fooled by gradient masking.
+"""Robust accuracy under ``L∞`` (and ``L2``) attacks, with checks that the attacks are not fooled by gradient masking.
 
 For a classifier with logits ``l(x)`` and an example ``(x_0, y)``, an attack searches the
-box-clipped ball ``B = {x : ‖x − x_0‖_∞ ≤ ε, lo ≤ x ≤ hi}`` for a point with positive margin
+box-clipped ball ``B = {x : ‖x − x_0‖ ≤ ε, lo ≤ x ≤ hi}`` (``‖·‖_∞`` unless stated) for a point with positive margin
 
     m(x) = max_{k ≠ y} l_k(x) − l_y(x)                    (m > 0: misclassified)
 
@@ -10,11 +10,15 @@ has ``m < 0``. Three attacks, all evaluating the whole batch per jitted call (pe
 gradients of a batch-summed loss; one host loop over steps, since XLA's CPU backend runs
 convolutions much slower inside ``lax`` loops):
 
-* :func:`pgd_attack` — ``x ← Π_B(x + α sign ∇_x L(x))`` from a uniform random start in
-  ``B``, ``restarts`` times; ``L`` is the margin (default; it does not saturate like the
-  cross-entropy of a flow's very confident Gaussian posteriors) or the cross-entropy.
-  Default ``α = 2.5 ε / steps`` (Madry et al. 2018). FGSM is one step of ``α = ε`` from ``x_0``.
-* :func:`random_search_attack` — gradient-free (the ``L∞`` Square Attack of Andriushchenko
+* :func:`pgd_robust_accuracy` — ``x ← Π_B(x + α sign ∇_x L(x))`` (``L∞``; ``L2``: the
+  normalised gradient) from a uniform random start in ``B``, ``restarts`` times; ``L`` is
+  the margin (default; it does not saturate like the cross-entropy of a flow's very
+  confident Gaussian posteriors) or the cross-entropy. Default ``α = 2.5 ε / steps``
+  (Madry et al. 2018). :func:`fgsm_robust_accuracy` is one step of ``α = ε`` from ``x_0``
+  (Goodfellow et al. 2015). The step and the random start are
+  :func:`flowclass.attacks.pgd_step` and :func:`flowclass.attacks.pgd_random_start`, the
+  same engine that records whole paths in :func:`flowclass.attacks.pgd_trajectories`.
+* :func:`random_search_robust_accuracy` — gradient-free (the ``L∞`` Square Attack of Andriushchenko
   et al. 2020): start at vertical stripes ``x_0 ± ε``, then repeatedly set a random square
   of the image to ``x_0 ± ε`` (random sign per channel) and keep it if the margin grows.
 * :func:`sanity_checks` — a gradient attack that is working must get stronger, never
@@ -30,9 +34,11 @@ Example:
   >>> net = fc.FNN(2)
   >>> fn = functools.partial(net.apply, net.init(jax.random.key(0), jnp.zeros((1, 2))))
   >>> x, y = np.full((6, 2), 0.5, np.float32), np.zeros(6, np.int32)
-  >>> result = pgd_attack(fn, x, y, eps=0.1, steps=5, key=jax.random.key(1))
+  >>> result = pgd_robust_accuracy(fn, x, y, eps=0.1, steps=5, key=jax.random.key(1))
   >>> result.adversarial.shape, bool(np.all(np.abs(result.adversarial - x) <= 0.1 + 1e-6))
   ((6, 2), True)
+  >>> 0.0 <= result.robust_accuracy <= 1.0
+  True
 """
 
 from __future__ import annotations
@@ -48,22 +54,25 @@ from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from flowclass import sharding
-from flowclass.attacks import _check_bounds, _check_classifier_attack, _check_positive, _check_steps, _traceable
+from flowclass._validation import check_bounds, check_classifier_inputs, check_norm, check_positive, check_positive_int
+from flowclass.attacks import Norm, pgd_random_start, pgd_step, traceable
 
 AttackLoss = Literal["margin", "cross_entropy"]
 LogitsFn = Callable[[jnp.ndarray], jnp.ndarray]
 
 
-class RobustResult(NamedTuple):
-    """The strongest point an attack found for each of ``n`` examples.
+class RobustAccuracyResult(NamedTuple):
+    """What an attack that measures robust accuracy found: the strongest point for each of ``n`` examples.
 
     Attributes:
-      adversarial: per example, the point of the ball with the largest margin found, shape ``(n, *event)``.
-      margin: ``max_{k≠y} l_k − l_y`` there, shape ``(n,)``; positive means misclassified.
-      correct: whether the model still predicts the label there, shape ``(n,)``.
+      adversarial: per example, the point of the ball with the largest margin found, shape
+        ``(n, *event_shape)``, the dtype of the inputs (NumPy, on the host).
+      margin: ``max_{k≠y} l_k − l_y`` there (minus the ``penalty``, if any), in logit units,
+        ``float32``, shape ``(n,)``; positive means misclassified.
+      correct: whether the model's ``argmax`` is still the label there, ``bool``, shape ``(n,)``.
 
     Example:
-      >>> r = RobustResult(np.zeros((2, 1)), np.array([-1.0, 2.0]), np.array([True, False]))
+      >>> r = RobustAccuracyResult(np.zeros((2, 1)), np.array([-1.0, 2.0]), np.array([True, False]))
       >>> r.robust_accuracy
       0.5
     """
@@ -74,11 +83,11 @@ class RobustResult(NamedTuple):
 
     @property
     def robust_accuracy(self) -> float:
-        """Share of examples the attack did not turn."""
+        """Share of examples the attack did not turn, ``mean(correct)`` in ``[0, 1]``."""
         return float(np.mean(self.correct))
 
 
-def pgd_attack(
+def pgd_robust_accuracy(
     logits_fn: LogitsFn,
     x: ArrayLike,
     labels: ArrayLike,
@@ -88,19 +97,29 @@ def pgd_attack(
     step_size: float | None = None,
     restarts: int = 1,
     loss: AttackLoss = "margin",
+    norm: Norm = "linf",
     random_start: bool = True,
     key: jax.Array | None = None,
     penalty: Callable[[jnp.ndarray], jnp.ndarray] | None = None,
     bounds: tuple[float, float] = (0.0, 1.0),
     batch_size: int = 250,
     progress: bool = False,
-) -> RobustResult:
-    """Untargeted ``L∞`` PGD with random restarts; keeps each example's strongest iterate.
+) -> RobustAccuracyResult:
+    """Robust accuracy under untargeted PGD (Madry et al. 2018) with restarts; keeps each example's strongest point.
 
-    Every restart runs ``steps`` steps ``x ← Π_B(x + α sign ∇L)`` from its own uniform
-    start in ``B`` (or from ``x_0`` if ``random_start=False``); the result holds, per
-    example, the iterate of largest margin over all steps and restarts. A batch whose
-    examples are all turned skips its remaining restarts (robust accuracy is unaffected).
+    Every restart runs ``steps`` steps of :func:`flowclass.attacks.pgd_step`,
+
+        linf:  x ← clip(clip(x + α sign ∇L(x), x_0 − ε, x_0 + ε), lo, hi)
+        l2:    x ← clip(Π_ε(x + α ∇L / ‖∇L‖₂), lo, hi)
+
+    from its own uniform start in the ball (:func:`flowclass.attacks.pgd_random_start`), or
+    from ``x_0`` if ``random_start=False``. The loss ``L`` is the batch sum of the margins
+    ``m = max_{k≠y} l_k − l_y`` (``loss="margin"``) or of the cross-entropies ``−log p(y | x)``;
+    per-example gradients of the sum are the examples' own when the model treats examples
+    independently (no batch statistics). The result holds, per example, the iterate of
+    largest margin over all steps and restarts. A batch whose examples are all turned skips
+    its remaining restarts (robust accuracy is unaffected). For the whole path of every
+    iterate instead, use :func:`flowclass.attacks.pgd_trajectories`.
 
     ``penalty`` makes the attack adaptive to a detector that reads the model's outputs:
     ``penalty(logits) -> (batch,)`` is subtracted from both the loss and the margin that
@@ -108,27 +127,58 @@ def pgd_attack(
     to stay below a likelihood detector's threshold ``τ``. Pass the same function object
     on every call to reuse the compilation.
 
+    Each step is one jitted call on a whole batch of ``batch_size`` examples (the last
+    batch padded by wrapping around); the loop over steps runs on the host, as XLA's CPU
+    backend runs convolutions much slower inside ``lax`` loops. With several devices each
+    batch is split over them.
+
+    Args:
+      logits_fn: maps a batch ``(b, *event_shape)`` to logits ``(b, K)``.
+      x: examples, floating-point ``(n, *event_shape)``, finite, inside ``bounds``.
+      labels: true classes, integers ``(n,)`` in ``[0, K)`` (or one integer for all).
+      eps: ball radius ``ε > 0`` in the units of ``x`` (e.g. ``8/255`` on ``[0, 1]`` pixels).
+      steps: steps per restart, ``≥ 1``.
+      step_size: ``α > 0``; default ``2.5 ε / steps``.
+      restarts: independent random starts, ``≥ 1``.
+      loss: ``"margin"`` or ``"cross_entropy"``.
+      norm: ``"linf"`` or ``"l2"``.
+      random_start: start each restart at a random point of the ball (needs ``key``).
+      key: a :func:`jax.random.key`; required when ``random_start``.
+      penalty: optional ``logits (b, K) -> (b,)`` subtracted from loss and margin.
+      bounds: the input box ``(lo, hi)``.
+      batch_size: examples per jitted call, ``≥ 1``.
+      progress: show a progress bar over batches.
+
+    Returns:
+      :class:`RobustAccuracyResult` (``adversarial``, ``margin``, ``correct``; ``.robust_accuracy``).
+
+    Raises:
+      ValueError: for a bad batch or labels, ``eps``, ``step_size``, ``steps``, ``restarts``,
+        ``batch_size``, ``loss``, ``norm`` or ``bounds`` (naming the argument), ``x`` outside
+        ``bounds``, or ``random_start`` without a ``key``.
+
     >>> import functools, jax, jax.numpy as jnp, numpy as np, flowclass as fc
     >>> net = fc.FNN(2)
     >>> fn = functools.partial(net.apply, net.init(jax.random.key(0), jnp.zeros((1, 2))))
     >>> x, y = np.full((4, 2), 0.5, np.float32), np.array([0, 1, 0, 1])
-    >>> weak = pgd_attack(fn, x, y, eps=0.05, steps=3, key=jax.random.key(0))
-    >>> strong = pgd_attack(fn, x, y, eps=0.5, steps=20, key=jax.random.key(0))
+    >>> weak = pgd_robust_accuracy(fn, x, y, eps=0.05, steps=3, key=jax.random.key(0))
+    >>> strong = pgd_robust_accuracy(fn, x, y, eps=0.5, steps=20, key=jax.random.key(0))
     >>> strong.robust_accuracy <= weak.robust_accuracy
     True
     """
-    x, labels, _ = _check_classifier_attack(logits_fn, x, labels, name="labels")
-    _check_steps(steps, "steps")
-    _check_steps(restarts, "restarts")
-    _check_positive(eps, "eps")
+    x, labels, _ = check_classifier_inputs(logits_fn, x, labels, name="labels", x_name="x")
+    check_positive_int(steps, "steps")
+    check_positive_int(restarts, "restarts")
+    check_positive(eps, "eps")
     step_size = 2.5 * eps / steps if step_size is None else step_size
-    _check_positive(step_size, "step_size")
+    check_positive(step_size, "step_size")
     if loss not in ("margin", "cross_entropy"):
         raise ValueError(f"loss must be 'margin' or 'cross_entropy'; got {loss!r}.")
+    check_norm(norm)
     if random_start and key is None:
         raise ValueError("random_start=True needs a key (jax.random.key(seed)).")
-    box = _check_bounds(bounds, x)
-    fn = _traceable(logits_fn)
+    box = check_bounds(bounds, x, name="x")
+    fn = traceable(logits_fn)
 
     def attack_batch(fn, x0, y, batch_key):
         best = _margins(fn, x0, y, penalty=penalty), x0
@@ -137,41 +187,46 @@ def pgd_attack(
                 break  # every example of the batch is already turned: more restarts cannot change the verdict
             xs = x0
             if random_start:
-                noise = jax.random.uniform(jax.random.fold_in(batch_key, restart), x0.shape, minval=-eps, maxval=eps)
-                xs = jnp.clip(x0 + noise, box[0], box[1])
+                xs = pgd_random_start(jax.random.fold_in(batch_key, restart), x0, eps=eps, norm=norm, bounds=box)
             for _ in range(steps):
-                xs, best = _pgd_step(fn, xs, x0, y, jnp.float32(eps), jnp.float32(step_size), box, best, loss=loss,
-                                     penalty=penalty)
+                xs, best = _margin_ascent_step(fn, xs, x0, y, jnp.float32(eps), jnp.float32(step_size), box, best,
+                                               loss=loss, norm=norm, penalty=penalty)
             best = _keep_stronger(best, (_margins(fn, xs, y, penalty=penalty), xs))
         return best
 
     return _run_batched(fn, attack_batch, x, labels, key, batch_size, progress, desc=f"PGD ε={eps:g}")
 
 
-def fgsm_attack(
+def fgsm_robust_accuracy(
     logits_fn: LogitsFn,
     x: ArrayLike,
     labels: ArrayLike,
     *,
     eps: float,
     loss: AttackLoss = "margin",
+    norm: Norm = "linf",
     bounds: tuple[float, float] = (0.0, 1.0),
     batch_size: int = 250,
-) -> RobustResult:
-    """FGSM (Goodfellow et al. 2015): ``x = clip(x_0 + ε sign ∇L(x_0))``, one step, no random start.
+) -> RobustAccuracyResult:
+    """Robust accuracy under FGSM (Goodfellow et al. 2015): ``x = clip(x_0 + ε sign ∇L(x_0), lo, hi)``.
+
+    One :func:`flowclass.attacks.pgd_step` of size ``α = ε`` from ``x_0``, no random start
+    (``norm="l2"``: ``x_0 + ε ∇L / ‖∇L‖₂``, the fast gradient method); ``L``, arguments,
+    result and errors as in :func:`pgd_robust_accuracy`. The point kept per example is
+    ``x_1``, or ``x_0`` where the step lowered the margin.
 
     >>> import functools, jax, jax.numpy as jnp, numpy as np, flowclass as fc
     >>> net = fc.FNN(2)
     >>> fn = functools.partial(net.apply, net.init(jax.random.key(0), jnp.zeros((1, 2))))
-    >>> r = fgsm_attack(fn, np.full((3, 2), 0.5, np.float32), np.zeros(3, np.int32), eps=0.1)
-    >>> r.correct.shape
-    (3,)
+    >>> r = fgsm_robust_accuracy(fn, np.full((3, 2), 0.5, np.float32), np.zeros(3, np.int32), eps=0.1)
+    >>> r.correct.shape, r.adversarial.dtype
+    ((3,), dtype('float32'))
     """
-    return pgd_attack(logits_fn, x, labels, eps=eps, steps=1, step_size=eps, loss=loss, random_start=False,
-                      bounds=bounds, batch_size=batch_size)
+    return pgd_robust_accuracy(logits_fn, x, labels, eps=eps, steps=1, step_size=eps, loss=loss, norm=norm,
+                               random_start=False, bounds=bounds, batch_size=batch_size)
 
 
-def random_search_attack(
+def random_search_robust_accuracy(
     logits_fn: LogitsFn,
     x: ArrayLike,
     labels: ArrayLike,
@@ -183,28 +238,39 @@ def random_search_attack(
     bounds: tuple[float, float] = (0.0, 1.0),
     batch_size: int = 250,
     progress: bool = False,
-) -> RobustResult:
-    """Gradient-free ``L∞`` random search (Square Attack): ``queries`` model calls per example.
+) -> RobustAccuracyResult:
+    """Robust accuracy under a gradient-free ``L∞`` random search (the Square Attack of Andriushchenko et al. 2020).
 
-    Images ``(n, H, W, C)``; other inputs ``(n, D)`` are searched as ``(n, 1, D, 1)``
-    strips. The share of pixels changed per query starts at ``p_init`` and halves at
-    10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of every 10,000 queries.
+    ``queries`` model calls per example: start at vertical stripes ``x_0 ± ε``, then
+    repeatedly set a random square to ``x_0 ± ε`` (a random sign per channel) and keep it
+    if the margin grows. Images ``(n, H, W, C)``; other inputs ``(n, D)`` are searched as
+    ``(n, 1, D, 1)`` strips. The share of pixels changed per query starts at ``p_init`` and
+    halves at 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of every 10,000 queries.
+    Needs no gradient, so it is the reference that gradient masking cannot fool
+    (:func:`sanity_checks`).
+
+    Returns:
+      :class:`RobustAccuracyResult`, as :func:`pgd_robust_accuracy`.
+
+    Raises:
+      ValueError: for a bad batch or labels, ``eps``, ``queries``, ``batch_size``, ``p_init``
+        outside ``(0, 1]`` or ``bounds``, or ``x`` outside ``bounds``.
 
     >>> import functools, jax, jax.numpy as jnp, numpy as np, flowclass as fc
     >>> net = fc.FNN(2)
     >>> fn = functools.partial(net.apply, net.init(jax.random.key(0), jnp.zeros((1, 2))))
-    >>> r = random_search_attack(fn, np.full((3, 2), 0.5, np.float32), np.zeros(3, np.int32), eps=0.1,
-    ...                          queries=20, key=jax.random.key(0))
+    >>> r = random_search_robust_accuracy(fn, np.full((3, 2), 0.5, np.float32), np.zeros(3, np.int32), eps=0.1,
+    ...                                   queries=20, key=jax.random.key(0))
     >>> bool(np.all(np.abs(r.adversarial - 0.5) <= 0.1 + 1e-6))
     True
     """
-    x, labels, _ = _check_classifier_attack(logits_fn, x, labels, name="labels")
-    _check_steps(queries, "queries")
-    _check_positive(eps, "eps")
+    x, labels, _ = check_classifier_inputs(logits_fn, x, labels, name="labels", x_name="x")
+    check_positive_int(queries, "queries")
+    check_positive(eps, "eps")
     if not 0 < p_init <= 1:
         raise ValueError(f"p_init must be in (0, 1]; got {p_init}.")
-    box = _check_bounds(bounds, x)
-    fn = _traceable(logits_fn)
+    box = check_bounds(bounds, x, name="x")
+    fn = traceable(logits_fn)
     event_shape = x.shape[1:]
     image_shape = event_shape if len(event_shape) == 3 else (1, math.prod(event_shape), 1)
     as_image = functools.partial(jnp.reshape, shape=(-1, *image_shape))
@@ -230,7 +296,13 @@ _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 
 def clean_accuracy(logits_fn: LogitsFn, x: ArrayLike, labels: ArrayLike, *, batch_size: int = 250) -> float:
-    """Accuracy on the unperturbed inputs, batched like the attacks.
+    """Accuracy on the unperturbed inputs, batched like the attacks: the robust accuracy at ``ε = 0``.
+
+    ``x`` ``(n, *event_shape)`` floating point, ``labels`` ``(n,)`` integers in ``[0, K)``;
+    returns the share in ``[0, 1]`` of examples whose ``argmax`` logit is the label.
+
+    Raises:
+      ValueError: for a bad batch, labels or ``batch_size``.
 
     >>> import functools, jax, jax.numpy as jnp, numpy as np, flowclass as fc
     >>> net = fc.FNN(2)
@@ -238,8 +310,8 @@ def clean_accuracy(logits_fn: LogitsFn, x: ArrayLike, labels: ArrayLike, *, batc
     >>> 0.0 <= clean_accuracy(fn, np.zeros((3, 2), np.float32), np.array([0, 1, 1])) <= 1.0
     True
     """
-    x, labels, _ = _check_classifier_attack(logits_fn, x, labels, name="labels")
-    fn = _traceable(logits_fn)
+    x, labels, _ = check_classifier_inputs(logits_fn, x, labels, name="labels", x_name="x")
+    fn = traceable(logits_fn)
     result = _run_batched(fn, lambda fn, x0, y, _: (_margins(fn, x0, y), x0), x, labels, None, batch_size, False, "")
     return result.robust_accuracy
 
@@ -281,7 +353,13 @@ def sanity_checks(
     bounds: tuple[float, float] = (0.0, 1.0),
     batch_size: int = 250,
 ) -> SanityReport:
-    """Runs the checks that a gradient attack at ``eps`` is not fooled by gradient masking.
+    """Runs the checks that an ``L∞`` gradient attack at ``eps`` is not fooled by gradient masking.
+
+    Following Athalye et al. (2018) and Carlini et al. (2019), "On evaluating adversarial
+    robustness", it runs :func:`clean_accuracy`, :func:`fgsm_robust_accuracy`,
+    :func:`pgd_robust_accuracy` (``steps``, ``restarts``; then five times the steps, five
+    times the restarts, and ``ε = 1``) and :func:`random_search_robust_accuracy`
+    (``queries``) on the same examples, each with its own key split from ``key``.
 
     With ``a(·)`` the robust accuracy under an attack and ``τ = tolerance`` (for sampling noise):
 
@@ -289,6 +367,14 @@ def sanity_checks(
     * ``a(PGD, 5 × steps) ≤ a(PGD) + τ`` and ``a(PGD, 5 × restarts) ≤ a(PGD) + τ``;
     * ``a(PGD at ε = 1) ≤ τ``: the whole box is reachable, so a working attack turns every example;
     * ``a(PGD) ≤ a(random search) + τ``: gradients are at least as good as no gradients.
+
+    ``ε = 1`` reaches the whole box only for inputs in ``[0, 1]`` (the default ``bounds``).
+
+    Returns:
+      :class:`SanityReport` with the seven accuracies and the five checks.
+
+    Raises:
+      ValueError: as the attacks it runs.
 
     >>> import functools, jax, jax.numpy as jnp, numpy as np, flowclass as fc
     >>> net = fc.FNN(2)
@@ -299,16 +385,17 @@ def sanity_checks(
     ['eps_1_breaks_all', 'gradient_free_no_better']
     """
     keys = jax.random.split(key, 5)
-    pgd = functools.partial(pgd_attack, logits_fn, x, labels, bounds=bounds, batch_size=batch_size)
+    pgd = functools.partial(pgd_robust_accuracy, logits_fn, x, labels, bounds=bounds, batch_size=batch_size)
     acc = {
         "clean": clean_accuracy(logits_fn, x, labels, batch_size=batch_size),
-        "fgsm": fgsm_attack(logits_fn, x, labels, eps=eps, bounds=bounds, batch_size=batch_size).robust_accuracy,
+        "fgsm": fgsm_robust_accuracy(logits_fn, x, labels, eps=eps, bounds=bounds,
+                                     batch_size=batch_size).robust_accuracy,
         "pgd": pgd(eps=eps, steps=steps, restarts=restarts, key=keys[0]).robust_accuracy,
         "pgd_more_steps": pgd(eps=eps, steps=5 * steps, restarts=restarts, key=keys[1]).robust_accuracy,
         "pgd_more_restarts": pgd(eps=eps, steps=steps, restarts=5 * restarts, key=keys[2]).robust_accuracy,
         "pgd_eps_1": pgd(eps=1.0, steps=steps, key=keys[3]).robust_accuracy,
-        "random_search": random_search_attack(logits_fn, x, labels, eps=eps, queries=queries, key=keys[4],
-                                              bounds=bounds, batch_size=batch_size).robust_accuracy,
+        "random_search": random_search_robust_accuracy(logits_fn, x, labels, eps=eps, queries=queries, key=keys[4],
+                                                       bounds=bounds, batch_size=batch_size).robust_accuracy,
     }
     checks = {
         "pgd_beats_fgsm": acc["pgd"] <= acc["fgsm"] + tolerance,
@@ -349,9 +436,9 @@ def _keep_stronger(best, candidate):
     return jax.tree.map(pick, candidate, best)
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "penalty"))
-def _pgd_step(fn, x, x0, y, eps, step_size, box, best, *, loss, penalty):
-    """One signed-gradient step, after recording ``x`` if it beats the best so far."""
+@functools.partial(jax.jit, static_argnames=("loss", "norm", "penalty"))
+def _margin_ascent_step(fn, x, x0, y, eps, step_size, box, best, *, loss, norm, penalty):
+    """One :func:`~flowclass.attacks.pgd_step` on the batch-summed loss, after recording ``x`` if it beats the best."""
 
     def objective(v):
         logits = fn(v).astype(jnp.float32)
@@ -364,8 +451,7 @@ def _pgd_step(fn, x, x0, y, eps, step_size, box, best, *, loss, penalty):
 
     (_, margin), grad = jax.value_and_grad(objective, has_aux=True)(x)
     best = _keep_stronger(best, (margin, x))
-    x_next = jnp.clip(jnp.clip(x + step_size * jnp.sign(grad), x0 - eps, x0 + eps), box[0], box[1])
-    return x_next, best
+    return pgd_step(x, grad, x0, eps=eps, step_size=step_size, norm=norm, bounds=box), best
 
 
 @functools.partial(jax.jit, static_argnames=("side", "image_shape"))
@@ -386,12 +472,12 @@ def _square_step(fn, best, x0, y, key, eps, box, *, side, image_shape):
     return _keep_stronger(best, (_margin_of(fn(proposal).astype(jnp.float32), y), proposal))
 
 
-def _run_batched(fn, attack_batch, x, labels, key, batch_size, progress, desc) -> RobustResult:
+def _run_batched(fn, attack_batch, x, labels, key, batch_size, progress, desc) -> RobustAccuracyResult:
     """Runs ``attack_batch(fn, x0, y, key) -> (margin, x_adv)`` over fixed-size batches (the last one padded).
 
     With several devices, each batch is split over them and the model replicated.
     """
-    _check_steps(batch_size, "batch_size")
+    check_positive_int(batch_size, "batch_size")
     n = x.shape[0]
     batch_size = min(batch_size, n)
     mesh = None
@@ -412,4 +498,4 @@ def _run_batched(fn, attack_batch, x, labels, key, batch_size, progress, desc) -
         # correct = the prediction at the chosen point (a tie in the margin is decided by argmax)
         predictions.append(np.asarray(_predictions(fn, x_adv))[:keep])
     correct = np.concatenate(predictions) == np.asarray(labels)
-    return RobustResult(np.concatenate(adversarial), np.concatenate(margins), correct)
+    return RobustAccuracyResult(np.concatenate(adversarial), np.concatenate(margins), correct)

@@ -8,12 +8,12 @@ machine, ``benchmarks/``):
   into ``N`` XLA devices; :func:`flowclass.fit` then shards each batch over them, which keeps
   every core busy (XLA's CPU convolutions alone use about 1.3 of 2 cores).
 * **tcmalloc.** XLA's CPU runtime allocates each step's temporaries afresh (1.9 GB for the
-  seed MNIST flow at batch 128). glibc's ``malloc`` hands blocks that large back to the
+  multiscale MNIST flow at batch 128). glibc's ``malloc`` hands blocks that large back to the
   kernel on ``free`` and page-faults them in again on the next step; with tcmalloc preloaded
-  the seed flow's train step ran 1.5× faster (sharded over 2 devices: 103 → 159 images/s).
+  the multiscale flow's train step ran 1.5× faster (sharded over 2 devices: 103 → 159 images/s).
   Colab and Cloud TPU VMs preload tcmalloc already; on Debian/Ubuntu,
   ``apt install libtcmalloc-minimal4``.
-* **Compiler options.** Three XLA CPU options made the seed MNIST flow's sharded train step
+* **Compiler options.** Three XLA CPU options made the multiscale MNIST flow's sharded train step
   faster on the 2-core AMD Zen 4 development machine and left the ``'fast'`` flow's about the
   same (:func:`use_fast_codegen`): 512-bit vectors on CPUs with AVX-512
   (:data:`WIDE_VECTORS_FLAG`, 164 → 169 images/s), floating-point reassociation and FMA

@@ -2,17 +2,21 @@
 
     state = create_train_state(model, key, x[:1], optax.adam(1e-3), loss_fn=flow_nll)
     state, aux = train_step(state, (x_batch, y_batch))      # jitted, donates ``state``
-    result = fit(state, (x_train, y_train), (x_val, y_val), key=key, epochs=100)
+    result = fit(state, (x_train, y_train), (x_val, y_val), key=key, config=TrainConfig(epochs=100))
 
-``fit`` keeps the data on the device and runs blocks of steps inside ``lax.scan``,
-evaluates the validation split after every epoch and keeps the parameters with the
-best validation score: model selection never sees the test set.
+``fit`` is a composition of small pieces, each usable and tested on its own:
+:class:`EpochRunner` (one epoch of steps in compiled ``lax.scan`` blocks, data kept on the
+device), :func:`evaluate` (validation), :class:`Selection` (the best epoch on a validation
+metric: model selection never sees the test set) and :class:`FitCheckpoint` (atomic,
+resumable checkpoints). Metrics are :class:`~flowclass.losses.Mean` ``(total, count)`` pairs
+summed over steps and batches, so each is averaged over the examples it is defined on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -29,8 +33,11 @@ from flowclass import sharding
 from flowclass._validation import check_inputs, check_labels, check_no_unlabelled
 from flowclass.averaging import averaged_params, find_ema
 from flowclass.checkpoint import Checkpointer
-from flowclass.data.labels import UNLABELLED
-from flowclass.losses import LossFn
+from flowclass.config import TrainConfig
+from flowclass.losses import LossFn, Mean
+
+Augment = Callable[[jax.Array, jnp.ndarray], jnp.ndarray]
+Metrics = dict[str, Mean]
 
 
 class TrainState(struct.PyTreeNode):
@@ -96,7 +103,17 @@ def create_train_state(
     )
 
 
-def _train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[TrainState, dict]:
+
+def _as_means(aux: Mapping[str, Any], batch: int) -> Metrics:
+    """A loss's ``aux`` as :class:`Mean` pairs: plain scalars are means over the ``batch`` examples."""
+    return {k: v if isinstance(v, Mean) else Mean(v * batch, jnp.float32(batch)) for k, v in aux.items()}
+
+
+def _values(metrics: Metrics) -> dict:
+    return {k: m.total / m.count for k, m in metrics.items()}
+
+
+def _train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[TrainState, Metrics]:
     x, y = batch
 
     def objective(params):
@@ -105,39 +122,50 @@ def _train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> tu
     (_, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), aux
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), _as_means(aux, x.shape[0])
 
 
-def _eval_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> dict:
+def _eval_sums(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> Metrics:
     x, y = batch
-    return state.loss_fn(state.apply_fn, state.variables, x, y)[1]
+    return _as_means(state.loss_fn(state.apply_fn, state.variables, x, y)[1], x.shape[0])
 
 
-train_step = jax.jit(_train_step, donate_argnums=0)
-train_step.__doc__ = """One optimiser step on ``batch = (x, y)``: ``(state, batch) -> (state, aux)``.
+_eval_sums_jit = jax.jit(_eval_sums)
 
-Jitted with ``state`` donated: do not reuse the ``state`` you passed in.
 
-Example:
-  >>> import jax, jax.numpy as jnp, optax, flowclass as fc
-  >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
-  >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
-  >>> state, aux = train_step(state, (jnp.ones((8, 2)), jnp.zeros(8, jnp.int32)))
-  >>> int(state.step), sorted(aux)[:3]
-  (1, ['accuracy', 'bits_per_dim', 'cross_entropy'])
-"""
+@functools.partial(jax.jit, donate_argnums=0)
+def train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[TrainState, dict]:
+    """One optimiser step on ``batch = (x, y)``: ``(state, batch) -> (state, metrics)``, the batch's
+    metrics as scalar means (a semi-supervised loss's labelled-only metrics are NaN on a batch
+    without labels).
 
-eval_step = jax.jit(_eval_step)
-eval_step.__doc__ = """The loss function's ``aux`` metrics on ``batch = (x, y)``, without updating.
+    Jitted with ``state`` donated: do not reuse the ``state`` you passed in.
 
-Example:
-  >>> import jax, jax.numpy as jnp, optax, flowclass as fc
-  >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
-  >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
-  >>> aux = eval_step(state, (jnp.ones((8, 2)), jnp.zeros(8, jnp.int32)))
-  >>> float(aux["loss"]) == float(aux["nll"]), int(state.step)
-  (True, 0)
-"""
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, flowclass as fc
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
+      >>> state, aux = train_step(state, (jnp.ones((8, 2)), jnp.zeros(8, jnp.int32)))
+      >>> int(state.step), sorted(aux)[:3]
+      (1, ['accuracy', 'bits_per_dim', 'cross_entropy'])
+    """
+    state, metrics = _train_step(state, batch)
+    return state, _values(metrics)
+
+
+@jax.jit
+def eval_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> dict:
+    """The loss function's metrics on ``batch = (x, y)`` as scalar means, without updating.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, flowclass as fc
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
+      >>> aux = eval_step(state, (jnp.ones((8, 2)), jnp.zeros(8, jnp.int32)))
+      >>> float(aux["loss"]) == float(aux["nll"]), int(state.step)
+      (True, 0)
+    """
+    return _values(_eval_sums(state, batch))
 
 
 def _state_mesh(state_or_variables) -> jax.sharding.Mesh | None:
@@ -163,36 +191,53 @@ def _place(batch, mesh: jax.sharding.Mesh | None):
     return jax.device_put(batch, target)
 
 
-def _labelled_metrics(loss_fn: LossFn) -> tuple[str, ...]:
-    """The metrics a loss computes over labelled examples only (see ``make_semi_supervised_loss``)."""
-    return tuple(getattr(loss_fn, "labelled_metrics", ()))
+
+def accepts_unlabelled(loss_fn: LossFn) -> bool:
+    """Whether ``loss_fn`` handles unlabelled examples (label ``-1``): its ``accepts_unlabelled``
+    attribute (:class:`~flowclass.losses.SemiSupervisedLoss`), false for a plain function.
+
+    >>> import flowclass as fc
+    >>> accepts_unlabelled(fc.flow_nll), accepts_unlabelled(fc.make_semi_supervised_loss())
+    (False, True)
+    """
+    return bool(getattr(loss_fn, "accepts_unlabelled", False))
 
 
-def _check_unlabelled(loss_fn: LossFn, allow_unlabelled: bool, labels: dict[str, Any]) -> None:
-    if not allow_unlabelled:
-        for name, y in labels.items():
-            check_no_unlabelled(y, name=name)
-    elif not _labelled_metrics(loss_fn):
-        raise ValueError(
-            "allow_unlabelled=True needs a loss that handles unlabelled examples (label -1), "
-            "such as make_semi_supervised_loss(); this loss has no 'labelled_metrics'."
-        )
+def check_data(state: TrainState, x, y, *, name: str) -> None:
+    """Validates a split ``(x, y)`` for ``state``'s model and loss before any work is done.
+
+    ``x``: a non-empty, finite float batch; ``y``: one integer label per example, in
+    ``[0, K)`` with ``K`` read from the model's logits, or ``-1`` (unlabelled) when the loss
+    accepts it. Raises ValueError naming ``name`` (e.g. ``'train'``).
+    """
+    if not isinstance(x, (np.ndarray, jax.Array)) or not isinstance(y, (np.ndarray, jax.Array)):
+        raise TypeError(f"{name} must be a pair (x, y) of arrays; got ({type(x).__name__}, {type(y).__name__}).")
+    check_inputs(x, np.shape(x)[1:], name=f"{name} x")
+    unlabelled_ok = accepts_unlabelled(state.loss_fn)
+    if not unlabelled_ok and isinstance(y, np.ndarray) and np.issubdtype(y.dtype, np.integer) and np.any(y == -1):
+        raise ValueError(f"{name} y holds unlabelled examples (label -1), but this loss does not accept them; "
+                         "use a loss that handles unlabelled examples, such as make_semi_supervised_loss().")
+    if not unlabelled_ok:
+        check_no_unlabelled(y, name=f"{name} y")
+    try:
+        logits = jax.eval_shape(state.apply_fn, state.variables, jax.ShapeDtypeStruct((1, *np.shape(x)[1:]), x.dtype))
+        num_classes = int(logits.shape[-1]) if len(logits.shape) == 2 else None
+    except Exception:  # a model whose call does not give logits: the loss checks its labels itself
+        num_classes = None
+    if num_classes is not None:
+        check_labels(y, num_classes, batch=len(x), name=f"{name} y", allow_unlabelled=unlabelled_ok)
+    elif len(y) != len(x):
+        raise ValueError(f"{name} y has {len(y)} labels but {name} x has {len(x)} examples.")
 
 
-def evaluate(
-    state: TrainState,
-    x: np.ndarray | jax.Array,
-    y: np.ndarray | jax.Array,
-    *,
-    batch_size: int = 4096,
-    allow_unlabelled: bool = False,
-) -> dict[str, float]:
-    """Example-weighted means of the loss function's metrics over ``(x, y)``, in batches.
+def evaluate(state: TrainState, x: np.ndarray | jax.Array, y: np.ndarray | jax.Array, *,
+             batch_size: int = 4096) -> dict[str, float]:
+    """The loss function's metrics over ``(x, y)``, each averaged over the examples it is defined
+    on (in batches of ``batch_size``; e.g. a semi-supervised loss's accuracy over the labelled
+    examples, NaN when there are none).
 
-    With ``allow_unlabelled``, labels may be ``-1`` (unlabelled; the loss must handle them, as
-    :func:`make_semi_supervised_loss`'s does): the metrics the loss computes over labelled
-    examples only (``accuracy``, ...) are then weighted by each batch's number of labelled
-    examples, and are NaN when ``y`` has none.
+    Raises:
+      ValueError: bad inputs or labels (see :func:`check_data`), ``batch_size < 1``.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, flowclass as fc
@@ -202,28 +247,31 @@ def evaluate(
       >>> sorted(metrics)
       ['accuracy', 'bits_per_dim', 'cross_entropy', 'loss', 'nll', 'nll_per_dim']
     """
-    n = len(x)
-    if n == 0:
-        raise ValueError("cannot evaluate on an empty set.")
-    _check_unlabelled(state.loss_fn, allow_unlabelled, {"y": y})
-    labelled_metrics = _labelled_metrics(state.loss_fn)
+    _check_size(batch_size, "batch_size")
+    check_data(state, x, y, name="evaluate")
+    return _mean_values(_evaluate_sums(state, x, y, batch_size))
+
+
+def _evaluate_sums(state: TrainState, x, y, batch_size: int) -> dict[str, Mean]:
     mesh = _state_mesh(state)
-    totals: dict[str, float] = {}
-    n_labelled = 0
-    for start in range(0, n, batch_size):
-        y_batch = y[start : start + batch_size]
-        batch = _place((x[start : start + batch_size], y_batch), mesh)
-        aux = jax.device_get(eval_step(state, batch))
-        weight = len(y_batch)
-        batch_labelled = int(np.sum(np.asarray(y_batch) != UNLABELLED)) if labelled_metrics else weight
-        n_labelled += batch_labelled
-        for name, value in aux.items():
-            w = batch_labelled if name in labelled_metrics else weight
-            totals[name] = totals.get(name, 0.0) + float(value) * w
-    return {
-        name: (total / n_labelled if n_labelled else float("nan")) if name in labelled_metrics else total / n
-        for name, total in totals.items()
-    }
+    parts = [_eval_sums_jit(state, _place((x[i : i + batch_size], y[i : i + batch_size]), mesh))
+             for i in range(0, len(x), batch_size)]
+    return _sum_metrics(jax.device_get(parts))
+
+
+def _sum_metrics(parts: list[Metrics]) -> dict[str, Mean]:
+    """Sums a list of metric dicts on the host (float64)."""
+    return {k: Mean(math.fsum(float(p[k].total) for p in parts), math.fsum(float(p[k].count) for p in parts))
+            for k in parts[0]}
+
+
+def _mean_values(metrics: Mapping[str, Mean]) -> dict[str, float]:
+    return {k: m.total / m.count if m.count else float("nan") for k, m in metrics.items()}
+
+
+def _check_size(value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "method"))
@@ -257,6 +305,7 @@ def predict_logits(
     ])
 
 
+
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss; ``best_state`` holds the last good selection."""
 
@@ -277,7 +326,7 @@ class FitResult:
       epochs_run: epochs completed (fewer than asked when the time budget ran out).
       history: per-epoch arrays ``train_<metric>`` (means over the epoch's steps),
         ``val_<metric>`` and ``epoch_s``.
-      compile_s: time to compile the step block; train_s: time spent training after that.
+      compile_s: time to compile the step blocks; train_s: time spent training after that.
       train_samples_per_s: training examples processed per second of ``train_s``.
 
     Example (see :func:`fit` for a full run):
@@ -296,18 +345,10 @@ class FitResult:
     train_samples_per_s: float
 
 
-_LABELLED_COUNT = "_labelled_count"  # the step metrics' key for the number of labelled examples
-
-
 def _run_block(state, data, order, key, augment=None, batch_spec=None):
-    """Train steps over the rows of ``order`` (``(steps, batch)`` indices into ``data``).
-
-    Returns the state and the sums of the step metrics; metrics the loss computes over labelled
-    examples only are weighted by each step's labelled count, summed in ``_LABELLED_COUNT``.
-    A single row runs without a loop.
-    """
+    """Train steps over the rows of ``order`` (``(steps, batch)`` indices into ``data``); returns the
+    state and the step metrics summed (a single row runs without a loop)."""
     x_all, y_all = data
-    labelled_metrics = _labelled_metrics(state.loss_fn)
 
     def one_step(state, idx, step_key):
         x, y = x_all[idx], y_all[idx]
@@ -316,19 +357,14 @@ def _run_block(state, data, order, key, augment=None, batch_spec=None):
             y = jax.lax.with_sharding_constraint(y, batch_spec)
         if augment is not None:
             x = augment(step_key, x)
-        state, aux = _train_step(state, (x, y))
-        if labelled_metrics:
-            count = jnp.sum(y != UNLABELLED).astype(jnp.float32)
-            aux = {k: v * count if k in labelled_metrics else v for k, v in aux.items()}
-            aux[_LABELLED_COUNT] = count
-        return state, aux
+        return _train_step(state, (x, y))
 
     if order.shape[0] == 1:
         return one_step(state, order[0], key)
-    state, aux = jax.lax.scan(
+    state, metrics = jax.lax.scan(
         lambda s, inputs: one_step(s, *inputs), state, (order, jax.random.split(key, order.shape[0]))
     )
-    return state, jax.tree.map(jnp.sum, aux)
+    return state, jax.tree.map(jnp.sum, metrics)
 
 
 _run_block_jit = jax.jit(_run_block, static_argnames=("augment", "batch_spec"), donate_argnums=0)
@@ -342,202 +378,285 @@ def _block_layout(steps: int, max_steps_per_call: int) -> list[int]:
     return blocks + [steps % size] if steps % size else blocks
 
 
+class EpochRunner:
+    """One training epoch over in-memory data, in compiled blocks of ``lax.scan`` steps.
+
+    The training set is put on the device(s) once; each epoch shuffles it with the epoch's key
+    (dropping the last partial batch) and runs its ``len(x) // batch_size`` steps in blocks of at
+    most ``max_steps_per_call`` (at most two compiled block shapes), with ``augment(key, x)``
+    inside the compiled step. The metrics are fetched once per epoch: no host sync per block,
+    except to read the clock when a ``deadline`` is set. The state passed in is donated.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, optax, flowclass as fc
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
+      >>> x, y = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32), np.zeros(64, np.int32)
+      >>> runner = EpochRunner(state, (x, y), batch_size=16, max_steps_per_call=3)
+      >>> runner.blocks
+      [3, 1]
+      >>> state, metrics, out_of_time = runner.run(state, jax.random.key(1))
+      >>> int(state.step), metrics["loss"].count, out_of_time
+      (4, 64.0, False)
+    """
+
+    def __init__(self, state: TrainState, train: tuple, *, batch_size: int, max_steps_per_call: int = 100,
+                 augment: Augment | None = None, mesh: jax.sharding.Mesh | None = None):
+        self.num_examples, self.batch_size = len(train[0]), batch_size
+        self.steps = self.num_examples // batch_size
+        self.blocks = _block_layout(self.steps, max_steps_per_call)
+        batch_spec = sharding.batch_sharding(mesh) if mesh is not None else None
+        place = (lambda a: jax.device_put(a, sharding.replicated(mesh))) if mesh is not None else jnp.asarray
+        self.data = (place(train[0]), place(train[1]))
+        start = time.perf_counter()
+        self._compiled = {
+            size: _run_block_jit.lower(state, self.data, jnp.zeros((size, batch_size), jnp.int32),
+                                       jax.random.key(0), augment=augment, batch_spec=batch_spec).compile()
+            for size in sorted(set(self.blocks))
+        }
+        self.compile_s = time.perf_counter() - start
+
+    def run(self, state: TrainState, key: jax.Array, *, deadline: float | None = None,
+            on_block: Callable[[int], None] | None = None) -> tuple[TrainState, dict[str, Mean], bool]:
+        """Trains one epoch; returns ``(state, summed metrics, out_of_time)``. With ``deadline``
+        (a ``time.perf_counter()`` value) it stops after the first block that ends past it."""
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), self.num_examples))
+        order = order[: self.steps * self.batch_size].reshape(self.steps, self.batch_size)
+        parts, row = [], 0
+        for call, size in enumerate(self.blocks):
+            block_key = jax.random.fold_in(key, call + 1)
+            state, sums = self._compiled[size](state, self.data, order[row : row + size], block_key)
+            parts.append(sums)  # fetched once per epoch
+            row += size
+            if on_block is not None:
+                on_block(size)
+            if deadline is not None:
+                jax.block_until_ready(sums)  # the clock must see the work, not its dispatch
+                if time.perf_counter() > deadline:
+                    return state, _sum_metrics(jax.device_get(parts)), True
+        return state, _sum_metrics(jax.device_get(parts)), False
+
+
+def _weights(state: TrainState) -> dict:
+    """What model selection keeps of a state: its parameters and other variable collections."""
+    return {"params": state.params, "collections": state.collections}
+
+
+def _state_arrays(state: TrainState) -> dict:
+    """What a resumed run needs of a state: its weights, the optimiser state and the step."""
+    return {"step": state.step, "opt_state": state.opt_state, **_weights(state)}
+
+
+@dataclasses.dataclass
+class Selection:
+    """Keeps the weights of the epoch with the best validation ``select`` metric: the lowest, or the
+    highest for ``'accuracy'`` and names ending in ``'_accuracy'``. A NaN score is never selected.
+
+    Example:
+      >>> sel = Selection("accuracy")
+      >>> sel.offer(1, {"accuracy": 0.9}, weights={"w": 1}), sel.offer(2, {"accuracy": 0.8}, weights={"w": 2})
+      (True, False)
+      >>> sel.best_epoch, sel.best
+      (1, {'w': 1})
+    """
+
+    select: str
+    best_epoch: int = 0
+    best_score: float = math.inf
+    best: Any = None
+
+    @property
+    def maximize(self) -> bool:
+        return self.select == "accuracy" or self.select.endswith("_accuracy")
+
+    def offer(self, epoch: int, metrics: Mapping[str, float], *, weights: Any) -> bool:
+        """Keeps ``weights`` (copied) if ``metrics[select]`` beats the best so far; returns whether it did."""
+        if self.select not in metrics:
+            raise ValueError(f"select={self.select!r} is not a validation metric; they are {sorted(metrics)}.")
+        score = -metrics[self.select] if self.maximize else metrics[self.select]
+        if not score < self.best_score:
+            return False
+        self.best_epoch, self.best_score = epoch, float(score)
+        self.best = jax.tree.map(jnp.copy, weights)
+        return True
+
+
+class FitCheckpoint:
+    """:func:`fit`'s checkpoints in ``directory``: after every epoch the full train state, the
+    selected weights and the history (atomic; the newest two kept; see :class:`~flowclass.Checkpointer`).
+
+    Opening it refuses, before any training, a directory that is not a writable directory with
+    room for a checkpoint, and one that already holds checkpoints unless ``resume`` (they belong
+    to an earlier run: nothing of it is overwritten or deleted).
+    """
+
+    def __init__(self, directory: str | Path, state: TrainState, *, resume: bool):
+        self.checkpointer = Checkpointer(directory)
+        if self.checkpointer.steps and not resume:
+            steps = self.checkpointer.steps
+            self.checkpointer.close()
+            raise FileExistsError(
+                f"{self.checkpointer.directory} holds checkpoints of an earlier run (epochs {steps}); "
+                "pass resume=True to continue it, or use an empty directory."
+            )
+        size = sum(leaf.nbytes for leaf in jax.tree.leaves(_state_arrays(state)) + jax.tree.leaves(_weights(state)))
+        self.checkpointer.check_writable(needed_bytes=2 * size)
+
+    def restore(self, state: TrainState, selection: Selection) -> tuple[TrainState, list[dict], int]:
+        """``(state, history, epochs done)`` from the newest checkpoint (``state`` unchanged if none);
+        fills ``selection``."""
+        if self.checkpointer.latest_step is None:
+            return state, [], 0
+        items, meta = self.checkpointer.restore({"state": _state_arrays(state), "best": _weights(state)})
+        if meta["select"] != selection.select:
+            raise ValueError(f"the checkpoints in {self.checkpointer.directory} selected on {meta['select']!r}; "
+                             f"this run selects on {selection.select!r}.")
+        selection.best_epoch, selection.best_score = meta["best_epoch"], meta["best_score"]
+        selection.best = items["best"]
+        return state.replace(**items["state"]), meta["history"], meta["epoch"]
+
+    def save(self, epoch: int, state: TrainState, selection: Selection, history: list[dict]) -> None:
+        best = selection.best if selection.best is not None else _weights(state)
+        meta = {"epoch": epoch, "best_epoch": selection.best_epoch, "best_score": selection.best_score,
+                "select": selection.select, "history": history}
+        self.checkpointer.save(epoch, {"state": _state_arrays(state), "best": best}, meta)
+
+    def close(self) -> None:
+        self.checkpointer.close()
+
+
+def _epoch_row(sums: Mapping[str, Mean], val_metrics: Mapping[str, float], seconds: float) -> dict[str, float]:
+    row = {f"train_{k}": v for k, v in _mean_values(sums).items()}
+    row.update({f"val_{k}": float(v) for k, v in val_metrics.items()})
+    row["epoch_s"] = seconds
+    return row
+
+
+def _check_fit_inputs(state, train, val, config: TrainConfig, extra_val_metrics) -> None:
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a flowclass.TrainConfig; got {type(config).__name__}.")
+    for name, split in (("train", train), ("validation", val)):
+        if not isinstance(split, (tuple, list)) or len(split) != 2:
+            raise TypeError(f"{name} must be a pair (x, y); got {type(split).__name__}.")
+        check_data(state, *split, name=name)
+    if np.shape(val[0])[1:] != np.shape(train[0])[1:]:
+        raise ValueError(f"validation x has examples of shape {np.shape(val[0])[1:]}; train x has "
+                         f"{np.shape(train[0])[1:]}.")
+    if config.batch_size > len(train[0]):
+        raise ValueError(f"config.batch_size must be in [1, {len(train[0])}] (the training set size); got "
+                         f"{config.batch_size}.")
+    probe = jax.device_get(_eval_sums_jit(state, _place((val[0][:8], val[1][:8]), None)))
+    if config.select not in probe:
+        if extra_val_metrics is None:
+            raise ValueError(f"config.select={config.select!r} is not a validation metric; they are {sorted(probe)}.")
+    elif np.all(np.asarray(val[1]) == -1) and float(probe[config.select].count) == 0:
+        raise ValueError(f"config.select={config.select!r} is computed on labelled examples, but the validation "
+                         "set has none.")
+
+
 def fit(
     state: TrainState,
     train: tuple,
     val: tuple,
     *,
     key: jax.Array,
-    epochs: int,
-    batch_size: int = 128,
-    num_classes: int | None = None,
-    augment: Callable[[jax.Array, jnp.ndarray], jnp.ndarray] | None = None,
-    select: str = "loss",
-    eval_batch_size: int = 4096,
-    max_steps_per_call: int | None = None,
-    time_budget_s: float | None = None,
+    config: TrainConfig | None = None,
+    augment: Augment | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
+    extra_val_metrics: Callable[[TrainState], Mapping[str, float]] | None = None,
     mesh: jax.sharding.Mesh | None = None,
     progress: bool = True,
     desc: str = "train",
-    allow_unlabelled: bool = False,
-    extra_val_metrics: Callable[[TrainState], Mapping[str, float]] | None = None,
 ) -> FitResult:
     """Trains on in-memory ``train = (x, y)`` and selects the best epoch on ``val``.
 
-    Each epoch shuffles the training set (dropping the last partial batch) and runs
-    its steps in blocks of at most ``max_steps_per_call`` (default 100) inside ``lax.scan``,
-    so a block runs without returning to Python;
-    ``augment(key, x_batch)`` runs inside the compiled step. After every epoch the
-    validation metrics are computed and the state with the best ``val_<select>`` (lowest,
-    or highest for ``'accuracy'`` and names ending in ``'_accuracy'``) is kept. When the
-    optimiser averages the parameters (:func:`flowclass.params_ema`), the averaged parameters
-    are the ones validated, selected and returned in ``result.state`` (``result.last_state``
-    keeps the raw ones).
+    Every epoch runs an :class:`EpochRunner` (``config.epochs``, ``config.batch_size``,
+    ``config.max_steps_per_call``; ``augment(key, x_batch)`` inside the compiled step), then
+    :func:`evaluate` on ``val`` (``config.eval_batch_size``) and :class:`Selection` on
+    ``val_<config.select>``. With parameter averaging in the optimiser (:func:`flowclass.params_ema`)
+    the averaged parameters are validated, selected and returned in ``result.state``.
+    Labels ``-1`` (unlabelled) are accepted when the loss accepts them (:func:`accepts_unlabelled`).
 
     Args:
-      time_budget_s: stop after the block in which this much training time has passed.
-      checkpoint_dir: save a checkpoint (atomically, with Orbax) after every epoch;
-        with ``resume=True``, continue from the newest one found there.
-      mesh: data-parallel mesh (see :mod:`flowclass.sharding`); the default uses all
-        devices when there are several. ``batch_size`` must divide evenly over it.
-      allow_unlabelled: accept the label ``-1`` (unlabelled) in ``train`` and ``val``, for a
-        loss that handles it (:func:`make_semi_supervised_loss`); its labelled-only metrics
-        (``accuracy``, ...) are averaged over the labelled examples (NaN without any).
-      extra_val_metrics: called after every epoch with the validated state; the metrics it
-        returns join the loss function's as ``val_<name>`` in the history, and ``select`` may
-        name one (e.g. the accuracy of another decision rule, to select it on validation).
+      state: donated; use the returned states.
+      config: the loop's options (:class:`flowclass.config.TrainConfig`, default ``TrainConfig()``); ``time_budget_s``
+        stops training after the block in which that much training time has passed.
+      checkpoint_dir: save a :class:`FitCheckpoint` after every epoch; a directory that already
+        holds checkpoints is refused unless ``resume=True``, which continues from the newest.
+      extra_val_metrics: called after every epoch with the validated state; its metrics join the
+        history as ``val_<name>`` and ``config.select`` may name one.
+      mesh: data-parallel mesh (:mod:`flowclass.sharding`); default: all devices when there are
+        several. ``config.batch_size`` must divide evenly over it.
 
     Raises:
-      NonFiniteLossError: the training loss became NaN/inf; no checkpoint is written
-        for that epoch, and the error carries the last good selected state.
+      ValueError, TypeError: bad data, labels or options, before any training.
+      OSError, FileExistsError: an unusable or occupied ``checkpoint_dir``, before any training.
+      NonFiniteLossError: the training loss became NaN/inf; that epoch is not saved, and the
+        error carries the last good selected state.
 
     Example:
       >>> import jax, optax, flowclass as fc
-      >>> from flowclass.data import seed_moons, train_val_split
-      >>> (x, y), _ = seed_moons(noise=0.1, n_samples=1000, n_train=800)
+      >>> from flowclass.data import moons_splits, train_val_split
+      >>> (x, y), _ = moons_splits(noise=0.1, n_samples=1000, n_train=800)
       >>> train, val = train_val_split(x, y, val_fraction=0.25, seed=0)
       >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
       >>> state = fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), fc.flow_nll)
-      >>> result = fc.fit(state, train, val, key=jax.random.key(1), epochs=3, batch_size=100, progress=False)
+      >>> result = fc.fit(state, train, val, key=jax.random.key(1), config=fc.TrainConfig(epochs=3, batch_size=100),
+      ...                 progress=False)
       >>> result.epochs_run, sorted(result.history)[:3]
       (3, ['epoch_s', 'train_accuracy', 'train_bits_per_dim'])
       >>> bool(result.history["val_loss"][-1] < result.history["val_loss"][0])
       True
     """
-    train_x, train_y = train
-    val_x, val_y = val
-    event_shape = np.shape(train_x)[1:]
-    check_inputs(train_x, event_shape, name="train x")
-    check_inputs(val_x, event_shape, name="validation x")
-    _check_unlabelled(state.loss_fn, allow_unlabelled, {"train y": train_y, "validation y": val_y})
-    if num_classes is not None:
-        check_labels(train_y, num_classes, batch=len(train_x), name="train y", allow_unlabelled=allow_unlabelled)
-        check_labels(val_y, num_classes, batch=len(val_x), name="validation y", allow_unlabelled=allow_unlabelled)
-    labelled_metrics = _labelled_metrics(state.loss_fn)
-    if select in labelled_metrics and not np.any(np.asarray(val_y) != UNLABELLED):
-        raise ValueError(f"select={select!r} is computed on labelled examples, but the validation set has none.")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1; got {epochs}.")
-    if not 1 <= batch_size <= len(train_x):
-        raise ValueError(f"batch_size must be in [1, {len(train_x)}] (the training set size); got {batch_size}.")
-    if mesh is None and jax.device_count() > 1:
-        mesh = sharding.data_mesh()
-    batch_spec = None
+    config = TrainConfig() if config is None else config
+    _check_fit_inputs(state, train, val, config, extra_val_metrics)
+    mesh = mesh if mesh is not None or jax.device_count() == 1 else sharding.data_mesh()
     if mesh is not None:
-        sharding.check_divisible(batch_size, mesh)
-        batch_spec = sharding.batch_sharding(mesh)
+        sharding.check_divisible(config.batch_size, mesh)
         state = jax.device_put(state, sharding.replicated(mesh))
-    averaging = find_ema(state.opt_state) is not None
-    maximize = select == "accuracy" or select.endswith("_accuracy")
-    sign = -1.0 if maximize else 1.0
-
-    place = (lambda a: jax.device_put(a, sharding.replicated(mesh))) if mesh is not None else jnp.asarray
-    data = (place(train_x), place(train_y))
-    steps = len(train_x) // batch_size
-    if max_steps_per_call is None:
-        max_steps_per_call = 100
-    blocks = _block_layout(steps, max_steps_per_call)
-
-    checkpointer = Checkpointer(checkpoint_dir) if checkpoint_dir is not None else None
-    start_epoch, best_score, best_epoch, best, history = 0, np.inf, 0, None, []
-    if checkpointer is not None and resume and checkpointer.latest_step is not None:
-        arrays, meta = checkpointer.restore(_checkpoint_template(state))
-        state = state.replace(**arrays["state"])
-        best = arrays["best"]
-        start_epoch, best_epoch, best_score = meta["epoch"], meta["best_epoch"], meta["best_score"]
-        history = [{k: np.asarray(v) for k, v in row.items()} for row in meta["history"]]
-
-    def best_state() -> TrainState:
-        return state if best is None else state.replace(**best)
-
-    start = time.perf_counter()
-    runners = {
-        size: _run_block_jit.lower(
-            state, data, jnp.zeros((size, batch_size), jnp.int32), key, augment=augment, batch_spec=batch_spec
-        ).compile()
-        for size in sorted(set(blocks))
-    }
-    compile_s = time.perf_counter() - start
-
-    train_start = time.perf_counter()
-    examples = 0
-    epochs_run = start_epoch
-    out_of_time = False
-    with tqdm(total=epochs * steps, initial=start_epoch * steps, desc=desc, unit="step",
-              disable=not progress, leave=False) as bar:
-        for epoch in range(start_epoch, epochs):
-            epoch_start = time.perf_counter()
-            epoch_key = jax.random.fold_in(key, epoch)
-            order = np.asarray(jax.random.permutation(jax.random.fold_in(epoch_key, 0), len(train_x)))
-            order = order[: steps * batch_size].reshape(steps, batch_size)
-            block_sums, count, row_start = [], 0, 0
-            for call, size in enumerate(blocks):
-                rows = order[row_start : row_start + size]
-                row_start += size
-                state, sums_on_device = runners[size](state, data, rows, jax.random.fold_in(epoch_key, call + 1))
-                block_sums.append(sums_on_device)  # fetched once per epoch: no host sync per block
-                count += size
-                examples += size * batch_size
-                bar.update(size)
-                if time_budget_s is not None:
-                    jax.block_until_ready(sums_on_device)  # the clock must see the work, not its dispatch
-                    if time.perf_counter() - train_start > time_budget_s:
-                        out_of_time = True
-                        break
-            sums = jax.tree.map(lambda *parts: float(np.sum(parts)), *jax.device_get(block_sums))
-            if not np.isfinite(sums["loss"]):
-                _close(checkpointer)
-                raise NonFiniteLossError(
-                    f"training loss became non-finite in epoch {epoch + 1}; stopped without saving it. "
-                    f"The best state so far (epoch {best_epoch}) is in .best_state. Try a lower learning rate.",
-                    best_state(),
-                )
-            selected = averaged(state) if averaging else state
-            val_metrics = evaluate(selected, val_x, val_y, batch_size=eval_batch_size,
-                                   allow_unlabelled=allow_unlabelled)
-            if extra_val_metrics is not None:
-                val_metrics.update({k: float(v) for k, v in extra_val_metrics(selected).items()})
-            if select not in val_metrics:
-                _close(checkpointer)
-                raise ValueError(f"select={select!r} is not a validation metric; they are {sorted(val_metrics)}.")
-            labelled_count = sums.pop(_LABELLED_COUNT, 0.0)
-            row: dict[str, Any] = {
-                f"train_{k}": (v / labelled_count if labelled_count else float("nan")) if k in labelled_metrics
-                else v / count
-                for k, v in sums.items()
-            }
-            row.update({f"val_{k}": v for k, v in val_metrics.items()})
-            row["epoch_s"] = time.perf_counter() - epoch_start
-            history.append(row)
-            epochs_run = epoch + 1
-            score = sign * val_metrics[select]
-            if score < best_score:
-                best_score, best_epoch = score, epoch + 1
-                best = jax.tree.map(jnp.copy, _weights(selected))
-            bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_loss=f"{row['val_loss']:.4f}",
-                            val_acc=f"{row.get('val_accuracy', float('nan')):.4f}")
-            if checkpointer is not None:
-                checkpointer.save(
-                    epoch + 1,
-                    {"state": _state_arrays(state), "best": best},
-                    {"epoch": epoch + 1, "best_epoch": best_epoch, "best_score": float(best_score),
-                     "history": [{k: float(v) for k, v in h.items()} for h in history]},
-                )
-            if out_of_time:
-                break
+    selection, history, start_epoch = Selection(config.select), [], 0
+    checkpoint = FitCheckpoint(checkpoint_dir, state, resume=resume) if checkpoint_dir is not None else None
+    try:
+        if checkpoint is not None:
+            state, history, start_epoch = checkpoint.restore(state, selection)
+        runner = EpochRunner(state, train, batch_size=config.batch_size, max_steps_per_call=config.max_steps_per_call,
+                             augment=augment, mesh=mesh)
+        averaging, train_start, epochs_run = find_ema(state.opt_state) is not None, time.perf_counter(), start_epoch
+        deadline = None if config.time_budget_s is None else train_start + config.time_budget_s
+        with tqdm(total=config.epochs * runner.steps, initial=start_epoch * runner.steps, desc=desc, unit="step",
+                  disable=not progress, leave=False) as bar:
+            for epoch in range(start_epoch + 1, config.epochs + 1):
+                epoch_start = time.perf_counter()
+                state, sums, out_of_time = runner.run(state, jax.random.fold_in(key, epoch - 1), deadline=deadline,
+                                                      on_block=bar.update)
+                if not math.isfinite(sums["loss"].total):
+                    raise NonFiniteLossError(
+                        f"training loss became non-finite in epoch {epoch}; stopped without saving it. The best state "
+                        f"so far (epoch {selection.best_epoch}) is in .best_state. Try a lower learning rate.",
+                        state.replace(**selection.best) if selection.best is not None else None)
+                selected = averaged(state) if averaging else state
+                val_metrics = _mean_values(_evaluate_sums(selected, *val, config.eval_batch_size))
+                if extra_val_metrics is not None:
+                    val_metrics.update({k: float(v) for k, v in extra_val_metrics(selected).items()})
+                selection.offer(epoch, val_metrics, weights=_weights(selected))
+                history.append(_epoch_row(sums, val_metrics, time.perf_counter() - epoch_start))
+                bar.set_postfix(loss=f"{history[-1]['train_loss']:.4f}", val_loss=f"{history[-1]['val_loss']:.4f}")
+                if checkpoint is not None:
+                    checkpoint.save(epoch, state, selection, history)
+                epochs_run = epoch
+                if out_of_time:
+                    break
+    finally:
+        if checkpoint is not None:
+            checkpoint.close()
     train_s = time.perf_counter() - train_start
-    _close(checkpointer)
-    history_arrays = {k: np.asarray([h[k] for h in history]) for k in history[0]} if history else {}
+    examples = sum(runner.steps for _ in range(epochs_run - start_epoch)) * config.batch_size
     return FitResult(
-        state=best_state(),
-        last_state=state,
-        best_epoch=best_epoch,
-        epochs_run=epochs_run,
-        history=history_arrays,
-        compile_s=compile_s,
-        train_s=train_s,
+        state=state.replace(**selection.best) if selection.best is not None else state,
+        last_state=state, best_epoch=selection.best_epoch, epochs_run=epochs_run,
+        history={k: np.asarray([row[k] for row in history]) for k in history[0]} if history else {},
+        compile_s=runner.compile_s, train_s=train_s,
         train_samples_per_s=examples / train_s if train_s > 0 else float("nan"),
     )
 
@@ -558,55 +677,52 @@ def averaged(state: TrainState) -> TrainState:
     return state.replace(params=averaged_params(state.opt_state))
 
 
-def _state_arrays(state: TrainState) -> dict:
-    """What a resumed run needs of a state: its weights, the optimiser state and the step."""
-    return {"step": state.step, "opt_state": state.opt_state, **_weights(state)}
 
+def restore_selected(checkpoint_dir: str | Path, like: Mapping[str, Any]) -> tuple[dict, dict]:
+    """The weights :func:`fit` selected, from its checkpoints in ``checkpoint_dir``, and the newest
+    checkpoint's metadata (``epoch``, ``best_epoch``, ``best_score``, ``select``, ``history``).
 
-def _weights(state: TrainState) -> dict:
-    """What model selection keeps of a state: its parameters and other variable collections."""
-    return {"params": state.params, "collections": state.collections}
+    ``like = {"params": ..., "collections": ...}`` gives the shapes (arrays or
+    ``jax.ShapeDtypeStruct``); only the selected weights are read.
 
-
-def _checkpoint_template(state: TrainState) -> dict:
-    """The layout of :func:`fit`'s checkpoints: the latest full state and the selected weights."""
-    return {"state": _state_arrays(state), "best": _weights(state)}
+    Raises:
+      FileNotFoundError: ``checkpoint_dir`` is missing (it is not created) or holds no checkpoint.
+      ValueError: the checkpoints were written by another model (the first difference is named).
+    """
+    with Checkpointer(checkpoint_dir, create=False) as checkpointer:
+        if checkpointer.latest_step is None:
+            raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}: train with fit(checkpoint_dir=...).")
+        items, meta = checkpointer.restore({"best": {"params": like["params"], "collections": like["collections"]}})
+    return items["best"], meta
 
 
 def restore_best(checkpoint_dir: str | Path, state: TrainState) -> tuple[TrainState, dict]:
     """The model :func:`fit` selected, from the checkpoints it wrote to ``checkpoint_dir``.
 
-    ``state`` is a freshly created state of the same model and optimiser (it gives the shapes);
-    returns it with the selected epoch's parameters and collections (e.g. ActNorm's data-dependent
+    ``state`` is a freshly created state of the same model (it gives the shapes); returns it
+    with the selected epoch's parameters and collections (e.g. ActNorm's data-dependent
     initialisation), and the newest checkpoint's metadata (``epoch``, ``best_epoch``,
-    ``best_score``, ``history``).
+    ``best_score``, ``select``, ``history``). Only the selected weights are read.
+
+    Raises:
+      FileNotFoundError: ``checkpoint_dir`` is missing (it is not created) or holds no checkpoint.
+      ValueError: the checkpoints were written by another model.
 
     Example:
       >>> import jax, optax, tempfile, flowclass as fc
-      >>> from flowclass.data import seed_moons, train_val_split
-      >>> (x, y), _ = seed_moons(noise=0.1, n_samples=600, n_train=500)
+      >>> from flowclass.data import moons_splits, train_val_split
+      >>> (x, y), _ = moons_splits(noise=0.1, n_samples=600, n_train=500)
       >>> train, val = train_val_split(x, y, val_fraction=0.2, seed=0)
       >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
-      >>> fresh = fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), fc.flow_nll)
+      >>> fresh = lambda: fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), fc.flow_nll)
       >>> run_dir = tempfile.mkdtemp()
-      >>> result = fc.fit(fresh, train, val, key=jax.random.key(1), epochs=2, batch_size=100,
+      >>> result = fc.fit(fresh(), train, val, key=jax.random.key(1), config=fc.TrainConfig(epochs=2, batch_size=100),
       ...                 checkpoint_dir=run_dir, progress=False)
-      >>> restored, meta = fc.restore_best(run_dir, fresh)
+      >>> restored, meta = fc.restore_best(run_dir, fresh())
       >>> meta["best_epoch"] == result.best_epoch
       True
       >>> jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), restored.params, result.state.params))
       True
     """
-    checkpointer = Checkpointer(checkpoint_dir)
-    try:
-        if checkpointer.latest_step is None:
-            raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}: train with fit(checkpoint_dir=...).")
-        arrays, meta = checkpointer.restore(_checkpoint_template(state))
-    finally:
-        checkpointer.close()
-    return state.replace(**arrays["best"]), meta
-
-
-def _close(checkpointer: Checkpointer | None) -> None:
-    if checkpointer is not None:
-        checkpointer.close()
+    weights, meta = restore_selected(checkpoint_dir, _weights(state))
+    return state.replace(**weights), meta

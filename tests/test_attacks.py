@@ -10,8 +10,8 @@ import optax
 import pytest
 
 import flowclass as fc
-from flowclass import attacks, manifold
-from flowclass.data import seed_moons, train_val_split
+from flowclass import attacks, manifold, robustness
+from flowclass.data import moons_splits, train_val_split
 
 
 def _train(model, loss_fn, train, *, steps=200, batch_size=64):
@@ -26,7 +26,7 @@ def _train(model, loss_fn, train, *, steps=200, batch_size=64):
 
 @pytest.fixture(scope="module")
 def moons():
-    (x, y), (x_test, y_test) = seed_moons(0.1, n_samples=2000, n_train=1600)
+    (x, y), (x_test, y_test) = moons_splits(0.1, n_samples=2000, n_train=1600)
     return train_val_split(x, y, val_fraction=0.2, seed=0), (x_test[:64], y_test[:64])
 
 
@@ -63,7 +63,7 @@ def _moved(result):
 # --- each attack increases its objective -------------------------------------------------
 
 
-@pytest.mark.parametrize("optimizer", [attacks.SEED_OPTIMIZER, optax.sign_sgd(0.05)], ids=["adam", "signed"])
+@pytest.mark.parametrize("optimizer", [attacks.DEFAULT_OPTIMIZER, optax.sign_sgd(0.05)], ids=["adam", "signed"])
 def test_confidence_attack_reaches_the_target(moons, fnn, optimizer):
     net, variables = fnn
     x0, target = _attack_starts(moons)
@@ -161,8 +161,8 @@ def test_pgd_stays_in_its_ball_and_box(moons, fnn, norm, targeted):
     x0 = np.clip(x_test, -0.5, 1.0)
     label = 1 - y_test if targeted else y_test
     eps, bounds = 0.3, (-0.5, 1.0)
-    result = attacks.pgd(functools.partial(net.apply, variables), x0, label, eps=eps, step_size=0.05, steps=25,
-                         norm=norm, targeted=targeted, key=jax.random.key(3), bounds=bounds)
+    result = attacks.pgd_trajectories(functools.partial(net.apply, variables), x0, label, eps=eps, step_size=0.05,
+                                      steps=25, norm=norm, targeted=targeted, key=jax.random.key(3), bounds=bounds)
     delta = np.asarray(result.inputs) - x0[None]
     size = np.abs(delta).max(-1) if norm == "linf" else np.linalg.norm(delta, axis=-1)
     assert size.max() <= eps + 1e-5
@@ -180,12 +180,74 @@ def test_fgsm_is_one_signed_step_of_size_eps(moons, fnn):
     net, variables = fnn
     _, (x_test, y_test) = moons
     fn = functools.partial(net.apply, variables)
-    result = attacks.fgsm(fn, x_test, y_test, eps=0.2)
+    result = attacks.fgsm_trajectories(fn, x_test, y_test, eps=0.2)
     assert result.inputs.shape == (2, 64, 2)
     grad = jax.grad(lambda x: -jnp.sum(jax.nn.log_softmax(fn(x))[jnp.arange(64), y_test]))(jnp.asarray(x_test))
     np.testing.assert_allclose(result.final, x_test + 0.2 * np.sign(grad), atol=1e-6)
-    l2 = attacks.fgsm(fn, x_test, y_test, eps=0.2, norm="l2")
+    l2 = attacks.fgsm_trajectories(fn, x_test, y_test, eps=0.2, norm="l2")
     np.testing.assert_allclose(np.linalg.norm(l2.final - x_test, axis=-1), 0.2, rtol=1e-5)
+
+
+# --- one engine: the step shared with flowclass.robustness ------------------------------
+
+
+def test_pgd_step_is_the_projected_signed_or_normalised_step():
+    rng = np.random.default_rng(0)
+    x0 = rng.uniform(0.2, 0.8, size=(5, 3, 2)).astype(np.float32)
+    x = np.clip(x0 + rng.uniform(-0.1, 0.1, size=x0.shape), 0, 1).astype(np.float32)
+    grad = rng.normal(size=x0.shape).astype(np.float32)
+    grad[0] = 0.0  # a zero gradient does not move the point
+    eps, alpha = 0.15, 0.1
+    linf = attacks.pgd_step(jnp.asarray(x), jnp.asarray(grad), jnp.asarray(x0), eps=eps, step_size=alpha,
+                            bounds=(0.0, 1.0))
+    np.testing.assert_allclose(linf, np.clip(np.clip(x + alpha * np.sign(grad), x0 - eps, x0 + eps), 0, 1),
+                               atol=1e-7)
+    l2 = np.asarray(attacks.pgd_step(jnp.asarray(x), jnp.asarray(grad), jnp.asarray(x0), eps=eps, step_size=alpha,
+                                     norm="l2"))
+    norms = np.linalg.norm(grad.reshape(5, -1), axis=1).reshape(5, 1, 1)
+    moved = x + alpha * grad / np.maximum(norms, 1e-12)
+    delta = moved - x0
+    scale = np.minimum(1.0, eps / np.linalg.norm(delta.reshape(5, -1), axis=1)).reshape(5, 1, 1)
+    np.testing.assert_allclose(l2, x0 + delta * scale, atol=1e-6)
+    np.testing.assert_array_equal(l2[0], x[0])
+    assert np.linalg.norm((l2 - x0).reshape(5, -1), axis=1).max() <= eps + 1e-6
+    with pytest.raises(ValueError, match="norm must be 'linf' or 'l2'"):
+        attacks.pgd_step(jnp.asarray(x), jnp.asarray(grad), jnp.asarray(x0), eps=eps, step_size=alpha, norm="l1")
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_random_start_is_in_the_ball_and_the_box(norm):
+    x0 = jnp.full((400, 4), 0.95)
+    start = np.asarray(attacks.pgd_random_start(jax.random.key(0), x0, eps=0.1, norm=norm, bounds=(0.0, 1.0)))
+    delta = start - 0.95
+    size = np.abs(delta).max(-1) if norm == "linf" else np.linalg.norm(delta, axis=-1)
+    assert size.max() <= 0.1 + 1e-6 and start.max() <= 1.0
+    assert size.mean() > 0.05  # spread over the ball, not stuck at the centre
+    again = attacks.pgd_random_start(jax.random.key(0), x0, eps=0.1, norm=norm, bounds=(0.0, 1.0))
+    np.testing.assert_array_equal(start, again)  # same key, same numbers
+
+
+def test_robust_accuracy_and_trajectories_take_the_same_steps(moons, fnn):
+    """Without a random start, PGD's robust-accuracy point is the strongest iterate of its recorded path."""
+    net, variables = fnn
+    _, (x_test, y_test) = moons
+    fn = functools.partial(net.apply, variables)
+    bounds = (-3.0, 3.0)
+    paths = attacks.pgd_trajectories(fn, x_test, y_test, eps=0.3, step_size=0.05, steps=8, bounds=bounds)
+    robust = robustness.pgd_robust_accuracy(fn, x_test, y_test, eps=0.3, step_size=0.05, steps=8,
+                                            loss="cross_entropy", random_start=False, bounds=bounds)
+    logits = np.asarray(jax.vmap(fn)(paths.inputs))  # (T + 1, n, K)
+    true = np.take_along_axis(logits, np.broadcast_to(y_test[None, :, None], logits.shape[:2] + (1,)), -1)[..., 0]
+    others = np.where(np.eye(2, dtype=bool)[y_test][None], -np.inf, logits).max(-1)
+    strongest = np.argmax(others - true, axis=0)  # the first iterate of largest margin
+    np.testing.assert_allclose(robust.adversarial, paths.inputs[strongest, np.arange(len(y_test))], atol=1e-5)
+    for norm in ("linf", "l2"):
+        one = attacks.fgsm_trajectories(fn, x_test, y_test, eps=0.2, norm=norm, bounds=bounds)
+        fgsm = robustness.fgsm_robust_accuracy(fn, x_test, y_test, eps=0.2, loss="cross_entropy", norm=norm,
+                                               bounds=bounds)
+        stepped = np.any(fgsm.adversarial != x_test, axis=-1)  # kept x_1: its margin beats x_0's
+        assert stepped.mean() > 0.5
+        np.testing.assert_allclose(fgsm.adversarial[stepped], np.asarray(one.final)[stepped], atol=1e-6)
 
 
 # --- batched and jitted = one point at a time -------------------------------------------
@@ -205,7 +267,7 @@ def test_batched_attack_equals_one_point_at_a_time(moons, fnn, flow, uncondition
         "latent": lambda x, t: attacks.latent_attack(
             logits, functools.partial(uflow.apply, uflow_vars, method="encode"),
             functools.partial(uflow.apply, uflow_vars, method="decode"), x, t, max_steps=25),
-        "pgd": lambda x, t: attacks.pgd(logits, x, t, eps=0.3, step_size=0.05, steps=10, norm="l2"),
+        "pgd": lambda x, t: attacks.pgd_trajectories(logits, x, t, eps=0.3, step_size=0.05, steps=10, norm="l2"),
     }
     for name, run in runs.items():
         batched = run(x0, target)
@@ -246,9 +308,9 @@ def test_bad_inputs_raise_clear_errors(fnn):
         (lambda: attacks.confidence_attack(fn, x0, 0, threshold=1.0), r"threshold must be a probability"),
         (lambda: attacks.confidence_attack(fn, x0, 0, bounds=(1.0, 0.0)), "lo < hi"),
         (lambda: attacks.confidence_attack(fn, x0 + 2.0, 0, bounds=(0.0, 1.0)), "inside bounds"),
-        (lambda: attacks.pgd(fn, x0, 0, eps=0.0, step_size=0.1), "eps must be a finite number > 0"),
-        (lambda: attacks.pgd(fn, x0, 0, eps=0.1, step_size=-1.0), "step_size"),
-        (lambda: attacks.pgd(fn, x0, 0, eps=0.1, step_size=0.1, norm="l1"), "norm must be"),
+        (lambda: attacks.pgd_trajectories(fn, x0, 0, eps=0.0, step_size=0.1), "eps must be a finite number > 0"),
+        (lambda: attacks.pgd_trajectories(fn, x0, 0, eps=0.1, step_size=-1.0), "step_size"),
+        (lambda: attacks.pgd_trajectories(fn, x0, 0, eps=0.1, step_size=0.1, norm="l1"), "norm must be"),
         (lambda: attacks.likelihood_attack(fn, x0, 0, log_prior=jnp.zeros(3)), r"log_prior must have shape \(2,\)"),
         (lambda: attacks.confidence_attack(lambda x: x[:, 0], x0, 0), r"to \(b, K\) scores"),
     ]
@@ -329,16 +391,16 @@ def test_experiment_script_end_to_end(tmp_path):
             row = saved["attacks"][name][population]
             assert row["n"] > 0 and 0.0 <= row["success_rate"] <= 1.0
             assert 0.0 <= row["all"]["on_manifold_step_fraction"] <= 1.0
-        assert len(saved["seed_points"][name]) == 8
+        assert len(saved["slides_points"][name]) == 8
     assert saved["attacks"]["confidence"]["grid"]["n"] == 12 * 12  # one trajectory per grid point
     assert saved["attacks"]["confidence"]["test"]["success_rate"] > 0.9
     assert "| latent (unconditional flow + FNN) |" in (out / "table.md").read_text()
-    for figure in ("trajectories_seed_points", "trajectories_grid", "latent_attack_latent_space",
+    for figure in ("trajectories_slides_points", "trajectories_grid", "latent_attack_latent_space",
                    "on_manifold_by_start"):
         assert (out / f"{figure}.png").stat().st_size > 10_000
     # a second run with the same settings loads the saved models instead of training
     args = module.parse_args(["--quick", "--out", str(out), "--quiet"])
-    (x, y), _ = seed_moons(args.noise)
+    (x, y), _ = moons_splits(args.noise)
     train, val = train_val_split(x, y, val_fraction=0.1, seed=args.seed)
     model, loss_fn, unconditional = module.model_specs()["fnn"]
     variables, info = module.train_or_load("fnn", model, loss_fn, unconditional, train, val, args)

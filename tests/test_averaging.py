@@ -8,7 +8,7 @@ import pytest
 
 import flowclass as fc
 from flowclass.averaging import averaged_params
-from flowclass.data import seed_moons, train_val_split
+from flowclass.data import moons_splits, train_val_split
 
 MEANS = ((-4.0, 0.0), (4.0, 0.0))
 
@@ -44,10 +44,11 @@ def test_params_ema_leaves_training_unchanged_and_averages_the_visited_parameter
 
 
 def test_fit_validates_and_returns_the_averaged_parameters():
-    (x, y), _ = seed_moons(noise=0.1, n_samples=700, n_train=600)
+    (x, y), _ = moons_splits(noise=0.1, n_samples=700, n_train=600)
     train, val = train_val_split(x, y, val_fraction=0.2, seed=0)
     state = _state(optax.chain(optax.adam(1e-2), fc.params_ema(0.9)))
-    result = fc.fit(state, train, val, key=jax.random.key(1), epochs=3, batch_size=64, progress=False)
+    result = fc.fit(state, train, val, key=jax.random.key(1), progress=False,
+                    config=fc.TrainConfig(epochs=3, batch_size=64))
     last_averaged = fc.averaged(result.last_state)
     val_loss = fc.evaluate(last_averaged, *val)["loss"]
     np.testing.assert_allclose(result.history["val_loss"][-1], val_loss, rtol=1e-5)

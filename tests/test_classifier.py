@@ -34,7 +34,7 @@ def test_log_prob_is_change_of_variables():
     model, v, x = _model()
     y = jnp.array([0, 1, 2, 0, 1, 2, 0, 1, 2])
     z, log_det = model.apply(v, x, method="encode")
-    base_lp = model.apply(v, z, method=lambda m, z: m.base.log_prob(z))
+    base_lp = model.apply(v, z, method=lambda m, z: m.base.class_log_prob(z))
     expected = base_lp[jnp.arange(9), y] + log_det
     np.testing.assert_allclose(model.apply(v, x, y, method="log_prob"), expected, rtol=1e-5)
     bpd = model.apply(v, x, y, method="bits_per_dim")

@@ -24,7 +24,7 @@ def test_log_prob_matches_scipy(covariance, trainable_means):
     base, variables, z = _base(covariance, trainable_weights=True, trainable_means=trainable_means)
     means = np.asarray(base.apply(variables, method=lambda m: m.class_means))
     log_scales = np.broadcast_to(np.asarray(base.apply(variables, method=lambda m: m.log_scales)), (3, 4))
-    got = np.asarray(base.apply(variables, z, method="log_prob"))
+    got = np.asarray(base.apply(variables, z, method="class_log_prob"))
     expected = np.stack(
         [multivariate_normal(means[k], np.diag(np.exp(2 * log_scales[k]))).logpdf(np.asarray(z)) for k in range(3)],
         axis=-1,

@@ -10,9 +10,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowclass.data import DataNotFoundError, load_idx_dir, load_image_dataset, read_idx, read_mnist_pickle
+from flowclass.data import (
+    DataNotFoundError,
+    ImagePipeline,
+    image_pipeline,
+    load_idx_dir,
+    load_image_dataset,
+    read_idx,
+    read_mnist_pickle,
+)
 from flowclass.data import mnist as mnist_data
-from flowclass.data.pixels import affine_warp, bin_centres, dequantize, random_affine, random_shift, translate
+from flowclass.data.pixels import (
+    Compose,
+    affine_warp,
+    bin_centres,
+    dequantize,
+    pixel_bins,
+    random_affine,
+    random_shift,
+    translate,
+)
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNIST_DIR = os.environ.get("FLOWCLASS_TEST_MNIST_DIR")  # holds mnist.pkl.gz (set by .ci/run)
@@ -196,3 +213,146 @@ def test_translate_with_zero_fill():
     assert moved[0, 3, 1, 0] == 1.0 and moved[0, 1, 3, 0] == 2.0 and moved.sum() == 3.0
     assert shift(0, 1).sum() == 1.0  # the pixel on the right edge leaves the image
     np.testing.assert_array_equal(shift(0, 0), x)
+
+
+# --- the pixel pipeline: what a model sees in training and in evaluation --------------------
+
+
+def mnist_image_augment(shift, *, dequantise, degrees=0.0, scale=0.0):
+    """experiments/mnist.py's ``image_augment`` as it was before it moved into the library."""
+    transforms = []
+    if degrees or scale:
+        transforms.append(lambda key, im: random_affine(key, im, degrees, scale))
+    if dequantise:
+        transforms.append(dequantize)
+    if shift:
+        transforms.append(lambda key, im: random_shift(key, im, shift))
+    return Compose(tuple(transforms)) if transforms else None
+
+
+def _digits(n=8, seed=0):
+    x = np.zeros((n, 10, 10, 1), np.float32)
+    x[:, 3:7, 3:7] = np.random.default_rng(seed).integers(0, 256, (n, 4, 4, 1)) / 255
+    return x
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [dict(shift=2, dequantise=True), dict(shift=0, dequantise=True), dict(shift=1, dequantise=False),
+     dict(shift=2, dequantise=True, degrees=10.0, scale=0.1), dict(shift=0, dequantise=False, degrees=5.0),
+     dict(shift=3, dequantise=False, scale=0.2)],
+)
+def test_pipeline_augments_as_the_mnist_script_did(settings):
+    import jax
+
+    x = _digits()
+    reference = mnist_image_augment(**settings)
+    augment = image_pipeline(**settings).augment
+    for seed in range(3):
+        key = jax.random.key(seed)
+        np.testing.assert_array_equal(np.asarray(augment(key, x)), np.asarray(reference(key, x)))
+
+
+def test_pipeline_with_nothing_to_do_has_no_augment():
+    assert image_pipeline(dequantise=False).augment is None
+    assert image_pipeline(dequantise=False, shift=0, degrees=0.0, scale=0.0).augment is None
+
+
+def test_pipeline_dequantises_within_the_bin_and_evaluates_at_its_centre():
+    import jax
+
+    x = _digits()
+    flow = image_pipeline(dequantise=True, num_bins=256)
+    drawn = np.asarray(flow.augment(jax.random.key(0), x))
+    np.testing.assert_array_equal(np.asarray(pixel_bins(drawn)), np.asarray(pixel_bins(x)))
+    assert not np.array_equal(drawn, np.asarray(bin_centres(x)))
+    evaluated = flow.evaluate(x)
+    assert isinstance(evaluated, np.ndarray) and evaluated.dtype == np.float32 and evaluated.shape == x.shape
+    np.testing.assert_array_equal(evaluated, np.asarray(bin_centres(x)))
+    np.testing.assert_array_equal(flow.evaluate(evaluated), evaluated)  # idempotent
+    coarse = image_pipeline(dequantise=True, num_bins=4).evaluate(np.array([0.0, 0.3, 1.0]).reshape(1, 1, 3, 1))
+    assert coarse.ravel().tolist() == [0.125, 0.375, 0.875]
+
+
+def test_pipeline_without_dequantisation_evaluates_the_pixels_as_stored():
+    x = _digits()
+    plain = image_pipeline(dequantise=False, shift=2).evaluate(x)
+    assert plain.dtype == np.float32
+    np.testing.assert_array_equal(plain, x)
+    as_float64 = image_pipeline(dequantise=False).evaluate(x.astype(np.float64))
+    assert as_float64.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (np.zeros((2, 4, 4), np.float32), "NHWC"),
+        (np.full((1, 2, 2, 1), 255.0, np.float32), r"\[0, 1\]"),
+        (np.full((1, 2, 2, 1), -0.1, np.float32), r"\[0, 1\]"),
+        (np.full((1, 2, 2, 1), np.nan, np.float32), "finite"),
+        (np.full((1, 2, 2, 1), "a"), "dtype"),
+    ],
+)
+def test_pipeline_evaluate_refuses_what_is_not_pixels(x, match):
+    with pytest.raises(ValueError, match=match):
+        image_pipeline(dequantise=True).evaluate(x)
+
+
+def test_equal_pipelines_compile_one_training_step():
+    import jax
+
+    traces = []
+
+    def step(x, key, augment):
+        traces.append(1)
+        return augment(key, x)
+
+    jitted = jax.jit(step, static_argnames="augment")
+    x = _digits()
+    for _ in range(3):  # each call builds a fresh pipeline, as a config loader would
+        pipeline = image_pipeline(dequantise=True, shift=2, degrees=5.0)
+        assert pipeline == image_pipeline(dequantise=True, shift=2, degrees=5.0)
+        assert hash(pipeline.augment) == hash(image_pipeline(dequantise=True, shift=2, degrees=5.0).augment)
+        jitted(x, jax.random.key(0), augment=pipeline.augment)
+    assert len(traces) == 1
+    jitted(x, jax.random.key(0), augment=image_pipeline(dequantise=True, shift=1).augment)
+    assert len(traces) == 2
+
+
+def test_pipeline_fields_are_plain_python_values():
+    import dataclasses
+    import json
+
+    pipeline = image_pipeline(dequantise=np.bool_(True), shift=np.int64(2), degrees=np.float32(5.0), scale=0.1)
+    fields = dataclasses.asdict(pipeline)
+    assert fields == {"dequantise": True, "shift": 2, "degrees": 5.0, "scale": 0.1, "num_bins": 256}
+    assert [type(v) for v in fields.values()] == [bool, int, float, float, int]
+    assert ImagePipeline(**json.loads(json.dumps(fields))) == pipeline
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(dequantise=True, shift=-1), "shift"),
+        (dict(dequantise=True, shift=1.5), "shift"),
+        (dict(dequantise=True, shift=True), "shift"),
+        (dict(dequantise=True, degrees=-5.0), "degrees"),
+        (dict(dequantise=True, degrees=float("inf")), "degrees"),
+        (dict(dequantise=True, degrees=float("nan")), "degrees"),
+        (dict(dequantise=True, scale=1.0), "scale"),
+        (dict(dequantise=True, scale=-0.1), "scale"),
+        (dict(dequantise=True, num_bins=1), "num_bins"),
+        (dict(dequantise=True, num_bins=256.0), "num_bins"),
+        (dict(dequantise="yes"), "dequantise"),
+    ],
+)
+def test_pipeline_arguments_are_validated(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        image_pipeline(**kwargs)
+    with pytest.raises(ValueError, match=match):
+        ImagePipeline(**kwargs)
+
+
+def test_pipeline_arguments_are_keyword_only():
+    with pytest.raises(TypeError):
+        image_pipeline(True)  # type: ignore[misc]

@@ -26,7 +26,7 @@ def images():
     return x, rng.integers(0, 10, 64).astype(np.int32)
 
 
-@pytest.mark.parametrize("name", ["flow-fast", "flow-seed", "cnn"])
+@pytest.mark.parametrize("name", ["flow-fast", "flow-multiscale", "cnn"])
 def test_one_training_step(images, name):
     x, y = images
     if name == "cnn":

@@ -16,7 +16,7 @@ def _moons_flow(dtype):
 
 @pytest.mark.parametrize("model", [
     _moons_flow(jnp.bfloat16),
-    fc.image_realnvp("seed", input_shape=(8, 8, 1), num_classes=3, dtype=jnp.bfloat16),
+    fc.image_realnvp("multiscale", input_shape=(8, 8, 1), num_classes=3, dtype=jnp.bfloat16),
     fc.image_realnvp("fast", input_shape=(8, 8, 1), num_classes=3, dtype=jnp.bfloat16),
 ], ids=["tabular", "image-seed", "image-fast"])
 def test_bfloat16_conditioners_keep_float32_params_and_log_dets(model):
@@ -48,7 +48,8 @@ def test_bfloat16_moons_flow_trains_to_float32_accuracy():
     accuracy = {}
     for dtype in (jnp.float32, jnp.bfloat16):
         state = fc.create_train_state(_moons_flow(dtype), jax.random.key(0), x[:1], optax.adam(3e-3), fc.flow_nll)
-        result = fc.fit(state, train, val, key=jax.random.key(1), epochs=8, batch_size=64, progress=False)
+        result = fc.fit(state, train, val, key=jax.random.key(1), progress=False,
+                        config=fc.TrainConfig(epochs=8, batch_size=64))
         accuracy[dtype] = fc.evaluate(result.state, x_test, y_test)["accuracy"]
     assert accuracy[jnp.float32] > 0.97, accuracy
     assert abs(accuracy[jnp.bfloat16] - accuracy[jnp.float32]) < 0.01, accuracy

@@ -55,9 +55,9 @@ def _compare() -> dict:
         for devices in (1, DEVICES):
             state = fc.create_train_state(model, jax.random.key(0), x[:64], optax.adam(1e-3), loss_fn)
             initial = [np.asarray(leaf) for leaf in jax.tree.leaves(state.params)]
-            result = fc.fit(state, (x, y), (x[:64], y[:64]), key=jax.random.key(1), epochs=2,
-                            batch_size=batch_size, mesh=fc.sharding.data_mesh(jax.devices()[:devices]),
-                            progress=False)
+            result = fc.fit(state, (x, y), (x[:64], y[:64]), key=jax.random.key(1),
+                            mesh=fc.sharding.data_mesh(jax.devices()[:devices]), progress=False,
+                            config=fc.TrainConfig(epochs=2, batch_size=batch_size))
             leaves = jax.tree.leaves(result.last_state.params)
             assert len(leaves[0].sharding.device_set) == devices
             assert int(result.last_state.step) == 2 * (len(x) // batch_size)

@@ -7,12 +7,12 @@ import optax
 import pytest
 
 import flowclass as fc
-from flowclass.data import seed_moons, train_val_split
+from flowclass.data import moons_splits, train_val_split
 
 
 @pytest.fixture(scope="module")
 def moons():
-    (x, y), test = seed_moons(0.1, n_samples=2000, n_train=1600)
+    (x, y), test = moons_splits(0.1, n_samples=2000, n_train=1600)
     return train_val_split(x, y, val_fraction=0.2, seed=0), test
 
 
@@ -36,8 +36,8 @@ def test_train_step_lowers_the_loss_and_donates_state(moons):
 
 def test_fit_selects_on_validation_and_reaches_high_accuracy(moons):
     (train, val), (x_test, y_test) = moons
-    result = fc.fit(_flow_state(train[0], lr=3e-3), train, val, key=jax.random.key(1), epochs=20,
-                    batch_size=64, num_classes=2, progress=False)
+    result = fc.fit(_flow_state(train[0], lr=3e-3), train, val, key=jax.random.key(1), progress=False,
+                    config=fc.TrainConfig(epochs=20, batch_size=64))
     val_loss = result.history["val_loss"]
     assert val_loss.shape == (20,)
     assert result.best_epoch == int(np.argmin(val_loss)) + 1
@@ -50,7 +50,8 @@ def test_fit_selects_on_validation_and_reaches_high_accuracy(moons):
 def test_same_seed_same_numbers(moons):
     (train, val), _ = moons
     runs = [
-        fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(7), epochs=2, batch_size=128, progress=False)
+        fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(7), progress=False,
+               config=fc.TrainConfig(epochs=2, batch_size=128))
         for _ in range(2)
     ]
     np.testing.assert_array_equal(runs[0].history["val_loss"], runs[1].history["val_loss"])
@@ -67,8 +68,8 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_good_state(moons, tm
 
     state = _flow_state(train[0], lr=3e-3, loss_fn=explodes_after_first_epoch)
     with pytest.raises(fc.NonFiniteLossError, match=r"non-finite in epoch (\d+); stopped") as info:
-        fc.fit(state, train, val, key=jax.random.key(1), epochs=30, batch_size=64, progress=False,
-               checkpoint_dir=tmp_path / "ckpt")
+        fc.fit(state, train, val, key=jax.random.key(1), progress=False, checkpoint_dir=tmp_path / "ckpt",
+               config=fc.TrainConfig(epochs=30, batch_size=64))
     bad_epoch = int(re.search(r"epoch (\d+);", str(info.value)).group(1))
     best = info.value.best_state
     assert best is not None
@@ -106,16 +107,20 @@ def test_posterior_temperature_tempers_only_the_cross_entropy_term(moons):
 def test_fnn_baseline_trains(moons):
     (train, val), (x_test, y_test) = moons
     state = fc.create_train_state(fc.FNN(2), jax.random.key(0), train[0][:1], optax.adam(3e-3), fc.cross_entropy)
-    result = fc.fit(state, train, val, key=jax.random.key(1), epochs=20, batch_size=64, progress=False)
+    result = fc.fit(state, train, val, key=jax.random.key(1), progress=False,
+                    config=fc.TrainConfig(epochs=20, batch_size=64))
     assert fc.evaluate(result.state, x_test, y_test)["accuracy"] > 0.97
 
 
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(moons, tmp_path):
     (train, val), _ = moons
-    kwargs = dict(key=jax.random.key(3), batch_size=128, progress=False)
-    full = fc.fit(_flow_state(train[0]), train, val, epochs=4, **kwargs)
-    fc.fit(_flow_state(train[0]), train, val, epochs=2, checkpoint_dir=tmp_path, **kwargs)
-    resumed = fc.fit(_flow_state(train[0]), train, val, epochs=4, checkpoint_dir=tmp_path, resume=True, **kwargs)
+    kwargs = dict(key=jax.random.key(3), progress=False)
+    four, two = fc.TrainConfig(epochs=4, batch_size=128), fc.TrainConfig(epochs=2, batch_size=128)
+    full = fc.fit(_flow_state(train[0]), train, val, config=four, **kwargs)
+    fc.fit(_flow_state(train[0]), train, val, config=two, checkpoint_dir=tmp_path, **kwargs)
+    with pytest.raises(FileExistsError, match=r"holds checkpoints of an earlier run \(epochs \[1, 2\]\)"):
+        fc.fit(_flow_state(train[0]), train, val, config=four, checkpoint_dir=tmp_path, **kwargs)
+    resumed = fc.fit(_flow_state(train[0]), train, val, config=four, checkpoint_dir=tmp_path, resume=True, **kwargs)
     assert resumed.epochs_run == 4 and len(resumed.history["val_loss"]) == 4
     np.testing.assert_allclose(resumed.history["val_loss"], full.history["val_loss"], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(resumed.last_state.params), jax.tree.leaves(full.last_state.params), strict=True):
@@ -125,8 +130,8 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(moons, tmp_path):
 
 def test_time_budget_and_accuracy_selection(moons):
     (train, val), _ = moons
-    result = fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), epochs=50, batch_size=32,
-                    max_steps_per_call=5, time_budget_s=0.0, select="accuracy", progress=False)
+    config = fc.TrainConfig(epochs=50, batch_size=32, max_steps_per_call=5, time_budget_s=1e-9, select="accuracy")
+    result = fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), progress=False, config=config)
     assert result.epochs_run == 1  # stopped after the first block, then validated
     assert result.best_epoch == 1
     assert result.history["train_loss"].shape == (1,)
@@ -140,15 +145,16 @@ def test_extra_validation_metrics_join_the_history_and_can_be_selected(moons):
         steps.append(int(state.step))
         return {"early_accuracy": -float(state.step)}  # a made-up rule whose "accuracy" falls every epoch
 
-    result = fc.fit(_flow_state(train[0], lr=3e-3), train, val, key=jax.random.key(0), epochs=3, batch_size=128,
-                    extra_val_metrics=metrics, select="early_accuracy", progress=False)
+    result = fc.fit(_flow_state(train[0], lr=3e-3), train, val, key=jax.random.key(0), extra_val_metrics=metrics,
+                    progress=False, config=fc.TrainConfig(epochs=3, batch_size=128, select="early_accuracy"))
     per_epoch = len(train[0]) // 128
     assert steps == [per_epoch, 2 * per_epoch, 3 * per_epoch]  # called with each epoch's state
     np.testing.assert_array_equal(result.history["val_early_accuracy"], [-s for s in steps])
     assert result.history["val_loss"][-1] < result.history["val_loss"][0]
     assert result.best_epoch == 1  # names ending in "_accuracy" are maximised
     with pytest.raises(ValueError, match="not a validation metric"):
-        fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), epochs=1, select="acuracy", progress=False)
+        fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), progress=False,
+               config=fc.TrainConfig(epochs=1, select="acuracy"))
 
 
 def test_augment_runs_inside_the_step(moons):
@@ -159,7 +165,8 @@ def test_augment_runs_inside_the_step(moons):
         calls.append(1)  # traced once, at compile time
         return x + 100.0  # far off the data: the training loss (on augmented batches) must show it
 
-    plain = fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), epochs=1, progress=False)
-    shifted = fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), epochs=1, augment=shift,
-                     progress=False)
+    one = fc.TrainConfig(epochs=1)
+    plain = fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), progress=False, config=one)
+    shifted = fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), augment=shift, progress=False,
+                     config=one)
     assert calls and shifted.history["train_loss"][0] > plain.history["train_loss"][0] + 100.0

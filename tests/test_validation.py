@@ -7,6 +7,15 @@ import optax
 import pytest
 
 import flowclass as fc
+from flowclass._validation import (
+    check_bounds,
+    check_classifier_inputs,
+    check_norm,
+    check_positive,
+    check_positive_int,
+    check_probability,
+    check_scores,
+)
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +85,51 @@ def test_fit_rejects_bad_data():
         fc.fit(state(), (x[:0], y[:0]), (x, y), key=jax.random.key(1), epochs=1, num_classes=2)
     with pytest.raises(ValueError, match=r"batch_size must be in \[1, 32\]"):
         fc.fit(state(), (x, y), (x, y), key=jax.random.key(1), epochs=1, batch_size=64, num_classes=2)
+
+
+# --- the shared checks of flowclass._validation, used by attacks, robustness, metrics, calibration ---
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: check_positive_int(0, "steps"), "steps must be a positive integer; got 0"),
+        (lambda: check_positive_int(True, "steps"), "steps must be a positive integer; got True"),
+        (lambda: check_positive_int(3.0, "queries"), "queries must be a positive integer; got 3.0"),
+        (lambda: check_positive(-1.0, "eps"), "eps must be a finite number > 0; got -1.0"),
+        (lambda: check_positive(np.inf, "step_size"), "step_size must be a finite number > 0; got inf"),
+        (lambda: check_positive("0.1", "eps"), "eps must be a finite number > 0"),
+        (lambda: check_probability(0.0, "threshold"), r"threshold must be a probability in \(0, 1\); got 0.0"),
+        (lambda: check_norm("l1"), "norm must be 'linf' or 'l2'; got 'l1'"),
+        (lambda: check_bounds((0.0,), None), r"bounds must be a pair \(lo, hi\)"),
+        (lambda: check_bounds((1.0, 1.0), None), "lo < hi; got \\(1.0, 1.0\\)"),
+        (lambda: check_bounds((0.0, 1.0), np.array([[-0.5, 0.5]]), name="x0"),
+         r"x0 must lie inside bounds \[0.0, 1.0\]; its values span \[-0.5, 0.5\]"),
+        (lambda: check_scores(np.zeros(3), np.zeros(3, int)), r"shape \(n, num_classes\)"),
+        (lambda: check_scores(np.zeros((3, 2)), np.zeros(3)), "3 integers"),
+        (lambda: check_scores(np.full((1, 2), np.nan), np.zeros(1, int)), "NaN or inf"),
+        (lambda: check_classifier_inputs(lambda v: v, np.zeros(3, np.float32), 0), "batch of start points"),
+        (lambda: check_classifier_inputs(lambda v: v[:, 0], np.zeros((3, 2), np.float32), 0), r"\(b, K\) scores"),
+        (lambda: check_classifier_inputs(lambda v: v, np.zeros((3, 2), np.float32), 2, name="label"),
+         r"label must hold labels in \[0, 2\)"),
+        (lambda: check_classifier_inputs(lambda v: v, np.zeros((3, 2), np.float32), 0.5), "integer class"),
+    ],
+)
+def test_shared_checks_name_the_argument(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_shared_checks_return_what_the_callers_use():
+    assert check_bounds(None, np.ones((2, 2))) is None
+    box = check_bounds((0, 1), np.zeros((2, 2)))
+    assert box.dtype == jnp.float32 and box.tolist() == [0.0, 1.0]
+    assert jax.jit(lambda v: check_bounds((0, 1), v + 5.0))(jnp.zeros(2)).shape == (2,)  # traced: no range check
+    logits, labels = check_scores([[0.0, 1.0]], np.array([1], np.int64))
+    assert labels.dtype == jnp.int32 and logits.shape == (1, 2)
+    x, y, num_classes = check_classifier_inputs(lambda v: v @ jnp.ones((2, 3)), np.zeros((4, 2), np.float32),
+                                                np.array([0, 1, 2, 0]))
+    assert x.shape == (4, 2) and y.dtype == jnp.int32 and num_classes == 3
+    check_positive_int(np.int32(2), "steps")
+    check_positive(np.float32(1e-3), "eps")
+    check_probability(0.5, "threshold")

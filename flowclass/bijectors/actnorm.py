@@ -11,12 +11,16 @@ in the ``params`` collection, so checkpoints keep them; give ``init`` a represen
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from flowclass.bijectors._log_det import constant_log_det
+from flowclass.bijectors.base import Bijector
 
-class ActNorm(nn.Module):
+
+class ActNorm(Bijector):
     """Per-channel scale and shift over the last axis, initialised from data.
 
     Example:
@@ -29,6 +33,7 @@ class ActNorm(nn.Module):
     """
 
     eps: float = 1e-6
+    preserves_event_shape: ClassVar[bool] = True
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -36,7 +41,7 @@ class ActNorm(nn.Module):
         bias = self.param("bias", lambda _: -jnp.mean(x, axis=axes).astype(jnp.float32))
         log_scale = self.param("log_scale", lambda _: -jnp.log(jnp.std(x, axis=axes) + self.eps).astype(jnp.float32))
         positions = math.prod(x.shape[1:-1])
-        log_det = positions * jnp.sum(log_scale) * jnp.ones((x.shape[0],), jnp.promote_types(x.dtype, jnp.float32))
+        log_det = constant_log_det(positions * jnp.sum(log_scale), x)
         if inverse:
             return x * jnp.exp(-log_scale).astype(x.dtype) - bias.astype(x.dtype), -log_det
         return (x + bias.astype(x.dtype)) * jnp.exp(log_scale).astype(x.dtype), log_det

@@ -13,14 +13,18 @@ kept fixed in the ``constants`` collection; ``L``, ``U`` and ``log|s|`` are trai
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
+from flowclass.bijectors._log_det import at_least_float32, constant_log_det
+from flowclass.bijectors.base import Bijector
 
-class InvertibleConv1x1(nn.Module):
+
+class InvertibleConv1x1(Bijector):
     """Learned invertible channel mixing; works for images ``(B, H, W, C)`` and vectors ``(B, C)``.
 
     Example:
@@ -33,6 +37,8 @@ class InvertibleConv1x1(nn.Module):
       >>> bool(jnp.allclose(x_back, x, atol=1e-5))
       True
     """
+
+    preserves_event_shape: ClassVar[bool] = True
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -56,13 +62,13 @@ class InvertibleConv1x1(nn.Module):
         upper = self.param("upper", from_init(lambda d: jnp.triu(d[2], 1)))
         log_abs_s = self.param("log_abs_s", from_init(lambda d: jnp.log(jnp.abs(jnp.diag(d[2])))))
 
-        dtype = jnp.promote_types(x.dtype, jnp.float32)
+        dtype = at_least_float32(x.dtype)
         eye = jnp.eye(c, dtype=dtype)
         l_mat = jnp.tril(lower.astype(dtype), -1) + eye
         u_mat = jnp.triu(upper.astype(dtype), 1) + jnp.diag(sign.value.astype(dtype) * jnp.exp(log_abs_s.astype(dtype)))
         p_mat = permutation.value.astype(dtype)
         positions = math.prod(x.shape[1:-1])
-        log_det = positions * jnp.sum(log_abs_s).astype(dtype) * jnp.ones((x.shape[0],), dtype)
+        log_det = constant_log_det(positions * jnp.sum(log_abs_s).astype(dtype), x)
         flat = x.reshape(-1, c).astype(dtype)
         if inverse:
             # x = y W^{-T}: solve W xᵀ = yᵀ with W = P L U, i.e. U⁻¹ L⁻¹ Pᵀ yᵀ

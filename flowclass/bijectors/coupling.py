@@ -16,27 +16,33 @@ to at least ``float32``, so ``s``, ``t`` and the log-det are never below ``float
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from flowclass.bijectors._log_det import at_least_float32, sum_event
+from flowclass.bijectors.base import Bijector, EventShape
 from flowclass.bijectors.masks import MaskType, build_mask
 
 
-def sum_event(x: jnp.ndarray) -> jnp.ndarray:
-    """Sums over every axis but the leading batch axis: ``(B, ...) -> (B,)``."""
-    return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
-
-
-class AffineCoupling(nn.Module):
+class AffineCoupling(Bijector):
     """RealNVP affine coupling; ``y, log_det = layer(x)``, ``x, log_det = layer(y, inverse=True)``.
+
+    Shapes: ``(batch, D)`` with an ``'alternating'`` mask, ``(batch, H, W, C)`` with a
+    ``'checkerboard'`` or ``'channel'`` mask; the event shape is preserved. ``y`` keeps ``x``'s
+    dtype; ``s``, ``t`` and the log-det (shape ``(batch,)``) are at least ``float32``.
 
     Attributes:
       conditioner: a module mapping ``m ⊙ x`` to features ``(..., H)``; the coupling
         adds a zero-initialised dense projection to ``2 C`` channels (log-scale, shift).
       mask_type: ``'alternating'`` (tabular), ``'checkerboard'`` or ``'channel'`` (images).
       parity: 0 or 1; flips the mask.
+      scale_init: initialiser of the log-scale bound ``a`` (shape ``(C,)``; ones by default).
+
+    Raises:
+      ValueError: for an event shape the mask does not fit (see :func:`build_mask`), from
+        ``forward_event_shape`` and when called.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -57,7 +63,7 @@ class AffineCoupling(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
         channels = x.shape[-1]
-        dtype = jnp.promote_types(x.dtype, jnp.float32)  # s, t and log-dets: never below float32
+        dtype = at_least_float32(x.dtype)  # s, t and log-dets: never below float32
         mask = jnp.asarray(build_mask(self.mask_type, x.shape[1:], self.parity), dtype)
         hidden = self.conditioner(x * mask.astype(x.dtype)).astype(dtype)  # e.g. from bfloat16 compute
         out = nn.Dense(
@@ -74,3 +80,13 @@ class AffineCoupling(nn.Module):
         if inverse:
             return ((wide - shift) * jnp.exp(-log_scale)).astype(x.dtype), -sum_event(log_scale)
         return (wide * jnp.exp(log_scale) + shift).astype(x.dtype), sum_event(log_scale)
+
+    @nn.nowrap
+    def forward_event_shape(self, in_shape: Sequence[int] | None) -> EventShape | None:
+        """``in_shape`` itself, once the mask is known to fit it (``ValueError`` if not)."""
+        if in_shape is None:
+            return None
+        build_mask(self.mask_type, in_shape, self.parity)  # raises ValueError for a shape it does not fit
+        return tuple(in_shape)
+
+    inverse_event_shape = forward_event_shape

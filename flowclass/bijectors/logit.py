@@ -10,15 +10,17 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flowclass.bijectors.coupling import sum_event
+from flowclass.bijectors._log_det import at_least_float32, sum_event
+from flowclass.bijectors.base import Bijector
 
 
-class LogitTransform(nn.Module):
+class LogitTransform(Bijector):
     """``y = logit(α + (1 − 2α) x)`` with its exact log-det; the first layer of image flows.
 
     Example:
@@ -29,11 +31,12 @@ class LogitTransform(nn.Module):
     """
 
     alpha: float = 0.05
+    preserves_event_shape: ClassVar[bool] = True
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
         scale = 1.0 - 2.0 * self.alpha
-        dtype = jnp.promote_types(x.dtype, jnp.float32)
+        dtype = at_least_float32(x.dtype)
         if inverse:
             y = x.astype(dtype)
             p = jax.nn.sigmoid(y)

@@ -13,19 +13,26 @@ from flowclass.data.mnist import (
     write_idx,
 )
 from flowclass.data.moons import (
+    bayes_labels,
     bayes_predict,
+    default_cache_dir,
     make_moons,
     moons_class_log_density,
     moons_log_density,
-    seed_moons,
+    moons_splits,
 )
+from flowclass.data.pixels import ImagePipeline, image_pipeline
 from flowclass.data.split import train_val_split
 
 __all__ = [
     "UNLABELLED",
     "DataNotFoundError",
+    "ImagePipeline",
     "balanced_label_subset",
+    "bayes_labels",
+    "default_cache_dir",
     "hide_labels",
+    "image_pipeline",
     "load_idx_dir",
     "load_image_dataset",
     "read_idx",
@@ -34,7 +41,7 @@ __all__ = [
     "make_moons",
     "moons_class_log_density",
     "moons_log_density",
-    "seed_moons",
+    "moons_splits",
     "train_val_split",
     "write_idx",
 ]

@@ -1,4 +1,4 @@
-"""Two moons: the seed's splits and the true class densities.
+"""Two moons: the slides' splits and the true class densities.
 
 ``sklearn.datasets.make_moons`` places class 0 on the upper half circle
 ``m_0(t) = (cos t, sin t)`` and class 1 on the lower one ``m_1(t) = (1 − cos t, ½ − sin t)``,
@@ -8,12 +8,17 @@
 
 which we integrate with the midpoint rule on ``num_nodes`` nodes. The Bayes-optimal
 classifier is ``argmax_c p(x | c)`` (equal priors): no classifier can beat its accuracy
-in expectation.
+in expectation. :func:`bayes_labels` caches its labels on disk, keyed by the points' content.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -37,13 +42,13 @@ def make_moons(n_samples: int, noise: float, random_state: int) -> tuple[np.ndar
     return x.astype(np.float32), y.astype(np.int32)
 
 
-def seed_moons(
+def moons_splits(
     noise: float, *, n_samples: int = 10_000, n_train: int = 8_500, random_state: int = 170
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """The seed's data: ``make_moons(10000, noise, random_state=170)``, first 8500 for
+    """The slides' data: ``make_moons(10000, noise, random_state=170)``, first 8500 for
     training, the remaining 1500 for test. Returns ``(x_train, y_train), (x_test, y_test)``.
 
-    >>> (x, y), (x_test, y_test) = seed_moons(noise=0.1)
+    >>> (x, y), (x_test, y_test) = moons_splits(noise=0.1)
     >>> x.shape, x_test.shape
     ((8500, 2), (1500, 2))
     """
@@ -103,3 +108,113 @@ def bayes_predict(x: ArrayLike, noise: float, **kwargs: Any) -> np.ndarray:
     [0, 1]
     """
     return np.argmax(moons_class_log_density(x, noise, **kwargs), axis=-1).astype(np.int32)
+
+
+_CACHE_FORMAT = b"flowclass.moons.bayes_labels/1"  # bump when the labels' meaning changes
+
+
+def default_cache_dir() -> Path:
+    """The directory for cached results: ``$FLOWCLASS_CACHE`` when set (and not empty), else
+    ``~/.cache/flowclass``. Nothing is created here.
+
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"FLOWCLASS_CACHE": "/tmp/flowclass-cache"}):
+    ...     print(default_cache_dir())
+    /tmp/flowclass-cache
+    """
+    configured = os.environ.get("FLOWCLASS_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "flowclass"
+
+
+def _cache_key(x: np.ndarray, noise: float, num_nodes: int) -> str:
+    digest = hashlib.sha256(_CACHE_FORMAT)
+    for part in (str(x.dtype), repr(x.shape), float(noise).hex(), str(num_nodes)):
+        digest.update(part.encode() + b"\0")
+    digest.update(np.ascontiguousarray(x).tobytes())
+    return digest.hexdigest()
+
+
+def _read_labels(path: Path, n: int) -> np.ndarray | None:
+    """The labels stored at ``path`` if they are ``n`` int32 values in {0, 1}; else ``None``.
+    The header is checked before the data are read, so a hostile file costs no memory."""
+    try:
+        stored = np.load(path, mmap_mode="r", allow_pickle=False)
+        if not isinstance(stored, np.ndarray) or stored.shape != (n,) or stored.dtype != np.int32:
+            return None
+        labels = np.array(stored)
+        del stored  # closes the memory map
+    except (OSError, ValueError, EOFError):
+        return None
+    return labels if np.all((labels == 0) | (labels == 1)) else None
+
+
+def _write_atomically(path: Path, labels: np.ndarray) -> None:
+    """Writes ``labels`` to ``path`` through a temporary file in the same directory and
+    ``os.replace``: readers see the old file or the whole new one, never a partial write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, labels, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def bayes_labels(
+    x: ArrayLike, noise: float, *, cache_dir: str | os.PathLike[str] | None = None, num_nodes: int = 2048
+) -> np.ndarray:
+    """The exact Bayes-optimal labels :func:`bayes_predict` of ``make_moons`` points ``x``
+    (shape ``(N, 2)``), as ``int32`` of shape ``(N,)``, optionally cached on disk.
+
+    The labels depend only on the points, the noise ``σ`` and the quadrature (``num_nodes``
+    midpoint nodes), so with ``cache_dir`` they are stored there as
+    ``moons_bayes_noise<σ>_n<N>_<hash>.npy``, ``<hash>`` a SHA-256 of ``x``'s bytes, shape and
+    dtype, ``σ`` and ``num_nodes``: a later call with the same arguments reads them instead of
+    integrating (seconds for 10⁵ points on a CPU). The file is written atomically (a temporary
+    file in ``cache_dir``, then ``os.replace``) and checked when read (shape ``(N,)``, dtype
+    ``int32``, values in {0, 1}); a truncated, corrupt or mismatching file is recomputed and
+    replaced. A cache that cannot be written only warns (``RuntimeWarning``): the labels are
+    returned all the same. :func:`default_cache_dir` is the usual ``cache_dir``.
+
+    Raises:
+      ValueError: ``x`` is not a non-empty, finite ``(N, 2)`` array, ``noise <= 0``, or
+        ``num_nodes < 1``.
+
+    >>> import tempfile
+    >>> x, y = make_moons(200, noise=0.2, random_state=0)
+    >>> with tempfile.TemporaryDirectory() as cache:
+    ...     labels = bayes_labels(x, 0.2, cache_dir=cache)      # integrates and stores
+    ...     again = bayes_labels(x, 0.2, cache_dir=cache)       # reads the file
+    ...     names = [p.name[:21] for p in Path(cache).iterdir()]
+    >>> labels.dtype, labels.shape, bool((labels == again).all()), names
+    (dtype('int32'), (200,), True, ['moons_bayes_noise0.2_'])
+    >>> float(np.mean(labels == y)) > 0.95
+    True
+    """
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty array of shape (N, 2); got shape {x.shape}.")
+    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+        raise ValueError("x must hold finite numbers.")
+    if not noise > 0:
+        raise ValueError(f"noise must be > 0 (the moons density needs noise); got {noise}.")
+    if int(num_nodes) != num_nodes or num_nodes < 1:
+        raise ValueError(f"num_nodes must be an integer >= 1; got {num_nodes}.")
+    num_nodes = int(num_nodes)
+    if cache_dir is None:
+        return bayes_predict(x, noise, num_nodes=num_nodes)
+    path = Path(cache_dir) / f"moons_bayes_noise{noise:g}_n{len(x)}_{_cache_key(x, noise, num_nodes)[:32]}.npy"
+    if path.is_file():
+        cached = _read_labels(path, len(x))
+        if cached is not None:
+            return cached
+    labels = bayes_predict(x, noise, num_nodes=num_nodes)
+    try:
+        _write_atomically(path, labels)
+    except OSError as error:
+        warnings.warn(f"could not cache the Bayes labels in {path}: {error}", RuntimeWarning, stacklevel=2)
+    return labels

@@ -7,16 +7,23 @@ With ``b = floor(x · n)`` the bin of a pixel among ``n`` levels (n = 256 for 8-
 
 Training a density on dequantised data bounds the discrete likelihood: ``log P(b) ≥
 E_u log p((b + u)/n) − D log n``, which is why bits/dim add ``log2 n``.
+
+:func:`image_pipeline` is the one place that decides what a model sees: the training-time
+transforms (augmentation, dequantisation) and the evaluation-time pixels (bin centres for flows).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import jax.scipy.ndimage
+import numpy as np
+from numpy.typing import ArrayLike
 
 
 def pixel_bins(x: jnp.ndarray, num_bins: int = 256) -> jnp.ndarray:
@@ -135,3 +142,151 @@ class Compose:
         for transform, k in zip(self.transforms, jax.random.split(key, len(self.transforms)), strict=True):
             x = transform(k, x)
         return x
+
+
+# Value-hashable transforms: equal pipelines give equal ``augment`` callables, so a jitted step
+# that takes ``augment`` as a static argument compiles once per configuration, not once per call.
+
+
+@dataclasses.dataclass(frozen=True)
+class _RandomAffine:
+    max_degrees: float
+    max_scale: float
+
+    def __call__(self, key: jax.Array, x: jnp.ndarray) -> jnp.ndarray:
+        return random_affine(key, x, self.max_degrees, self.max_scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Dequantize:
+    num_bins: int
+
+    def __call__(self, key: jax.Array, x: jnp.ndarray) -> jnp.ndarray:
+        return dequantize(key, x, self.num_bins)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RandomShift:
+    max_shift: int
+
+    def __call__(self, key: jax.Array, x: jnp.ndarray) -> jnp.ndarray:
+        return random_shift(key, x, self.max_shift)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePipeline:
+    """What a model sees of NHWC images with pixels in ``[0, 1]``, in training and in evaluation.
+    Make one with :func:`image_pipeline` (the fields are its arguments, validated the same way).
+
+    * :attr:`augment` ``(key, x) -> x``, run inside the jitted training step on each batch, in
+      this order: a random rotation by ``θ ~ U[−degrees, degrees]`` degrees and scaling by
+      ``s ~ U[1 − scale, 1 + scale]`` (:func:`random_affine`, if ``degrees`` or ``scale``);
+      uniform dequantisation within each pixel's bin, ``(b + u) / num_bins`` (:func:`dequantize`,
+      if ``dequantise``); a random translation by up to ``shift`` pixels, zero fill
+      (:func:`random_shift`, if ``shift``). ``None`` when there is nothing to do. The keys of
+      the steps are split from ``key`` as :class:`Compose` does.
+    * :meth:`evaluate` ``(x) -> x``: the pixels validation, test and attacks score. With
+      ``dequantise`` (flows, whose density is trained on dequantised pixels) each pixel moves
+      to its bin centre ``(b + ½) / num_bins`` (:func:`bin_centres`); otherwise it is unchanged.
+
+    Frozen and hashable: equal pipelines give equal ``augment`` callables (one compiled step).
+
+    Example:
+      >>> pipeline = ImagePipeline(dequantise=True, shift=2)
+      >>> pipeline.augment(jax.random.key(0), jnp.zeros((2, 8, 8, 1))).shape
+      (2, 8, 8, 1)
+      >>> float(pipeline.evaluate(np.zeros((1, 2, 2, 1)))[0, 0, 0, 0])  # the centre of bin 0
+      0.001953125
+    """
+
+    dequantise: bool
+    shift: int = 0
+    degrees: float = 0.0
+    scale: float = 0.0
+    num_bins: int = 256
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dequantise, (bool, np.bool_)):
+            raise ValueError(f"dequantise must be True or False; got {self.dequantise!r}.")
+        if isinstance(self.shift, (bool, np.bool_)) or not isinstance(self.shift, numbers.Integral) or self.shift < 0:
+            raise ValueError(f"shift must be an integer >= 0 (pixels); got {self.shift!r}.")
+        if not _is_real(self.degrees) or self.degrees < 0:
+            raise ValueError(f"degrees must be a finite number >= 0; got {self.degrees!r}.")
+        if not _is_real(self.scale) or not 0.0 <= self.scale < 1.0:
+            raise ValueError(f"scale must be in [0, 1) (scaling by a factor in [1 − scale, 1 + scale]); "
+                             f"got {self.scale!r}.")
+        if (isinstance(self.num_bins, (bool, np.bool_)) or not isinstance(self.num_bins, numbers.Integral)
+                or self.num_bins < 2):
+            raise ValueError(f"num_bins must be an integer >= 2; got {self.num_bins!r}.")
+        # plain Python numbers: the pipeline is then hashable, printable and JSON-serialisable
+        for name, kind in (("dequantise", bool), ("shift", int), ("degrees", float), ("scale", float),
+                           ("num_bins", int)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+
+    @property
+    def augment(self) -> Compose | None:
+        """The training-time transforms ``(key, x) -> x`` (see the class), or ``None``."""
+        transforms: list[Callable[[jax.Array, jnp.ndarray], jnp.ndarray]] = []
+        if self.degrees or self.scale:
+            transforms.append(_RandomAffine(self.degrees, self.scale))
+        if self.dequantise:
+            transforms.append(_Dequantize(self.num_bins))
+        if self.shift:
+            transforms.append(_RandomShift(self.shift))
+        return Compose(tuple(transforms)) if transforms else None
+
+    def evaluate(self, x: ArrayLike) -> np.ndarray:
+        """The evaluation-time pixels of NHWC images ``x`` (values in ``[0, 1]``), as ``float32``
+        of the same shape: bin centres with ``dequantise``, else ``x`` itself.
+
+        Raises:
+          ValueError: ``x`` is not a 4-axis array of finite numbers in ``[0, 1]``.
+        """
+        x = np.asarray(x)
+        if x.ndim != 4:
+            raise ValueError(f"x must be a batch of NHWC images (4 axes); got shape {x.shape}.")
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise ValueError(f"x must hold pixel values in [0, 1]; got dtype {x.dtype}.")
+        x = x.astype(np.float32, copy=False)
+        if x.size and not (np.all(np.isfinite(x)) and x.min() >= 0.0 and x.max() <= 1.0):
+            raise ValueError("x must hold finite pixel values in [0, 1] (NaN, inf or a value outside "
+                             "[0, 1] found; divide 8-bit images by 255).")
+        if not self.dequantise:
+            return x
+        return np.asarray(bin_centres(jnp.asarray(x), self.num_bins), np.float32)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+
+
+def image_pipeline(
+    *, dequantise: bool, shift: int = 0, degrees: float = 0.0, scale: float = 0.0, num_bins: int = 256
+) -> ImagePipeline:
+    """The pixel pipeline of a model: what it trains on and what it is scored on.
+
+    Flows take ``dequantise=True``: they are trained on uniformly dequantised pixels (a
+    continuous density on ``[0, 1]^D`` whose likelihood bounds the discrete one, Theis et al.
+    2016, "A note on the evaluation of generative models"; Dinh et al. 2017, RealNVP) and
+    evaluated at the bin centres. Discriminative models (CNN, FNN) take ``dequantise=False``
+    and see the pixels as stored. ``shift`` (pixels, integer ≥ 0), ``degrees`` (≥ 0) and
+    ``scale`` (in ``[0, 1)``) set the random augmentation; ``num_bins`` (≥ 2) the quantisation
+    levels (256 for 8-bit images). See :class:`ImagePipeline` for the transforms and their order.
+
+    Raises:
+      ValueError: an argument is out of range; the message names it.
+
+    Example:
+      >>> flow = image_pipeline(dequantise=True, shift=2)
+      >>> cnn = image_pipeline(dequantise=False)
+      >>> x = np.full((2, 4, 4, 1), 0.5, np.float32)
+      >>> flow.augment(jax.random.key(0), x).shape, cnn.augment is None
+      ((2, 4, 4, 1), True)
+      >>> float(flow.evaluate(x)[0, 0, 0, 0]), float(cnn.evaluate(x)[0, 0, 0, 0])  # (128 + ½) / 256
+      (0.501953125, 0.5)
+      >>> image_pipeline(dequantise=False, scale=1.0)
+      Traceback (most recent call last):
+      ...
+      ValueError: scale must be in [0, 1) (scaling by a factor in [1 − scale, 1 + scale]); got 1.0.
+    """
+    return ImagePipeline(dequantise=dequantise, shift=shift, degrees=degrees, scale=scale, num_bins=num_bins)

@@ -1,0 +1,429 @@
+"""Run configurations: one frozen dataclass tree that fully describes a training run.
+
+A :class:`RunConfig` names the model (architecture and class-conditional base), the loss, the
+optimiser schedule, the data pipeline and the training length. It is validated when built
+(errors name the field), stored as JSON in a run's workdir (:mod:`flowclass.runs`), compared
+field by field when a run is resumed, and overridden from the command line with
+``section.field=value`` strings:
+
+    >>> from flowclass.config import RunConfig, override
+    >>> config = override(RunConfig(), ["train.epochs=5", "optim.learning_rate=3e-3"])
+    >>> config.train.epochs, config.optim.learning_rate
+    (5, 0.003)
+    >>> RunConfig.from_dict(config.to_dict()) == config
+    True
+
+Why dataclasses rather than ``ml_collections.ConfigDict``: frozen dataclasses are immutable
+(a run's config cannot drift after it was stored), typed (mypy and the override parser know
+each field's type), validated in ``__post_init__`` and hashable, and they need no dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import types
+import typing
+from typing import Any, Literal, Union
+
+ModelKind = Literal["tabular_flow", "image_flow", "fnn", "cnn"]
+LossKind = Literal["flow", "semi_supervised", "cross_entropy"]
+Dataset = Literal["moons", "mnist", "fashion_mnist"]
+Schedule = Literal["constant", "warmup_cosine"]
+
+FLOW_KINDS = ("tabular_flow", "image_flow")
+IMAGE_DATASETS = ("mnist", "fashion_mnist")
+
+
+def _require(condition: bool, field: str, expected: str, got: Any) -> None:
+    if not condition:
+        raise ValueError(f"{field} must be {expected}; got {got!r}.")
+
+
+def _choice(value: Any, field: str, choices: tuple) -> None:
+    _require(value in choices, field, f"one of {choices}", value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The model: a flow classifier (architecture + one Gaussian per class) or a baseline net.
+
+    Attributes:
+      kind: ``'tabular_flow'`` (:func:`~flowclass.tabular_realnvp`), ``'image_flow'``
+        (:func:`~flowclass.image_realnvp`), ``'fnn'`` or ``'cnn'`` (discriminative baselines).
+      input_shape: the shape of one input: ``(D,)`` tabular, ``(H, W, C)`` images.
+      num_classes: ``K``.
+      preset: image flows: ``'fast'`` or ``'multiscale'``.
+      num_couplings, hidden: tabular flows: number of affine couplings and the conditioner
+        MLP's widths; ``hidden`` is also the FNN's.
+      means, mean_scale, trainable_means, covariance, trainable_weights: the class-conditional
+        base (:class:`~flowclass.ClassGaussians`); ``means`` is ``'normal'``, ``'uniform'``,
+        ``'onehot'`` or explicit ``(K, D)`` means.
+    """
+
+    kind: ModelKind = "tabular_flow"
+    input_shape: tuple[int, ...] = (2,)
+    num_classes: int = 2
+    preset: str = "fast"
+    num_couplings: int = 5
+    hidden: tuple[int, ...] = (100, 100)
+    means: Union[str, tuple[tuple[float, ...], ...]] = "normal"
+    mean_scale: float = 1.0
+    trainable_means: bool = False
+    covariance: str = "identity"
+    trainable_weights: bool = False
+
+    def __post_init__(self):
+        _choice(self.kind, "model.kind", typing.get_args(ModelKind))
+        _require(len(self.input_shape) >= 1 and all(d >= 1 for d in self.input_shape), "model.input_shape",
+                 "a non-empty tuple of positive sizes", self.input_shape)
+        _require(self.num_classes >= 1, "model.num_classes", ">= 1", self.num_classes)
+        _require(self.num_couplings >= 1, "model.num_couplings", ">= 1", self.num_couplings)
+        _require(all(h >= 1 for h in self.hidden), "model.hidden", "positive widths", self.hidden)
+        _require(self.mean_scale > 0, "model.mean_scale", "> 0", self.mean_scale)
+        _choice(self.covariance, "model.covariance", ("identity", "diagonal", "class_diagonal"))
+        if isinstance(self.means, str):
+            _choice(self.means, "model.means", ("normal", "uniform", "onehot"))
+        if self.kind == "image_flow":
+            _choice(self.preset, "model.preset", ("fast", "multiscale"))
+        if self.kind in ("image_flow", "cnn"):
+            _require(len(self.input_shape) == 3, "model.input_shape", "(H, W, C) for an image model",
+                     self.input_shape)
+
+    @property
+    def is_flow(self) -> bool:
+        return self.kind in FLOW_KINDS
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """The objective (:mod:`flowclass.losses`).
+
+    Attributes:
+      kind: ``'flow'`` (class-conditional NLL, :func:`~flowclass.make_flow_loss`),
+        ``'semi_supervised'`` (FlowGMM, :func:`~flowclass.make_semi_supervised_loss`) or
+        ``'cross_entropy'`` (discriminative nets).
+      cross_entropy_weight: ``β ≥ 0``, the weight of the posterior's cross-entropy.
+      nll_unit: ``'nats'`` or ``'bits_per_dim'``.
+      num_bins: quantisation levels of the data (256 for 8-bit images; bits/dim add
+        ``log2 num_bins``), or ``None``.
+      posterior_temperature: ``T > 0`` of the cross-entropy term.
+      unlabelled_weight: ``λ ≥ 0`` of the unlabelled examples' marginal NLL (semi-supervised).
+    """
+
+    kind: LossKind = "flow"
+    cross_entropy_weight: float = 0.0
+    nll_unit: str = "nats"
+    num_bins: int | None = None
+    posterior_temperature: float = 1.0
+    unlabelled_weight: float = 1.0
+
+    def __post_init__(self):
+        _choice(self.kind, "loss.kind", typing.get_args(LossKind))
+        _require(self.cross_entropy_weight >= 0, "loss.cross_entropy_weight", ">= 0", self.cross_entropy_weight)
+        _choice(self.nll_unit, "loss.nll_unit", ("nats", "bits_per_dim"))
+        _require(self.num_bins is None or self.num_bins >= 2, "loss.num_bins", ">= 2 or None", self.num_bins)
+        _require(self.posterior_temperature > 0, "loss.posterior_temperature", "> 0", self.posterior_temperature)
+        _require(self.unlabelled_weight >= 0, "loss.unlabelled_weight", ">= 0", self.unlabelled_weight)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Adam, at a constant rate or with warm-up and cosine decay (:func:`flowclass.optim.make_optimizer`).
+
+    Attributes:
+      learning_rate: the (peak) rate, > 0.
+      schedule: ``'constant'`` or ``'warmup_cosine'`` (over the run's ``train.epochs``).
+      warmup_steps: warm-up length; ``None``: ``min(1000, total_steps // 10)``.
+      clip_norm: clip gradients to this global norm first; ``None``: no clipping.
+      ema_decay: validate, select and keep a moving average of the parameters with this
+        decay (``0``: off).
+      schedule_steps: the schedule's length in steps; ``None``: ``train.epochs`` epochs (set it
+        to give two runs on different data the same schedule).
+    """
+
+    learning_rate: float = 1e-3
+    schedule: Schedule = "constant"
+    warmup_steps: int | None = None
+    clip_norm: float | None = None
+    ema_decay: float = 0.0
+    schedule_steps: int | None = None
+
+    def __post_init__(self):
+        _require(self.learning_rate > 0, "optim.learning_rate", "> 0", self.learning_rate)
+        _choice(self.schedule, "optim.schedule", typing.get_args(Schedule))
+        _require(self.warmup_steps is None or self.warmup_steps >= 0, "optim.warmup_steps", ">= 0 or None",
+                 self.warmup_steps)
+        _require(self.clip_norm is None or self.clip_norm > 0, "optim.clip_norm", "> 0 or None", self.clip_norm)
+        _require(0 <= self.ema_decay < 1, "optim.ema_decay", "in [0, 1)", self.ema_decay)
+        _require(self.schedule_steps is None or self.schedule_steps >= 1, "optim.schedule_steps", ">= 1 or None",
+                 self.schedule_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The data and what the model sees of it.
+
+    Attributes:
+      dataset: ``'moons'`` (the slides' split of ``make_moons``), ``'mnist'`` or ``'fashion_mnist'``.
+      noise: moons: the ``make_moons`` noise, > 0.
+      val_size: training examples held out for model selection (never the test set).
+      train_subset, test_subset: use only the first this many examples (smoke runs).
+      num_labels: keep a class-balanced subset of this many labels and mark the other
+        training examples unlabelled (``-1``; semi-supervised); ``None``: all labelled.
+      labelled_share: with ``num_labels``, the labelled examples are repeated to about this
+        share of the training rows.
+      labelled_only: with ``num_labels``, train on the repeated labelled rows alone (the
+        labelled-only baseline).
+      shift, rotate, scale: images: training-time random translation (pixels), rotation
+        (degrees) and scaling (fraction); flows also train on dequantised pixels and are
+        scored at bin centres (:func:`flowclass.data.pixels.image_pipeline`).
+    """
+
+    dataset: Dataset = "moons"
+    noise: float = 0.5
+    val_size: int = 850
+    train_subset: int | None = None
+    test_subset: int | None = None
+    num_labels: int | None = None
+    labelled_share: float = 0.1
+    labelled_only: bool = False
+    shift: int = 0
+    rotate: float = 0.0
+    scale: float = 0.0
+
+    def __post_init__(self):
+        _choice(self.dataset, "data.dataset", typing.get_args(Dataset))
+        _require(self.noise > 0, "data.noise", "> 0", self.noise)
+        _require(self.val_size >= 1, "data.val_size", ">= 1", self.val_size)
+        for name in ("train_subset", "test_subset", "num_labels"):
+            value = getattr(self, name)
+            _require(value is None or value >= 1, f"data.{name}", ">= 1 or None", value)
+        _require(0 < self.labelled_share < 1, "data.labelled_share", "in (0, 1)", self.labelled_share)
+        _require(not self.labelled_only or self.num_labels is not None, "data.labelled_only",
+                 "False unless data.num_labels is set", self.labelled_only)
+        _require(self.shift >= 0, "data.shift", ">= 0", self.shift)
+        _require(self.rotate >= 0, "data.rotate", ">= 0", self.rotate)
+        _require(0 <= self.scale < 1, "data.scale", "in [0, 1)", self.scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training loop (:func:`flowclass.fit`).
+
+    Attributes:
+      epochs: length of the run (and of the learning-rate schedule).
+      batch_size: training examples per step (must divide over the devices).
+      eval_batch_size: examples per validation batch.
+      max_steps_per_call: steps per compiled ``lax.scan`` block.
+      time_budget_s: stop after the block in which this much training time (seconds) has
+        passed; ``None``: no limit. It may differ when a run is resumed.
+      select: the validation metric that selects the kept epoch (lowest, or highest for
+        ``'accuracy'`` and names ending in ``'_accuracy'``).
+
+    Example:
+      >>> TrainConfig(epochs=3, batch_size=64).select
+      'loss'
+    """
+
+    epochs: int = 100
+    batch_size: int = 128
+    eval_batch_size: int = 4096
+    max_steps_per_call: int = 100
+    time_budget_s: float | None = None
+    select: str = "loss"
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "eval_batch_size", "max_steps_per_call"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, f"train.{name}",
+                     "an integer >= 1", value)
+        _require(self.time_budget_s is None or self.time_budget_s > 0, "train.time_budget_s", "> 0 or None",
+                 self.time_budget_s)
+        _require(isinstance(self.select, str) and bool(self.select), "train.select", "a metric name", self.select)
+
+
+RESUMABLE_FIELDS = ("train.time_budget_s",)
+LABEL_FREE_METRICS = ("loss", "marginal_nll", "marginal_bits_per_dim")
+"""Validation metrics computed without labels: the ones a few-label run may select on."""
+"""Fields that may differ between a stored run and its resumption (they limit one invocation)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; see the module docstring.
+
+    Attributes:
+      model, loss, optim, data, train: the sections above.
+      seed: initialisation, shuffling, augmentation, the validation split and the label draw.
+      decision_rules: ``('plain',)``, or ``('plain', 'shift_marginal')`` to select the epoch and
+        the decision rule together on validation (:mod:`flowclass.invariance`; image flows).
+
+    Raises:
+      ValueError: a field out of range, or parts that do not fit together (e.g. a flow with
+        the cross-entropy loss, an image model on moons, a batch larger than the data).
+    """
+
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    seed: int = 0
+    decision_rules: tuple[str, ...] = ("plain",)
+
+    def __post_init__(self):
+        _require(isinstance(self.seed, int) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        _require(self.decision_rules in (("plain",), ("plain", "shift_marginal")), "decision_rules",
+                 "('plain',) or ('plain', 'shift_marginal')", self.decision_rules)
+        flow_loss = self.loss.kind in ("flow", "semi_supervised")
+        if self.model.is_flow != flow_loss:
+            raise ValueError(f"loss.kind {self.loss.kind!r} does not fit model.kind {self.model.kind!r}: flows take "
+                             "'flow' or 'semi_supervised', fnn and cnn take 'cross_entropy'.")
+        image_model = self.model.kind in ("image_flow", "cnn")
+        if image_model != (self.data.dataset in IMAGE_DATASETS):
+            raise ValueError(f"data.dataset {self.data.dataset!r} does not fit model.kind {self.model.kind!r}.")
+        if self.data.num_labels is not None and self.loss.kind != "semi_supervised":
+            raise ValueError("data.num_labels (unlabelled training examples) needs loss.kind='semi_supervised'.")
+        if self.data.num_labels is not None and self.train.select not in LABEL_FREE_METRICS:
+            raise ValueError(f"with data.num_labels the validation labels are hidden: train.select must be one of "
+                             f"{LABEL_FREE_METRICS}; got {self.train.select!r}.")
+        if "shift_marginal" in self.decision_rules and self.model.kind != "image_flow":
+            raise ValueError("decision_rules with 'shift_marginal' needs model.kind='image_flow'.")
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (tuples become lists)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        """The config stored by :meth:`to_dict`; unknown or missing sections/fields raise ValueError."""
+        return _build(cls, data, "")
+
+    def differences(self, other: RunConfig) -> list[tuple[str, Any, Any]]:
+        """``(field, self's value, other's value)`` for every field that differs, in field order."""
+        mine, theirs = _flatten(self.to_dict()), _flatten(other.to_dict())
+        return [(k, mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _build(cls, data: Any, path: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"config section {path or 'root'!r} must be a mapping; got {data!r}.")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown config field(s) {[path + k for k in unknown]}; "
+                         f"{path or 'the config'} has {sorted(names)}.")
+    values = {}
+    for name, raw in data.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, raw, f"{path}{name}.")
+        else:
+            values[name] = _coerce(raw, kind, f"{path}{name}")
+    return cls(**values)
+
+
+def _coerce(value: Any, kind: Any, field: str) -> Any:
+    """``value`` (parsed from JSON or a command line) as the annotated type ``kind``."""
+    origin = typing.get_origin(kind)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, field)
+            except (TypeError, ValueError) as error:
+                errors.append(str(error))
+        raise TypeError(f"{field} must be {_describe(kind)}; got {value!r}.")
+    if origin is Literal:
+        if value not in typing.get_args(kind):
+            raise ValueError(f"{field} must be one of {typing.get_args(kind)}; got {value!r}.")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{field} must be a sequence ({_describe(kind)}); got {value!r}.")
+        args = typing.get_args(kind)
+        item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if item is None:
+            if len(args) != len(value):
+                raise TypeError(f"{field} must have {len(args)} entries; got {value!r}.")
+            return tuple(_coerce(v, a, field) for v, a in zip(value, args, strict=True))
+        return tuple(_coerce(v, item, field) for v in value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{field} must be true or false; got {value!r}.")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{field} must be an integer; got {value!r}.")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{field} must be a number; got {value!r}.")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{field} must be a string; got {value!r}.")
+        return value
+    raise TypeError(f"{field}: unsupported type {kind!r}.")
+
+
+def _describe(kind: Any) -> str:
+    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+
+
+def override(config: RunConfig, assignments: list[str] | tuple[str, ...]) -> RunConfig:
+    """``config`` with ``'section.field=value'`` (or top-level ``'field=value'``) assignments applied, in order.
+
+    Values are Python literals (``3``, ``1e-3``, ``None``, ``True``, ``(64, 64)``, ``'fast'``);
+    anything that is not a literal is taken as a string (``model.preset=fast``). The result is
+    validated as a whole.
+
+    Raises:
+      ValueError: a malformed assignment, an unknown section or field, or an invalid value.
+      TypeError: a value of the wrong type for its field.
+
+    Example:
+      >>> override(RunConfig(), ["model.hidden=(64, 64)", "data.noise=0.25"]).model.hidden
+      (64, 64)
+    """
+    tree = config.to_dict()
+    for assignment in assignments:
+        if not isinstance(assignment, str) or "=" not in assignment:
+            raise ValueError(f"an override must read 'section.field=value'; got {assignment!r}.")
+        key, text = assignment.split("=", 1)
+        parts = key.strip().split(".")
+        node = tree
+        for depth, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"unknown config section {'.'.join(parts[: depth + 1])!r} in override {assignment!r}; "
+                                 f"sections: {sorted(k for k, v in node.items() if isinstance(v, dict))}.")
+            node = node[part]
+        if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+            raise ValueError(f"unknown config field {key.strip()!r} in override {assignment!r}.")
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            value = text.strip()
+        node[parts[-1]] = value
+    return RunConfig.from_dict(tree)

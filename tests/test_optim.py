@@ -1,0 +1,160 @@
+"""The optimiser recipe (flowclass.optim.make_optimizer)."""
+
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from flowclass.averaging import averaged_params, find_ema, params_ema
+from flowclass.optim import SCHEDULES, make_optimizer
+
+
+def mnist_recipe(lr, total_steps, ema):
+    """experiments/mnist.py's ``optimizer()`` as it was before it moved into the library."""
+    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, min(1000, total_steps // 10), total_steps)
+    parts = [optax.clip_by_global_norm(10.0), optax.adam(schedule)]
+    if ema > 0:
+        parts.append(params_ema(ema))
+    return optax.chain(*parts)
+
+
+def run(tx, grads, params):
+    """Applies ``tx`` to the gradient sequence; returns the parameters after each step and the state."""
+    state = tx.init(params)
+    trajectory = []
+    for g in grads:
+        updates, state = tx.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        trajectory.append(params)
+    return trajectory, state
+
+
+def gradients(steps, seed=0):
+    rng = np.random.default_rng(seed)
+    # norms from about 0.3 to 300: some steps are clipped at 10, some not
+    return [{"w": jnp.asarray(rng.normal(size=(3, 4)) * 10.0 ** rng.uniform(-1, 2), jnp.float32),
+             "b": jnp.asarray(rng.normal(size=4), jnp.float32)} for _ in range(steps)]
+
+
+PARAMS = {"w": jnp.zeros((3, 4)), "b": jnp.ones(4)}
+
+
+@pytest.mark.parametrize(("total_steps", "ema"), [(40, 0.0), (40, 0.9), (1, 0.0), (3, 0.5)])
+def test_same_updates_as_the_mnist_recipe(total_steps, ema):
+    grads = gradients(total_steps + 3)
+    expected, expected_state = run(mnist_recipe(3e-3, total_steps, ema), grads, PARAMS)
+    mine = make_optimizer(3e-3, schedule="warmup_cosine", total_steps=total_steps, clip_norm=10.0, ema_decay=ema)
+    got, state = run(mine, grads, PARAMS)
+    for a, b in zip(got, expected, strict=True):
+        jax.tree.map(np.testing.assert_array_equal, a, b)
+    assert jax.tree.structure(state) == jax.tree.structure(expected_state)  # checkpoints are interchangeable
+    if ema:
+        jax.tree.map(np.testing.assert_array_equal, averaged_params(state), averaged_params(expected_state))
+
+
+def test_constant_schedule_is_plain_adam():
+    grads = gradients(5)
+    got, state = run(make_optimizer(1e-2), grads, PARAMS)
+    expected, expected_state = run(optax.adam(1e-2), grads, PARAMS)
+    jax.tree.map(np.testing.assert_array_equal, got[-1], expected[-1])
+    assert jax.tree.structure(state) == jax.tree.structure(expected_state)
+    assert find_ema(state) is None
+
+
+def learning_rates(tx, steps):
+    """With a constant gradient Adam's bias-corrected step is ``−η_t · g / (|g| + ε) ≈ −η_t``."""
+    params = {"w": jnp.zeros(())}
+
+    def step(state, _):
+        updates, state = tx.update({"w": jnp.ones(())}, state, params)
+        return state, -updates["w"]
+
+    _, rates = jax.lax.scan(step, tx.init(params), None, length=steps)
+    return np.asarray(rates)
+
+
+def test_warmup_cosine_follows_the_formula():
+    lr, warmup, total = 2e-3, 10, 50
+    rates = learning_rates(make_optimizer(lr, schedule="warmup_cosine", total_steps=total, warmup_steps=warmup),
+                           total + 5)
+    t = np.arange(total + 5)
+    expected = np.where(t < warmup, lr * t / warmup,
+                        lr * 0.5 * (1 + np.cos(np.pi * np.clip(t - warmup, 0, total - warmup) / (total - warmup))))
+    np.testing.assert_allclose(rates, expected, rtol=1e-5, atol=1e-10)
+    assert rates[0] == 0 and rates[warmup] == pytest.approx(lr, rel=1e-5) and np.all(rates[total:] == 0)
+
+
+@pytest.mark.parametrize(("total_steps", "warmup"), [(50, 5), (9, 0), (20_000, 1000)])
+def test_default_warmup_is_a_tenth_of_the_schedule_at_most_1000_steps(total_steps, warmup):
+    default = make_optimizer(1e-3, schedule="warmup_cosine", total_steps=total_steps)
+    explicit = make_optimizer(1e-3, schedule="warmup_cosine", total_steps=total_steps, warmup_steps=warmup)
+    np.testing.assert_array_equal(learning_rates(default, 8), learning_rates(explicit, 8))
+    if warmup:
+        other = make_optimizer(1e-3, schedule="warmup_cosine", total_steps=total_steps, warmup_steps=warmup + 1)
+        assert not np.array_equal(learning_rates(default, 8), learning_rates(other, 8))
+
+
+def test_clipping_acts_before_adam():
+    # Adam ignores a constant gradient scale, so clipping shows when the norm changes between steps
+    grads = [{"w": jnp.full((4,), 100.0)}, {"w": jnp.full((4,), 1.0)}]
+    params = {"w": jnp.zeros(4)}
+    clipped, _ = run(make_optimizer(1e-2, clip_norm=1.0), grads, params)
+    expected, _ = run(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2)), grads, params)
+    unclipped, _ = run(make_optimizer(1e-2), grads, params)
+    np.testing.assert_array_equal(clipped[-1]["w"], expected[-1]["w"])
+    assert not np.allclose(clipped[-1]["w"], unclipped[-1]["w"])
+
+
+def test_parameter_averaging_is_kept_after_adam():
+    grads = gradients(6)
+    trajectory, state = run(make_optimizer(1e-2, ema_decay=0.5), grads, PARAMS)
+    assert find_ema(state) is not None
+    # the average of the parameters Adam produced: Σ_t d^(T−t) (1 − d) θ_t / (1 − d^T)
+    d, steps = 0.5, len(trajectory)
+    weights = np.array([d ** (steps - 1 - i) * (1 - d) for i in range(steps)]) / (1 - d**steps)
+    expected = jax.tree.map(lambda *ps: sum(w * p for w, p in zip(weights, ps, strict=True)), *trajectory)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+                 averaged_params(state), expected)
+
+
+def test_trains_a_model_with_fit_pieces():
+    import flowclass as fc
+
+    model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+    tx = make_optimizer(1e-3, schedule="warmup_cosine", total_steps=10, clip_norm=10.0, ema_decay=0.9)
+    state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), tx, fc.flow_nll)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(16, 2)), jnp.float32)
+    y = jnp.zeros(16, jnp.int32)
+    for _ in range(3):
+        state, aux = fc.train_step(state, (x, y))
+    assert int(state.step) == 3 and math.isfinite(float(aux["loss"]))
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        ((0.0,), {}, "learning_rate"),
+        ((-1e-3,), {}, "learning_rate"),
+        ((float("nan"),), {}, "learning_rate"),
+        (("1e-3",), {}, "learning_rate"),
+        ((1e-3,), {"schedule": "cosine"}, "schedule must be one of " + re.escape(str(SCHEDULES))),
+        ((1e-3,), {"schedule": "warmup_cosine"}, "total_steps"),
+        ((1e-3,), {"schedule": "warmup_cosine", "total_steps": 0}, "total_steps"),
+        ((1e-3,), {"schedule": "warmup_cosine", "total_steps": 10.5}, "total_steps"),
+        ((1e-3,), {"total_steps": -1}, "total_steps"),
+        ((1e-3,), {"schedule": "warmup_cosine", "total_steps": 10, "warmup_steps": 10}, "warmup_steps"),
+        ((1e-3,), {"schedule": "warmup_cosine", "total_steps": 10, "warmup_steps": -1}, "warmup_steps"),
+        ((1e-3,), {"warmup_steps": 5}, "warmup_steps"),
+        ((1e-3,), {"clip_norm": 0.0}, "clip_norm"),
+        ((1e-3,), {"clip_norm": float("inf")}, "clip_norm"),
+        ((1e-3,), {"ema_decay": 1.0}, "ema_decay"),
+        ((1e-3,), {"ema_decay": -0.1}, "ema_decay"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_the_argument(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_optimizer(*args, **kwargs)
