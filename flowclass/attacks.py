@@ -148,7 +148,26 @@ def confidence_attack(
     net or a :class:`~flowclass.FlowClassifier` alike. Each trajectory stops at its own
     success step (``success_step == num_steps``) and stays there. ``bounds = (lo, hi)``
     clips every step to the box ``[lo, hi]``. ``optimizer`` is any optax transformation,
-    e.g. the default Adam(0.1) or signed steps ``optax.sign_sgd(0.01)``.
+    e.g. the default Adam(0.1) or signed steps ``optax.sign_sgd(0.01)``. The objective is the
+    targeted loss of the slides and of Szegedy et al. (2014), without a distance penalty.
+
+    Args:
+      logits_fn: maps ``(b, *event_shape)`` to logits ``(b, K)``.
+      x0: start points, floating-point ``(n, *event_shape)``, finite (inside ``bounds``).
+      target: the class to reach: one integer for all, or integers ``(n,)`` in ``[0, K)``.
+      optimizer: the optax optimiser of every trajectory (one state per point).
+      max_steps: the most steps ``T ≥ 1``; the path has a static length ``T + 1``.
+      threshold: success probability, in ``(0, 1)``.
+      bounds: the input box ``(lo, hi)``, or ``None``.
+
+    Returns:
+      :class:`AttackResult`: ``inputs`` ``(T + 1, n, *event_shape)``, ``probs`` ``(T + 1, n, K)``,
+      ``objective = log p(target | x_s)`` in nats ``(T + 1, n)``, ``success_step`` and
+      ``num_steps`` ``(n,)``.
+
+    Raises:
+      ValueError: for a bad batch, target, ``max_steps``, ``threshold`` or ``bounds`` (the
+        message names the argument), or a model function that does not return ``(b, K)``.
 
     Example:
       >>> import functools, jax, jax.numpy as jnp, flowclass as fc
@@ -185,7 +204,11 @@ def likelihood_attack(
     recorded ``probs`` are the Bayes posterior ``softmax_k(log p(x | k) + log π_k)`` with
     ``log_prior = log π`` (uniform if ``None``); ``success_step`` is the first step with
     ``p(target | x) > threshold``. There is no early stopping: all ``steps`` steps run (the
-    seed's attack, 20 steps).
+    slides' attack, 20 steps). ``objective`` is ``log p(x | target)`` in nats; other
+    arguments and the result's shapes as :func:`confidence_attack`.
+
+    Raises:
+      ValueError: as :func:`confidence_attack`, and for a ``log_prior`` that is not ``(K,)``.
 
     Example:
       >>> import functools, jax, jax.numpy as jnp, flowclass as fc
@@ -229,7 +252,12 @@ def latent_attack(
     at ``z_0 = f(x_0)``; the classifier ``logits_fn`` sees ``x_s = f⁻¹(z_s)``, so the input
     can only move where the flow puts it: along the learned data manifold, if the flow
     learned it. Stops per trajectory at ``p(target | x) > threshold``. ``latents`` holds
-    the path in ``z``, ``inputs`` the decoded path in ``x``.
+    the path in ``z`` ``(T + 1, n, *latent_shape)``, ``inputs`` the decoded path in ``x``;
+    other fields as :func:`confidence_attack`.
+
+    Raises:
+      ValueError: as :func:`confidence_attack`, and when ``decode_fn(encode_fn(x0))`` does
+        not have the shape of ``x0``.
 
     Example:
       >>> import functools, jax, jax.numpy as jnp, flowclass as fc

@@ -38,7 +38,13 @@ def fit_temperature(
 
     Fit on a validation split, never on the test set. If the optimum lies outside
     ``bounds`` (e.g. every validation example is already right with probability → 1),
-    the nearer bound is returned.
+    the nearer bound is returned. ``logits`` ``(n, K)`` floats, ``labels`` ``(n,)`` integers
+    in ``[0, K)``; ``T`` is unitless (a divisor of the logits). Bisection runs ``iterations``
+    times on ``log β``, so the result is exact to about ``log(hi/lo) / 2^iterations`` in ``log T``.
+
+    Raises:
+      ValueError: ``logits`` not ``(n, K)`` and finite, ``labels`` not ``n`` integers in
+        ``[0, K)``, or ``bounds`` not ``0 < low < high``.
 
     >>> fit_temperature(np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]), np.array([0, 1, 1])) > 1
     True

@@ -2,9 +2,12 @@
 
 With ``z, log_det = f_θ(x)``:
 
-    log p(x | k) = log N(z; μ_k, Σ_k) + log|det ∂f_θ/∂x|
-    p(k | x)     = softmax_k( log N(z; μ_k, Σ_k) + log π_k )     (the log-det cancels)
+    log p(x | k) = log p_Z(z | k) + log|det ∂f_θ/∂x|      (e.g. p_Z(z | k) = N(z; μ_k, Σ_k))
+    p(k | x)     = softmax_k( log p_Z(z | k) + log π_k )      (the log-det cancels)
     bits/dim     = −log p(x | y) / (D log 2)
+
+The flow is any :class:`~flowclass.bijectors.Bijector`; the base is anything that implements
+:class:`~flowclass.distributions.ClassConditionalBase` (e.g. :class:`~flowclass.ClassGaussians`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from flowclass._validation import check_inputs, check_labels
-from flowclass.distributions import ClassGaussians
+from flowclass.bijectors import Bijector
+from flowclass.distributions import ClassConditionalBase
 
 
 class FlowClassifier(nn.Module):
@@ -25,6 +29,16 @@ class FlowClassifier(nn.Module):
     All methods take a batch ``x`` of shape ``(batch, *input_shape)`` and are pure;
     call them with ``model.apply(variables, x, method="...")``. ``input_shape`` defaults
     to the base's event shape; set it when the flow changes the shape (e.g. squeezes).
+
+    Attributes:
+      flow: the bijector ``f_θ``, inputs ``(batch, *input_shape)`` to latents ``(batch, *latent_shape)``.
+      base: the class-conditional density of the latents, a
+        :class:`~flowclass.distributions.ClassConditionalBase` such as :class:`~flowclass.ClassGaussians`.
+      input_shape: the shape of one input; defaults to the base's event shape.
+
+    Raises:
+      TypeError: when built with a ``flow`` that is not a Bijector, or a ``base`` that lacks
+        a method or field of :class:`~flowclass.distributions.ClassConditionalBase`.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -35,9 +49,25 @@ class FlowClassifier(nn.Module):
       (3,)
     """
 
-    flow: nn.Module
-    base: ClassGaussians
+    flow: Bijector
+    base: ClassConditionalBase
     input_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.flow, Bijector):
+            raise TypeError(
+                f"FlowClassifier.flow must be a flowclass.bijectors.Bijector; got {type(self.flow).__name__}."
+            )
+        # class_means is left out: a Flax base may only define it in setup, once bound.
+        members = ("num_classes", "event_shape", "class_log_prob", "log_weights", "log_joint", "marginal_log_prob",
+                   "sample")
+        missing = [name for name in members if not hasattr(self.base, name)]
+        if missing:
+            raise TypeError(
+                f"FlowClassifier.base must implement flowclass.distributions.ClassConditionalBase; "
+                f"a {type(self.base).__name__} has no {', '.join(missing)}."
+            )
+        super().__post_init__()
 
     @property
     def num_classes(self) -> int:

@@ -25,8 +25,9 @@ import dataclasses
 import json
 import types
 import typing
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeVar, Union
 
+T = TypeVar("T")
 ModelKind = Literal["tabular_flow", "image_flow", "fnn", "cnn"]
 LossKind = Literal["flow", "semi_supervised", "cross_entropy"]
 Dataset = Literal["moons", "mnist", "fashion_mnist"]
@@ -221,6 +222,9 @@ class TrainConfig:
         passed; ``None``: no limit. It may differ when a run is resumed.
       select: the validation metric that selects the kept epoch (lowest, or highest for
         ``'accuracy'`` and names ending in ``'_accuracy'``).
+      checkpoint_every_s: with a checkpoint directory, save after the first epoch that ends this
+        many seconds after the previous save, and always after the last epoch (``0``: every
+        epoch). A kill loses at most this much training. It may differ when a run is resumed.
 
     Example:
       >>> TrainConfig(epochs=3, batch_size=64).select
@@ -233,6 +237,7 @@ class TrainConfig:
     max_steps_per_call: int = 100
     time_budget_s: float | None = None
     select: str = "loss"
+    checkpoint_every_s: float = 60.0
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size", "max_steps_per_call"):
@@ -242,9 +247,10 @@ class TrainConfig:
         _require(self.time_budget_s is None or self.time_budget_s > 0, "train.time_budget_s", "> 0 or None",
                  self.time_budget_s)
         _require(isinstance(self.select, str) and bool(self.select), "train.select", "a metric name", self.select)
+        _require(self.checkpoint_every_s >= 0, "train.checkpoint_every_s", ">= 0", self.checkpoint_every_s)
 
 
-RESUMABLE_FIELDS = ("train.time_budget_s",)
+RESUMABLE_FIELDS = ("train.time_budget_s", "train.checkpoint_every_s")
 LABEL_FREE_METRICS = ("loss", "marginal_nll", "marginal_bits_per_dim")
 """Validation metrics computed without labels: the ones a few-label run may select on."""
 """Fields that may differ between a stored run and its resumption (they limit one invocation)."""
@@ -392,8 +398,15 @@ def _describe(kind: Any) -> str:
     return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
 
 
-def override(config: RunConfig, assignments: list[str] | tuple[str, ...]) -> RunConfig:
-    """``config`` with ``'section.field=value'`` (or top-level ``'field=value'``) assignments applied, in order.
+def from_dict(cls: type[T], data: dict) -> T:
+    """A config dataclass ``cls`` (any frozen dataclass tree of these field types) from a dict such
+    as :func:`dataclasses.asdict` gives; unknown or mistyped fields raise ValueError/TypeError."""
+    return _build(cls, data, "")
+
+
+def override(config: T, assignments: list[str] | tuple[str, ...]) -> T:
+    """``config`` with ``'section.field=value'`` (or top-level ``'field=value'``) assignments applied,
+    in order; ``config`` is a :class:`RunConfig` or any frozen dataclass tree (an experiment's).
 
     Values are Python literals (``3``, ``1e-3``, ``None``, ``True``, ``(64, 64)``, ``'fast'``);
     anything that is not a literal is taken as a string (``model.preset=fast``). The result is
@@ -407,7 +420,7 @@ def override(config: RunConfig, assignments: list[str] | tuple[str, ...]) -> Run
       >>> override(RunConfig(), ["model.hidden=(64, 64)", "data.noise=0.25"]).model.hidden
       (64, 64)
     """
-    tree = config.to_dict()
+    tree = dataclasses.asdict(config)
     for assignment in assignments:
         if not isinstance(assignment, str) or "=" not in assignment:
             raise ValueError(f"an override must read 'section.field=value'; got {assignment!r}.")
@@ -426,4 +439,4 @@ def override(config: RunConfig, assignments: list[str] | tuple[str, ...]) -> Run
         except (ValueError, SyntaxError):
             value = text.strip()
         node[parts[-1]] = value
-    return RunConfig.from_dict(tree)
+    return from_dict(type(config), tree)

@@ -1,14 +1,22 @@
-"""The class-conditional base density: one Gaussian per class in latent space.
+"""The class-conditional base density of a flow classifier, and one Gaussian per class.
 
-    log p(z | k) = −½ Σ_d ((z_d − μ_kd) / σ_kd)² − Σ_d log σ_kd − (D/2) log 2π
+A base density in latent space gives, for ``K`` classes with weights ``π_k``,
+
     log p(z, k)  = log p(z | k) + log π_k
     log p(z)     = logsumexp_k log p(z, k)                       (the mixture marginal)
+
+:class:`ClassConditionalBase` is the protocol :class:`~flowclass.FlowClassifier` relies on;
+:class:`ClassGaussians` implements it with ``p(z | k) = N(z; μ_k, diag σ_k²)``:
+
+    log p(z | k) = −½ Σ_d ((z_d − μ_kd) / σ_kd)² − Σ_d log σ_kd − (D/2) log 2π
+
+as in FlowGMM (Izmailov et al. 2020, "Semi-Supervised Learning with Normalizing Flows").
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Literal, Protocol, Sequence, runtime_checkable
 
 import flax.linen as nn
 import jax
@@ -22,6 +30,63 @@ Covariance = Literal["identity", "diagonal", "class_diagonal"]
 MeanInit = Literal["normal", "uniform", "onehot"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+@runtime_checkable
+class ClassConditionalBase(Protocol):
+    """What a flow classifier needs from its base density ``p(z | k)``, ``π_k`` over ``K`` classes.
+
+    Arrays ``z`` have shape ``(batch, *event_shape)``. Log-densities are at least ``float32``.
+    Implementations are usually Flax modules (their methods then run inside ``apply``, as
+    :class:`~flowclass.FlowClassifier`'s do) and must be pure: the same variables and inputs
+    give the same numbers. :class:`ClassGaussians` is one; any class with these members is
+    another, without subclassing. ``isinstance(obj, ClassConditionalBase)`` checks the members
+    are present (for a Flax module whose members are set in ``setup``, check a bound one).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> base = ClassGaussians(2, (2,), means=((-4.0, 0.0), (4.0, 0.0)))
+      >>> isinstance(base.bind({}), ClassConditionalBase)
+      True
+      >>> base.apply({}, jnp.zeros((3, 2)), method="class_log_prob").shape
+      (3, 2)
+    """
+
+    @property
+    def num_classes(self) -> int:
+        """``K``."""
+        ...
+
+    @property
+    def event_shape(self) -> Sequence[int]:
+        """The shape of one latent ``z``, e.g. ``(2,)`` or ``(7, 7, 16)``."""
+        ...
+
+    @property
+    def class_means(self) -> jnp.ndarray:
+        """The class means (or other class centres) ``μ_k``, shape ``(K, D)``, ``D = prod(event_shape)``."""
+        ...
+
+    def class_log_prob(self, z: jnp.ndarray) -> jnp.ndarray:
+        """``log p(z | k)`` for every class: ``(batch, *event_shape) → (batch, K)``."""
+        ...
+
+    def log_weights(self) -> jnp.ndarray:
+        """``log π_k``, shape ``(K,)``, normalised: ``logsumexp(log π) = 0``."""
+        ...
+
+    def log_joint(self, z: jnp.ndarray) -> jnp.ndarray:
+        """``log p(z, k) = log p(z | k) + log π_k``, shape ``(batch, K)``."""
+        ...
+
+    def marginal_log_prob(self, z: jnp.ndarray) -> jnp.ndarray:
+        """``log p(z) = logsumexp_k log p(z, k)``, shape ``(batch,)``."""
+        ...
+
+    def sample(self, key: jax.Array, k: int | jnp.ndarray, n: int, temperature: float = 1.0) -> jnp.ndarray:
+        """``n`` draws of ``z`` given class ``k``, shape ``(n, *event_shape)``; ``temperature``
+        scales the spread (``T = 1``: the density itself)."""
+        ...
 
 
 def as_means(means: ArrayLike) -> tuple[tuple[float, ...], ...]:
@@ -38,6 +103,9 @@ def as_means(means: ArrayLike) -> tuple[tuple[float, ...], ...]:
 
 class ClassGaussians(nn.Module):
     """One Gaussian per class, ``N(μ_k, diag σ_k²)``, with class weights ``π_k``.
+
+    Implements :class:`ClassConditionalBase`; calling it gives ``class_log_prob``. Log-densities
+    are computed in ``z``'s dtype promoted to at least ``float32``.
 
     Attributes:
       num_classes: ``K``.
@@ -150,7 +218,11 @@ class ClassGaussians(nn.Module):
         return jax.nn.logsumexp(self.log_joint(z), axis=-1)
 
     def sample(self, key: jax.Array, k: int | jnp.ndarray, n: int, temperature: float = 1.0) -> jnp.ndarray:
-        """``n`` draws ``μ_k + T σ_k ε``, ``ε ~ N(0, I)``, shape ``(n, *event_shape)``."""
+        """``n`` draws ``μ_k + T σ_k ε``, ``ε ~ N(0, I)``, shape ``(n, *event_shape)``.
+
+        Raises:
+          ValueError: for a Python-int class ``k`` outside ``[0, K)``.
+        """
         if isinstance(k, int) and not 0 <= k < self.num_classes:
             raise ValueError(f"class k must be in [0, {self.num_classes}); got {k}.")
         mean = self.class_means[k]

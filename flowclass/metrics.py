@@ -17,8 +17,12 @@ adversarial or out-of-distribution inputs as positives):
     TPR@FPR=α  = the share of positives flagged by the lowest threshold that flags at most
                  a share α of negatives (flagged: ``s > t``)
 
-Functions take logits or probabilities as ``(n, K)`` arrays and return Python floats (or
-NumPy arrays for the reliability diagram); they are jitted inside.
+Functions take logits or probabilities as ``(n, K)`` float arrays with integer labels
+``(n,)`` in ``[0, K)`` and return Python floats (or NumPy arrays for the reliability
+diagram); they are jitted inside and computed in ``float32``. Bad inputs raise
+:class:`ValueError` naming what was expected (``flowclass._validation.check_scores``).
+Sources: ECE and reliability diagrams as in Naeini et al. (2015) and Guo et al. (2017);
+AUROC as the Mann–Whitney statistic (Hanley & McNeil 1982).
 
 Example:
   >>> import numpy as np
@@ -45,7 +49,10 @@ Binning = Literal["width", "mass"]
 
 
 def accuracy(logits: ArrayLike, labels: ArrayLike) -> float:
-    """Share of rows whose largest logit (or probability) is at the label.
+    """Share of rows whose largest logit (or probability) is at the label, in ``[0, 1]``.
+
+    Raises:
+      ValueError: ``logits`` not ``(n, K)`` and finite, or ``labels`` not ``n`` integers in ``[0, K)``.
 
     >>> accuracy(np.array([[2.0, 1.0], [0.0, 3.0]]), np.array([0, 0]))
     0.5
@@ -56,6 +63,9 @@ def accuracy(logits: ArrayLike, labels: ArrayLike) -> float:
 
 def negative_log_likelihood(logits: ArrayLike, labels: ArrayLike) -> float:
     """Mean ``−log softmax(logits)_y`` in nats (``sklearn.metrics.log_loss`` on the probabilities).
+
+    Raises:
+      ValueError: as :func:`accuracy`.
 
     >>> round(negative_log_likelihood(np.log(np.array([[0.5, 0.5], [0.25, 0.75]])), np.array([0, 1])), 4)
     0.4904
@@ -106,6 +116,10 @@ def reliability(logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15, bin
     bins hold about ``n/B`` examples each. A bin is ``(e_b, e_{b+1}]``; the first also holds
     confidences at or below ``e_0``.
 
+    Raises:
+      ValueError: as :func:`accuracy`; ``num_bins`` not a positive int; ``binning`` not
+        ``'width'`` or ``'mass'``.
+
     >>> r = reliability(np.log(np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]])), np.array([0, 1, 1]), num_bins=2,
     ...                 binning="mass")
     >>> r.counts.tolist()
@@ -127,7 +141,12 @@ def reliability(logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15, bin
 def expected_calibration_error(
     logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15, binning: Binning = "width"
 ) -> float:
-    """ECE ``Σ_b (n_b / n) |acc_b − conf_b|`` of the top-class confidence (see :func:`reliability`).
+    """ECE ``Σ_b (n_b / n) |acc_b − conf_b|`` of the top-class confidence (see :func:`reliability`), in ``[0, 1]``.
+
+    Naeini et al. (2015); Guo et al. (2017) with equal-width bins (``B = 15`` there).
+
+    Raises:
+      ValueError: as :func:`reliability`.
 
     >>> round(expected_calibration_error(np.log(np.array([[0.9, 0.1], [0.2, 0.8]])), np.array([0, 0])), 3)
     0.45
@@ -150,6 +169,12 @@ def _reliability(logits, labels, *, num_bins, binning):
 
 def auroc(scores: ArrayLike, is_positive: ArrayLike) -> float:
     """Area under the ROC curve of ``scores`` for telling positives from negatives; ties count ½.
+
+    ``scores`` ``(n,)`` floats, ``is_positive`` ``(n,)`` booleans with both classes present.
+
+    Raises:
+      ValueError: shapes differ or are not 1-D, ``is_positive`` not boolean or one-class,
+        or ``scores`` not finite.
 
     >>> auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([False, False, True, True]))
     0.75
@@ -175,6 +200,9 @@ def tpr_at_fpr(scores: ArrayLike, is_positive: ArrayLike, fpr: float = 0.05) -> 
 
     That threshold is the ``(m+1)``-th largest negative score, ``m = ⌊fpr · n⁻⌋``: the best
     point of the ROC curve with false-positive rate at most ``fpr``.
+
+    Raises:
+      ValueError: as :func:`auroc`, and for ``fpr`` outside ``[0, 1]``.
 
     >>> tpr_at_fpr(np.array([5.0, 1.0, 3.0, 2.0, 0.0]), np.array([True, True, False, False, False]), fpr=0.34)
     0.5

@@ -272,7 +272,7 @@ def prepare_workdir(config: RunConfig, workdir: str | Path, *, resume: bool = Fa
         for name in (CONFIG_FILE, RESULTS_FILE):
             (workdir / name).unlink(missing_ok=True)
         shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
-    elif occupied and resume:
+    elif occupied and resume and stored_path.exists():
         stored = read_config(workdir)
         differences = [d for d in stored.differences(config) if d[0] not in RESUMABLE_FIELDS]
         if differences:

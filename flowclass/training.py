@@ -582,8 +582,9 @@ def fit(
       state: donated; use the returned states.
       config: the loop's options (:class:`flowclass.config.TrainConfig`, default ``TrainConfig()``); ``time_budget_s``
         stops training after the block in which that much training time has passed.
-      checkpoint_dir: save a :class:`FitCheckpoint` after every epoch; a directory that already
-        holds checkpoints is refused unless ``resume=True``, which continues from the newest.
+      checkpoint_dir: save a :class:`FitCheckpoint` every ``config.checkpoint_every_s`` seconds and
+        after the last epoch; a directory that already holds checkpoints is refused unless
+        ``resume=True``, which continues from the newest.
       extra_val_metrics: called after every epoch with the validated state; its metrics join the
         history as ``val_<name>`` and ``config.select`` may name one.
       mesh: data-parallel mesh (:mod:`flowclass.sharding`); default: all devices when there are
@@ -624,6 +625,7 @@ def fit(
                              augment=augment, mesh=mesh)
         averaging, train_start, epochs_run = find_ema(state.opt_state) is not None, time.perf_counter(), start_epoch
         deadline = None if config.time_budget_s is None else train_start + config.time_budget_s
+        saved_at = train_start
         with tqdm(total=config.epochs * runner.steps, initial=start_epoch * runner.steps, desc=desc, unit="step",
                   disable=not progress, leave=False) as bar:
             for epoch in range(start_epoch + 1, config.epochs + 1):
@@ -642,8 +644,10 @@ def fit(
                 selection.offer(epoch, val_metrics, weights=_weights(selected))
                 history.append(_epoch_row(sums, val_metrics, time.perf_counter() - epoch_start))
                 bar.set_postfix(loss=f"{history[-1]['train_loss']:.4f}", val_loss=f"{history[-1]['val_loss']:.4f}")
-                if checkpoint is not None:
+                if checkpoint is not None and (out_of_time or epoch == config.epochs
+                                               or time.perf_counter() - saved_at >= config.checkpoint_every_s):
                     checkpoint.save(epoch, state, selection, history)
+                    saved_at = time.perf_counter()
                 epochs_run = epoch
                 if out_of_time:
                     break

@@ -49,7 +49,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "flowclass.metrics", "flowclass.calibration", "flowclass.plotting",
         "flowclass.generation", "flowclass.invariance",
     )),
-    ("runs", ("flowclass.runs", "flowclass.sklearn")),
+    ("runs and the command line", ("flowclass.runs", "flowclass.cli", "flowclass.sklearn")),
     ("the package's public namespace", ("flowclass",)),
 )
 

@@ -4,6 +4,8 @@ Each entry builds a module and names an event shape; every test below runs on al
 Add new bijectors to ``REGISTRY`` and they get the same checks.
 """
 
+import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from flowclass.bijectors import (
     ActNorm,
     AffineCoupling,
+    Bijector,
     Chain,
     FactorOut,
     InvertibleConv1x1,
@@ -177,3 +180,116 @@ def test_log_scale_is_bounded_by_the_learnable_bound():
     bound = np.abs(np.asarray(variables["params"]["log_scale_bound"]))
     _, log_det = layer.apply(variables, x)
     assert np.all(np.abs(log_det) <= bound.sum() + 1e-5)
+
+
+# --- the contract: the Bijector base class and Chain's checks ---
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_registered_bijector_is_a_bijector(name):
+    layer = REGISTRY[name][0]()
+    assert isinstance(layer, Bijector)
+    assert type(layer) is not Bijector
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_named_directions_equal_call_and_event_shapes_are_known(name):
+    layer, variables, x = _setup(name)
+    batch, in_shape = x.shape[0], x.shape[1:]
+    y, log_det = layer.apply(variables, x)
+    x_back, inv_log_det = layer.apply(variables, y, inverse=True)
+    chex.assert_trees_all_equal(layer.apply(variables, x, method="forward_and_log_det"), (y, log_det))
+    chex.assert_trees_all_equal(layer.apply(variables, y, method="inverse_and_log_det"), (x_back, inv_log_det))
+    chex.assert_shape([log_det, inv_log_det], (batch,))
+    chex.assert_type([y, x_back, log_det, inv_log_det], jnp.float32)
+    # every registered bijector knows its event-shape map, and it agrees with what it computes
+    assert layer.forward_event_shape(in_shape) == y.shape[1:]
+    assert layer.inverse_event_shape(y.shape[1:]) == in_shape
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_log_dets_are_never_below_float32(name):
+    """bfloat16 events in: bfloat16 events and float32 log-dets out (traced by eval_shape, never run)."""
+    build, event_shape = REGISTRY[name]
+    layer = build()
+    x = jax.ShapeDtypeStruct((4, *event_shape), jnp.bfloat16)
+    variables = jax.eval_shape(layer.init, jax.random.key(0), jax.ShapeDtypeStruct(x.shape, jnp.float32))
+    y, log_det = jax.eval_shape(layer.apply, variables, x)
+    x_back, inv_log_det = jax.eval_shape(lambda v, a: layer.apply(v, a, inverse=True), variables, y)
+    assert (y.dtype, x_back.dtype, log_det.dtype, inv_log_det.dtype) == (jnp.bfloat16,) * 2 + (jnp.float32,) * 2
+    assert log_det.shape == inv_log_det.shape == (4,)
+
+
+def test_chain_refuses_what_is_not_a_bijector():
+    coupling = AffineCoupling(MLP((4,)))
+    with pytest.raises(TypeError, match=r"Chain\.layers\[1\] must be a flowclass\.bijectors\.Bijector; got a Dense"):
+        Chain([coupling, nn.Dense(2)])
+    with pytest.raises(TypeError, match=r"Chain\.layers\[0\] .* got a function object"):
+        Chain([lambda x: (x, 0.0)])
+    with pytest.raises(TypeError, match="Chain.layers must be a sequence of Bijectors; got AffineCoupling"):
+        Chain(coupling)
+    with pytest.raises(TypeError, match="FactorOut.inner must be a flowclass.bijectors.Bijector; got Dense"):
+        FactorOut(nn.Dense(2))
+
+
+def test_chain_checks_neighbouring_event_shapes_when_built():
+    # both shapes known without data: Reshape's output, carried through ActNorm, against Reshape's input
+    with pytest.raises(
+        ValueError,
+        match=r"layers\[1\] \(ActNorm\) and layers\[2\] \(Reshape\) do not fit: .* shape \(12,\).*\(3, 4\)",
+    ):
+        Chain([Reshape((2, 2, 3), (12,)), ActNorm(), Reshape((3, 4), (12,))])
+    # backwards: the Reshape takes (4, 4, 1), which a squeeze (4C channels) cannot give
+    with pytest.raises(ValueError, match=r"layers\[1\] \(Reshape\) takes events of shape \(4, 4, 1\), which "
+                                         r"layers\[0\] \(Squeeze\) cannot give: .*divisible by 4"):
+        Chain([Squeeze(), Reshape((4, 4, 1), (16,))])
+    # a vector after a Reshape, but an image mask
+    with pytest.raises(ValueError, match=r"layers\[0\] \(Reshape\) and layers\[1\] \(AffineCoupling\).*"
+                                         r"'checkerboard' masks are for images"):
+        Chain([Reshape((4, 4, 1), (16,)), AffineCoupling(ConvNet((4,)), mask_type="checkerboard")])
+    # nested: FactorOut's inner flow is checked too
+    with pytest.raises(ValueError, match="cannot reshape"):
+        Chain([FactorOut(Chain([Reshape((2, 2, 1), (3,))]))])
+
+
+def test_chain_checks_neighbouring_event_shapes_when_called():
+    flow = Chain([Squeeze(), AffineCoupling(MLP((4,)), mask_type="alternating")])  # unknown until x comes
+    assert flow.forward_event_shape(None) is None
+    with pytest.raises(ValueError, match=r"layers\[0\] \(Squeeze\) gives events of shape \(2, 2, 4\), which "
+                                         r"layers\[1\] \(AffineCoupling\) cannot take"):
+        flow.init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)))
+    with pytest.raises(ValueError, match=r"Chain layers\[0\] \(Squeeze\): squeeze needs even height"):
+        flow.init(jax.random.key(0), jnp.zeros((1, 3, 4, 1)))
+
+
+def test_event_shape_maps_of_the_shape_changing_layers():
+    assert Squeeze().forward_event_shape((4, 6, 1)) == (2, 3, 4)
+    assert Squeeze().inverse_event_shape((2, 3, 4)) == (4, 6, 1)
+    assert Reshape((2, 2, 3), (12,)).forward_event_shape(None) == (12,)
+    assert Reshape((2, 2, 3), (12,)).inverse_event_shape(None) == (2, 2, 3)
+    assert FactorOut(ActNorm()).forward_event_shape((2, 2, 4)) == (2, 2, 4)
+    with pytest.raises(ValueError, match="even number of channels"):
+        FactorOut(ActNorm()).forward_event_shape((2, 2, 3))
+    with pytest.raises(ValueError, match="must preserve event shape"):
+        FactorOut(Reshape((2, 2, 2), (8,))).forward_event_shape((2, 2, 4))
+    with pytest.raises(ValueError, match="needs image events"):
+        Squeeze().forward_event_shape((16,))
+
+
+def test_a_new_bijector_only_needs_call():
+    class Shift(Bijector):  # no event-shape information: Chain skips its checks
+        @nn.compact
+        def __call__(self, x, inverse=False):
+            b = self.param("b", nn.initializers.ones, x.shape[-1:])
+            zero = jnp.zeros((x.shape[0],))
+            return (x - b, zero) if inverse else (x + b, zero)
+
+    flow = Chain([Shift(), Reshape((2, 2), (4,))])
+    x = jnp.zeros((3, 2, 2))
+    variables = flow.init(jax.random.key(0), x)
+    y, log_det = flow.apply(variables, x, method="forward_and_log_det")
+    chex.assert_trees_all_close(y, jnp.ones((3, 4)))
+    chex.assert_shape(log_det, (3,))
+    assert Shift().forward_event_shape((2, 2)) is None
+    with pytest.raises(NotImplementedError, match="Bijector must define __call__"):
+        Bijector().init(jax.random.key(0), x)

@@ -1,10 +1,11 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from flowclass.distributions import ClassGaussians, as_means
+from flowclass.distributions import ClassConditionalBase, ClassGaussians, as_means
 
 from helpers import perturb
 
@@ -97,3 +98,22 @@ def test_bad_configuration_and_inputs():
         ClassGaussians(2, (2,)).apply({}, jax.random.key(0), 2, 3, method="sample")
     with pytest.raises(ValueError, match=r"z must have shape \(batch, 2\)"):
         ClassGaussians(2, (2,)).apply({}, jnp.zeros((4, 3)))
+
+
+@pytest.mark.parametrize("event_shape", [(4,), (2, 2, 3)])
+def test_class_gaussians_implement_the_protocol(event_shape):
+    base = ClassGaussians(3, event_shape, covariance="class_diagonal", trainable_weights=True)
+    z = jax.random.normal(jax.random.key(0), (5, *event_shape))
+    variables = base.init(jax.random.key(1), z)
+    bound = base.bind(variables)
+    assert isinstance(bound, ClassConditionalBase)
+    assert bound.num_classes == 3 and tuple(bound.event_shape) == event_shape
+    dim = int(np.prod(event_shape))
+    chex.assert_shape([bound.class_log_prob(z), bound.log_joint(z)], (5, 3))
+    chex.assert_shape(bound.log_weights(), (3,))
+    chex.assert_shape(bound.marginal_log_prob(z), (5,))
+    chex.assert_shape(bound.class_means, (3, dim))
+    chex.assert_shape(bound.sample(jax.random.key(2), 1, 7, temperature=0.5), (7, *event_shape))
+    chex.assert_type([bound.class_log_prob(z.astype(jnp.float16)), bound.marginal_log_prob(z)], jnp.float32)
+    chex.assert_trees_all_close(bound.log_joint(z), bound.class_log_prob(z) + bound.log_weights())
+    assert not isinstance(object(), ClassConditionalBase)

@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import numpy as np
@@ -236,26 +235,3 @@ def test_bayes_labels_bad_inputs(tmp_path, args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         bayes_labels(*args, cache_dir=tmp_path, **kwargs)
     assert _cache_files(tmp_path) == []
-
-
-def test_experiment_script_end_to_end(tmp_path, monkeypatch):
-    import importlib.util
-    from pathlib import Path
-
-    monkeypatch.setenv("FLOWCLASS_CACHE", str(tmp_path / "cache"))
-    path = Path(__file__).parents[1] / "experiments" / "moons.py"
-    spec = importlib.util.spec_from_file_location("moons_experiment", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = tmp_path / "out"
-    module.main(["--noise", "0.1", "--epochs", "5", "--fresh-size", "5000", "--out", str(out), "--quiet"])
-    result = json.loads((out / "results.json").read_text())
-    for key in ("noise", "wall_s"):
-        assert key in result
-    for name in ("flow", "fnn"):
-        assert result[name]["test_acc"] > 0.97 and result[name]["fresh_acc"] > 0.97
-        assert result[name]["train_samples_per_s"] > 0
-    assert result["bayes"]["fresh_acc"] > 0.99
-    assert (out / "decision_boundaries.png").stat().st_size > 10_000
-    assert (out / "latent_space.png").stat().st_size > 10_000
-    assert list((tmp_path / "cache").glob("moons_bayes_*.npy"))

@@ -69,7 +69,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_good_state(moons, tm
     state = _flow_state(train[0], lr=3e-3, loss_fn=explodes_after_first_epoch)
     with pytest.raises(fc.NonFiniteLossError, match=r"non-finite in epoch (\d+); stopped") as info:
         fc.fit(state, train, val, key=jax.random.key(1), progress=False, checkpoint_dir=tmp_path / "ckpt",
-               config=fc.TrainConfig(epochs=30, batch_size=64))
+               config=fc.TrainConfig(epochs=30, batch_size=64, checkpoint_every_s=0.0))
     bad_epoch = int(re.search(r"epoch (\d+);", str(info.value)).group(1))
     best = info.value.best_state
     assert best is not None
@@ -115,7 +115,7 @@ def test_fnn_baseline_trains(moons):
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(moons, tmp_path):
     (train, val), _ = moons
     kwargs = dict(key=jax.random.key(3), progress=False)
-    four, two = fc.TrainConfig(epochs=4, batch_size=128), fc.TrainConfig(epochs=2, batch_size=128)
+    four, two = (fc.TrainConfig(epochs=n, batch_size=128, checkpoint_every_s=0.0) for n in (4, 2))
     full = fc.fit(_flow_state(train[0]), train, val, config=four, **kwargs)
     fc.fit(_flow_state(train[0]), train, val, config=two, checkpoint_dir=tmp_path, **kwargs)
     with pytest.raises(FileExistsError, match=r"holds checkpoints of an earlier run \(epochs \[1, 2\]\)"):

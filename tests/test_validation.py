@@ -72,19 +72,19 @@ def test_fit_rejects_bad_data():
     def state():
         return fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), fc.cross_entropy)
 
+    one_epoch = dict(key=jax.random.key(1), config=fc.TrainConfig(epochs=1, batch_size=16), progress=False)
     with pytest.raises(ValueError, match=r"train y must hold labels in \[0, 2\); got values in \[0, 5\]"):
-        fc.fit(state(), (x, y.at[3].set(5) if hasattr(y, "at") else np.where(np.arange(32) == 3, 5, y)),
-               (x, y), key=jax.random.key(1), epochs=1, num_classes=2)
-    with pytest.raises(ValueError, match=r"validation x must have shape \(batch, 2\)"):
-        fc.fit(state(), (x, y), (x[:, :1], y), key=jax.random.key(1), epochs=1, num_classes=2)
+        fc.fit(state(), (x, np.where(np.arange(32) == 3, 5, y)), (x, y), **one_epoch)
+    with pytest.raises(ValueError, match=r"validation x has examples of shape \(1,\); train x has \(2,\)"):
+        fc.fit(state(), (x, y), (x[:, :1], y), **one_epoch)
     with pytest.raises(ValueError, match="train x must be finite"):
         bad = x.copy()
         bad[0, 0] = np.nan
-        fc.fit(state(), (bad, y), (x, y), key=jax.random.key(1), epochs=1, num_classes=2)
+        fc.fit(state(), (bad, y), (x, y), **one_epoch)
     with pytest.raises(ValueError, match="train x is an empty batch"):
-        fc.fit(state(), (x[:0], y[:0]), (x, y), key=jax.random.key(1), epochs=1, num_classes=2)
+        fc.fit(state(), (x[:0], y[:0]), (x, y), **one_epoch)
     with pytest.raises(ValueError, match=r"batch_size must be in \[1, 32\]"):
-        fc.fit(state(), (x, y), (x, y), key=jax.random.key(1), epochs=1, batch_size=64, num_classes=2)
+        fc.fit(state(), (x, y), (x, y), **{**one_epoch, "config": fc.TrainConfig(epochs=1, batch_size=64)})
 
 
 # --- the shared checks of flowclass._validation, used by attacks, robustness, metrics, calibration ---

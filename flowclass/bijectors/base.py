@@ -46,8 +46,8 @@ class Bijector(nn.Module):
     Declare the parameters before branching on ``inverse``, so that both directions read the same
     parameters under the same names; the named methods above call ``__call__`` and add nothing
     to the graph. For the event shapes, set ``preserves_event_shape = True`` (the map is then the
-    identity on shapes) or override the two event-shape methods. Use
-    ``flowclass.bijectors._log_det`` for the float32 promotion and the log-det helpers.
+    identity on shapes) or override the two event-shape methods. (The library's own layers
+    share their float32 promotion and log-det helpers in the private ``bijectors._log_det``.)
 
     Example:
       >>> import flax.linen as nn, jax, jax.numpy as jnp

@@ -89,4 +89,7 @@ class AffineCoupling(Bijector):
         build_mask(self.mask_type, in_shape, self.parity)  # raises ValueError for a shape it does not fit
         return tuple(in_shape)
 
-    inverse_event_shape = forward_event_shape
+    @nn.nowrap
+    def inverse_event_shape(self, out_shape: Sequence[int] | None) -> EventShape | None:
+        """``out_shape`` itself (a coupling preserves the shape both ways)."""
+        return self.forward_event_shape(out_shape)

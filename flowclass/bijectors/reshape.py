@@ -53,7 +53,7 @@ class Reshape(Bijector):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, inverse: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
-        shape_map = self.inverse_event_shape if inverse else self.forward_event_shape
-        target = shape_map(x.shape[1:])
+        source, target = (self.out_shape, self.in_shape) if inverse else (self.in_shape, self.out_shape)
+        target = _reshaped(x.shape[1:], source, target)
         zero = zero_log_det(x)
         return x.reshape(x.shape[0], *target), zero

@@ -1,0 +1,16 @@
+"""The fast flow, β = 3, 12 epochs.
+
+Formerly ``python experiments/mnist.py --data-dir DIR --time-budget 20 --model flow --config fast
+--beta 3 --epochs 12``.
+"""
+
+from flowclass.config import RunConfig, override
+
+from . import default
+
+
+def get_config() -> RunConfig:
+    return override(default.get_config(), [
+        "loss.cross_entropy_weight=3.0",
+        "train.epochs=12",
+    ])

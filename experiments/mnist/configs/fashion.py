@@ -1,0 +1,15 @@
+"""Fashion-MNIST: the fast flow, β = 1, 27 epochs (20-minute budget).
+
+Formerly ``python experiments/mnist.py --data-dir DIR --time-budget 20 --model flow --config fast
+--dataset fashion_mnist --beta 1 --epochs 27``.
+"""
+
+from flowclass.config import RunConfig, override
+
+from . import default
+
+
+def get_config() -> RunConfig:
+    return override(default.get_config(), [
+        "data.dataset=fashion_mnist",
+    ])

@@ -1,0 +1,18 @@
+"""Fashion-MNIST: the multi-scale RealNVP, 10 epochs in a 60-minute budget.
+
+Formerly ``python experiments/mnist.py --data-dir DIR --time-budget 60 --model flow --dataset
+fashion_mnist --config seed --beta 1 --epochs 10``.
+"""
+
+from flowclass.config import RunConfig, override
+
+from . import default
+
+
+def get_config() -> RunConfig:
+    return override(default.get_config(), [
+        "data.dataset=fashion_mnist",
+        "model.preset=multiscale",
+        "train.epochs=10",
+        "train.time_budget_s=3600.0",
+    ])

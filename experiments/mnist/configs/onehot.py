@@ -1,0 +1,15 @@
+"""The fast flow with orthogonal, equidistant class means √D · e_k.
+
+Formerly ``python experiments/mnist.py --data-dir DIR --time-budget 20 --model flow --config fast
+--beta 1 --means onehot --epochs 27``.
+"""
+
+from flowclass.config import RunConfig, override
+
+from . import default
+
+
+def get_config() -> RunConfig:
+    return override(default.get_config(), [
+        "model.means=onehot",
+    ])

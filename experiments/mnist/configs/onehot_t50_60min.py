@@ -1,0 +1,18 @@
+"""One-hot means, posterior temperature 50, a 60-minute budget.
+
+Formerly ``python experiments/mnist.py --data-dir DIR --time-budget 60 --model flow --config fast
+--beta 1 --means onehot --ce-temperature 50 --epochs 80``.
+"""
+
+from flowclass.config import RunConfig, override
+
+from . import default
+
+
+def get_config() -> RunConfig:
+    return override(default.get_config(), [
+        "model.means=onehot",
+        "loss.posterior_temperature=50.0",
+        "train.epochs=80",
+        "train.time_budget_s=3600.0",
+    ])

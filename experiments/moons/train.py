@@ -1,0 +1,328 @@
+"""Trains the flow and the FNN for each seed and scores them against the Bayes-optimal classifier.
+
+:func:`train_and_evaluate` is the whole experiment. The workdir holds ``experiment.json`` (the
+config), one run per model and seed (``seed<s>/flow``, ``seed<s>/fnn``: ``flowclass.load_run`` reloads
+each; their ``results.json`` and ``test_predictions.npy``), the summary ``results.json`` and
+:data:`FIGURES` (of the first seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+import flowclass as fc
+from flowclass import runs
+from flowclass.config import RESUMABLE_FIELDS, RunConfig, from_dict
+from flowclass.data import bayes_labels, default_cache_dir, make_moons
+from flowclass.training import FitCheckpoint, FitResult, Selection
+
+from .configs import MoonsConfig
+
+MODELS = ("flow", "fnn")
+EXPERIMENT_FILE = "experiment.json"
+PREDICTIONS_FILE = "test_predictions.npy"
+FIGURES = ("decision_boundaries.png", "latent_space.png")
+SLIDES_REPORTED = {  # test accuracy (%) on the 1500-point split, as the slides report it
+    0.1: {"flow": 100.0, "fnn": 100.0},
+    0.25: {"flow": 94.73, "fnn": 94.54},
+    0.5: {"flow": 82.80, "fnn": 82.87},
+}
+
+
+def run_config(config: MoonsConfig, name: str, seed: int) -> RunConfig:
+    """The run of model ``name`` (``'flow'`` or ``'fnn'``) for ``seed``."""
+    return dataclasses.replace(getattr(config, name), seed=seed)
+
+
+def run_dir(workdir: Path, name: str, seed: int) -> Path:
+    return Path(workdir) / f"seed{seed}" / name
+
+
+def train_and_evaluate(
+    config: MoonsConfig,
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    figures: bool = True,
+) -> dict:
+    """Runs the experiment ``config`` in ``workdir``; returns the summary it writes to ``results.json``.
+
+    Args:
+      resume: continue the experiment stored in ``workdir``: finished runs are reloaded, the
+        others trained (refused if ``config`` differs from the stored one).
+      overwrite: delete the experiment stored in ``workdir`` first.
+      data_dir: unused (the moons are generated); accepted as every experiment's entry point does.
+      figures: write :data:`FIGURES`.
+
+    Raises:
+      flowclass.runs.RunExistsError: ``workdir`` holds an experiment or a run, and neither
+        ``resume`` nor ``overwrite``; before any training.
+      ValueError: ``resume`` with another config (the first difference named), or both flags.
+      OSError: ``workdir`` cannot be written.
+    """
+    del data_dir
+    start = time.perf_counter()
+    workdirs = prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
+    workdir = Path(workdir).absolute()
+    noise = config.noise
+    x_fresh, y_fresh = make_moons(config.fresh_size, noise, config.fresh_random_state)
+    x_test, y_test = runs.load_splits(run_config(config, "flow", config.seeds[0])).test
+    cache = default_cache_dir()
+    bayes = {"test_acc": float(np.mean(bayes_labels(x_test, noise, cache_dir=cache) == y_test)),
+             "fresh_acc": float(np.mean(bayes_labels(x_fresh, noise, cache_dir=cache) == y_fresh))}
+
+    per_seed: dict[str, list[dict]] = {name: [] for name in MODELS}
+    first: dict[str, Trained] = {}
+    for seed in config.seeds:
+        for name in MODELS:
+            trained = train_run(run_config(config, name, seed), workdirs[(name, seed)], resume=resume,
+                                progress=progress, desc=f"{name} seed {seed}")
+            per_seed[name].append(trained.stored or score(trained, (x_fresh, y_fresh)))
+            first.setdefault(name, trained)
+
+    flow_cfg, fnn_cfg = config.flow, config.fnn
+    splits = first["flow"].splits
+    summary = {"noise": noise, "epochs": flow_cfg.train.epochs, "batch_size": flow_cfg.train.batch_size,
+               "lr": flow_cfg.optim.learning_rate, "seeds": list(config.seeds), "n_train": len(splits.train[0]),
+               "n_val": len(splits.val[0]), "n_test": len(x_test), "n_fresh": config.fresh_size, "bayes": bayes}
+    for name, rows in per_seed.items():
+        run = getattr(config, name)
+        test, fresh = [r["test_acc"] for r in rows], [r["fresh_acc"] for r in rows]
+        summary[name] = {
+            "test_acc": float(np.mean(test)),
+            "fresh_acc": float(np.mean(fresh)),
+            "test_acc_std": _std(test),
+            "fresh_acc_std": _std(fresh),
+            "gap_to_bayes_fresh_points": 100 * (bayes["fresh_acc"] - float(np.mean(fresh))),
+            "train_samples_per_s": float(np.mean([r["train_samples_per_s"] for r in rows])),
+            "slides_reported_test_acc": SLIDES_REPORTED.get(noise, {}).get(name),
+            "epochs": run.train.epochs, "batch_size": run.train.batch_size, "lr": run.optim.learning_rate,
+            "per_seed": rows,
+        }
+    if fnn_cfg.train.epochs != flow_cfg.train.epochs:
+        summary["epochs"] = {name: getattr(config, name).train.epochs for name in MODELS}
+    if figures:
+        save_figures(workdir, noise, first["flow"], first["fnn"])
+    summary["wall_s"] = time.perf_counter() - start
+    runs.write_results(workdir, summary)
+    return summary
+
+
+def _std(values) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+class Trained(NamedTuple):
+    """A run of the experiment: its model and selected weights, the data it saw, and either the
+    fit result (trained now) or its stored results row (finished earlier, ``resume``)."""
+
+    config: RunConfig
+    workdir: Path
+    model: Any
+    variables: dict
+    splits: runs.Splits
+    result: FitResult | None
+    fit_wall_s: float
+    stored: dict | None
+
+
+def train_run(config: RunConfig, workdir: Path, *, resume: bool, progress: bool, desc: str) -> Trained:
+    """Trains ``config`` in its prepared ``workdir`` (:func:`prepare_workdir`) as
+    :func:`flowclass.runs.train` does, but with one checkpoint, after the last epoch, instead of
+    one per epoch: an Orbax save of these small models takes about 0.5 s on a 2-core CPU, so a
+    checkpoint per epoch would more than double this experiment's wall time. The checkpoint is
+    the one :func:`flowclass.fit` writes, so ``flowclass.load_run(workdir)`` reloads the selected
+    model. With ``resume``, a finished run (its ``results.json`` written) is reloaded; an
+    unfinished one is trained again from the start.
+    """
+    splits = runs.load_splits(config)
+    if resume and (workdir / runs.RESULTS_FILE).is_file():
+        model, variables, _ = runs.load_run(workdir)
+        stored = json.loads((workdir / runs.RESULTS_FILE).read_text())
+        return Trained(config, workdir, model, variables, splits, None, stored["fit_wall_s"], stored)
+    shutil.rmtree(workdir / runs.CHECKPOINT_DIR, ignore_errors=True)  # an unfinished run's leftovers
+    start = time.perf_counter()
+    init_key, fit_key = jax.random.split(jax.random.key(config.seed))
+    steps_per_epoch = len(splits.train[0]) // config.train.batch_size
+    state = runs.create_state(config, splits.train[0][:512], steps_per_epoch=steps_per_epoch, key=init_key)
+    result = fc.fit(state, splits.train, splits.val, key=fit_key, config=config.train, progress=progress, desc=desc)
+    save_checkpoint(workdir / runs.CHECKPOINT_DIR, result, config.train.select)
+    return Trained(config, workdir, runs.build_model(config), result.state.variables, splits, result,
+                   time.perf_counter() - start, None)
+
+
+def save_checkpoint(directory: Path, result: FitResult, select: str) -> None:
+    """Writes the checkpoint :func:`flowclass.fit` writes after ``result``'s last epoch."""
+    names = list(result.history)
+    history = [dict(zip(names, values, strict=True)) for values in zip(*(result.history[n].tolist() for n in names),
+                                                                       strict=True)]
+    selection = Selection(select)
+    selection.offer(result.best_epoch, {select: history[result.best_epoch - 1][f"val_{select}"]},
+                    weights={"params": result.state.params, "collections": result.state.collections})
+    checkpoint = FitCheckpoint(directory, result.last_state, resume=False)
+    try:
+        checkpoint.save(result.epochs_run, result.last_state, selection, history)
+    finally:
+        checkpoint.close()
+
+
+def score(trained: Trained, fresh: tuple[np.ndarray, np.ndarray]) -> dict:
+    """The run's results row (test and fresh accuracy, selection and speed), also written to its
+    ``results.json``, with its test predictions in ``test_predictions.npy``."""
+    result, (x_test, y_test) = trained.result, trained.splits.test
+    assert result is not None
+    apply_fn, variables = result.state.apply_fn, trained.variables
+    predictions = np.argmax(fc.predict_logits(apply_fn, variables, x_test), -1).astype(np.int32)
+    fresh_predictions = np.argmax(fc.predict_logits(apply_fn, variables, fresh[0]), -1)
+    np.save(trained.workdir / PREDICTIONS_FILE, predictions)
+    row = {
+        "seed": trained.config.seed,
+        "test_acc": float(np.mean(predictions == y_test)),
+        "fresh_acc": float(np.mean(fresh_predictions == fresh[1])),
+        "val_acc": float(result.history["val_accuracy"][result.best_epoch - 1]),
+        "best_epoch": result.best_epoch,
+        "compile_s": result.compile_s,
+        "train_s": result.train_s,
+        "fit_wall_s": trained.fit_wall_s,
+        "train_samples_per_s": result.train_samples_per_s,
+    }
+    runs.write_results(trained.workdir, row)
+    return row
+
+
+def prepare_workdir(config: MoonsConfig, workdir: str | Path, *, resume: bool = False,
+                    overwrite: bool = False) -> dict[tuple[str, int], Path]:
+    """Checks ``workdir`` for ``config``, stores the config there (``experiment.json``, atomically) and
+    prepares every run's workdir (:func:`flowclass.runs.prepare_workdir`), all before any training.
+    Returns the runs' workdirs by ``(model, seed)``.
+
+    A workdir that holds an experiment is refused unless ``resume`` (the configs must agree but
+    for :data:`~flowclass.config.RESUMABLE_FIELDS`) or ``overwrite`` (its runs, summary and figures
+    are deleted first).
+    """
+    if resume and overwrite:
+        raise ValueError("resume=True and overwrite=True exclude each other: continue the stored experiment, or "
+                         "delete it.")
+    workdir = Path(workdir).absolute()
+    stored_path = workdir / EXPERIMENT_FILE
+    if stored_path.exists():
+        try:
+            stored = from_dict(MoonsConfig, json.loads(stored_path.read_text()))
+        except (ValueError, TypeError) as error:
+            if not overwrite:
+                raise ValueError(f"{stored_path} is not a moons experiment config: {error}") from error
+            stored = None
+        if overwrite:
+            for seed in stored.seeds if stored is not None else ():
+                shutil.rmtree(workdir / f"seed{seed}", ignore_errors=True)
+            for name in (runs.RESULTS_FILE, *FIGURES):
+                (workdir / name).unlink(missing_ok=True)
+        elif resume:
+            differences = _differences(stored, config)
+            if differences:
+                field, old, new = differences[0]
+                raise ValueError(f"cannot resume the experiment in {workdir}: its config has {field}={old!r}, this "
+                                 f"one {field}={new!r} ({len(differences)} difference(s)). Resume with the stored "
+                                 "config, or start a new workdir.")
+        else:
+            raise runs.RunExistsError(
+                f"workdir {workdir} holds another moons experiment (noise {stored.noise:g}, seeds {stored.seeds}). "
+                "Resume it (--resume), choose a new workdir, or delete it first (--overwrite).")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(stored_path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
+    except OSError as error:
+        raise OSError(error.errno, f"workdir {workdir} cannot be written: {error.strerror or error}") from error
+    return {(name, seed): runs.prepare_workdir(run_config(config, name, seed), run_dir(workdir, name, seed),
+                                               resume=resume, overwrite=overwrite)
+            for seed in config.seeds for name in MODELS}
+
+
+def _differences(stored: MoonsConfig, config: MoonsConfig) -> list[tuple[str, Any, Any]]:
+    """``(field, stored value, new value)`` for every field that differs, but for the resumable ones."""
+    old, new = _flatten(dataclasses.asdict(stored)), _flatten(dataclasses.asdict(config))
+    return [(k, old[k], new[k]) for k in old
+            if old[k] != new[k] and not any(k.endswith("." + f) for f in RESUMABLE_FIELDS)]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return flat
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(f.name, path)
+
+
+def table(s: dict) -> str:
+    """The summary as the table ``python experiments/moons.py`` has always printed."""
+    def pct(mean, std):
+        return f"{100 * mean:6.2f} ± {100 * std:4.2f}"
+
+    epochs = s["epochs"] if isinstance(s["epochs"], int) else " / ".join(f"{k} {v}" for k, v in s["epochs"].items())
+    test, fresh = f"test {s['n_test']} (%)", f"fresh {s['n_fresh'] / 1000:g}k (%)"
+    lines = [f"\nmoons, noise {s['noise']:g}, {len(s['seeds'])} seed(s), {epochs} epochs",
+             f"{'model':6} | {test:>15} | {'slides report':>13} | {fresh:>15} | {'gap to Bayes':>12} | "
+             f"{'train samples/s':>15}"]
+    for name in MODELS:
+        m = s[name]
+        reported = m["slides_reported_test_acc"]
+        lines.append(f"{name:6} | {pct(m['test_acc'], m['test_acc_std'])} | "
+                     f"{reported if reported is not None else '-':>13} | {pct(m['fresh_acc'], m['fresh_acc_std'])} | "
+                     f"{m['gap_to_bayes_fresh_points']:+10.2f} pt | {m['train_samples_per_s']:15,.0f}")
+    b = s["bayes"]
+    lines.append(f"{'Bayes':6} | {100 * b['test_acc']:15.2f} | {'':13} | {100 * b['fresh_acc']:15.2f} |")
+    return "\n".join(lines)
+
+
+def save_figures(workdir: Path, noise: float, flow: Trained, fnn: Trained) -> None:
+    """:data:`FIGURES`: ``p(class 1 | x)`` of the flow, the FNN and the Bayes classifier over the test
+    split, and the flow's training data in latent space."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from flowclass.data import moons_class_log_density
+    from flowclass.plotting import plot_decision_regions, plot_latent
+
+    def proba(trained: Trained):
+        return lambda points: jax.nn.softmax(fc.predict_logits(trained.model.apply, trained.variables, points))
+
+    def bayes_proba(points):
+        return jax.nn.softmax(moons_class_log_density(points, noise))
+
+    x_test, y_test = flow.splits.test
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
+    plot_decision_regions(axes[0], proba(flow), x_test, y_test, title="flow classifier")
+    plot_decision_regions(axes[1], proba(fnn), x_test, y_test, title="FNN")
+    plot_decision_regions(axes[2], bayes_proba, x_test, y_test, title="Bayes optimal")
+    fig.suptitle(f"two moons, noise {noise:g}: p(class 1 | x) on the test split")
+    fig.savefig(workdir / FIGURES[0], dpi=110)
+
+    x_train, y_train = flow.splits.train
+    z, _ = flow.model.apply(flow.variables, x_train, method="encode")
+    means = flow.model.apply(flow.variables, method="class_means")
+    fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
+    plot_latent(ax, np.asarray(z), y_train, np.asarray(means), title=f"training data in latent space (noise {noise:g})")
+    fig.savefig(workdir / FIGURES[1], dpi=110)
+    plt.close("all")
