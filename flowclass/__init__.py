@@ -15,7 +15,14 @@ from flowclass.classifier import FlowClassifier
 from flowclass.config import DataConfig, LossConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flowclass.distributions import ClassGaussians, as_means
 from flowclass.flows import image_realnvp, tabular_realnvp
-from flowclass.losses import Mean, SemiSupervisedLoss, cross_entropy, flow_nll, make_flow_loss, make_semi_supervised_loss
+from flowclass.losses import (
+    Mean,
+    SemiSupervisedLoss,
+    cross_entropy,
+    flow_nll,
+    make_flow_loss,
+    make_semi_supervised_loss,
+)
 from flowclass.nets import CNN, FNN, MLP, Conv, ConvNet, GatedConvNet
 from flowclass.training import (
     EpochRunner,
@@ -87,9 +94,20 @@ __all__ = [
     "train_step",
 ]
 
-from flowclass import attacks, calibration, generation, invariance, manifold, metrics, optim, robustness  # noqa: E402
-from flowclass import config, runs  # noqa: E402
+from flowclass import (  # noqa: E402
+    attacks,
+    calibration,
+    cli,
+    config,
+    generation,
+    invariance,
+    manifold,
+    metrics,
+    optim,
+    robustness,
+    runs,
+)
 from flowclass.runs import load_run  # noqa: E402
 
-__all__ += ["attacks", "calibration", "config", "generation", "invariance", "load_run", "manifold", "metrics", "optim",
-            "robustness", "runs"]
+__all__ += ["attacks", "calibration", "cli", "config", "generation", "invariance", "load_run", "manifold", "metrics",
+            "optim", "robustness", "runs"]

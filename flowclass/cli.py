@@ -27,7 +27,13 @@ from flowclass.config import override
 
 class Invocation(NamedTuple):
     """What :func:`parse` read: the config (overrides applied), the workdir and the run options
-    (``resume``, ``overwrite``, ``data_dir``, ``progress``) for ``train_and_evaluate``."""
+    (``resume``, ``overwrite``, ``data_dir``, ``progress``) for ``train_and_evaluate``.
+
+    Example: see :func:`parse`.
+
+    >>> Invocation._fields
+    ('config', 'config_name', 'workdir', 'options')
+    """
 
     config: Any
     config_name: str
@@ -36,10 +42,18 @@ class Invocation(NamedTuple):
 
 
 def load_config(configs: str, name: str) -> Any:
-    """``get_config()`` of the module ``<configs>.<name>``, or of the file ``name`` when it ends in ``.py``.
+    r"""``get_config()`` of the module ``<configs>.<name>``, or of the file ``name`` when it ends in ``.py``.
 
     Raises:
       ValueError: no such config (the message lists the available ones).
+
+    Example:
+      >>> import pathlib, tempfile
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "mine.py"
+      >>> _ = path.write_text("from flowclass.config import RunConfig\n"
+      ...                     "def get_config():\n    return RunConfig(seed=3)\n")
+      >>> load_config("unused", str(path)).seed
+      3
     """
     if name.endswith(".py"):
         path = Path(name)
@@ -53,7 +67,8 @@ def load_config(configs: str, name: str) -> Any:
             module = importlib.import_module(f"{configs}.{name}")
         except ModuleNotFoundError as error:
             package = importlib.import_module(configs)
-            available = sorted(p.stem for p in Path(package.__file__).parent.glob("*.py") if p.stem != "__init__")
+            folder = Path(package.__file__ or ".").parent
+            available = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
             raise ValueError(f"--config {name!r}: no such config; available: {available}.") from error
     if not hasattr(module, "get_config"):
         raise ValueError(f"--config {name}: the module has no get_config().")
@@ -61,7 +76,13 @@ def load_config(configs: str, name: str) -> Any:
 
 
 def check_writable(workdir: Path) -> None:
-    """Raises :class:`OSError` naming ``workdir`` unless it is (or can be made) a writable directory."""
+    """Raises :class:`OSError` naming ``workdir`` unless it is (or can be made) a writable directory.
+
+    Example:
+      >>> check_writable(Path("/proc/flowclass"))
+      Traceback (most recent call last):
+      FileNotFoundError: [Errno 2] --workdir /proc/flowclass cannot be written: No such file or directory
+    """
     if workdir.exists() and not workdir.is_dir():
         raise NotADirectoryError(f"--workdir {workdir} exists and is not a directory.")
     try:
@@ -74,13 +95,23 @@ def check_writable(workdir: Path) -> None:
 
 def parse(argv: list[str] | None, *, description: str | None, configs: str, default_config: str = "default",
           default_workdir: str | None = None) -> Invocation:
-    """Parses an experiment's command line (see the module docstring); exits with a usage message
+    r"""Parses an experiment's command line (see the module docstring); exits with a usage message
     naming the flag or field on any invalid input.
 
     Args:
       configs: the package holding the experiment's config modules.
       default_workdir: the workdir when ``--workdir`` is not given; ``{config}`` is replaced by the
         config name (default: ``results/<experiment>/<config>``).
+
+    Example (a config file instead of an experiment's ``configs`` package):
+      >>> import pathlib, tempfile
+      >>> folder = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (folder / "tiny.py").write_text("from flowclass.config import RunConfig\ndef get_config():\n"
+      ...                                     "    return RunConfig()\n")
+      >>> inv = parse(["--config", str(folder / "tiny.py"), "--workdir", str(folder / "run"), "train.epochs=3"],
+      ...             description=None, configs="unused")
+      >>> inv.config.train.epochs, inv.config_name, inv.options["resume"]
+      (3, 'tiny', False)
     """
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=default_config, help="a config name from configs/ or a .py file "

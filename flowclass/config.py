@@ -61,6 +61,13 @@ class ModelConfig:
       means, mean_scale, trainable_means, covariance, trainable_weights: the class-conditional
         base (:class:`~flowclass.ClassGaussians`); ``means`` is ``'normal'``, ``'uniform'``,
         ``'onehot'`` or explicit ``(K, D)`` means.
+
+    Example:
+      >>> ModelConfig(kind="image_flow", input_shape=(28, 28, 1), num_classes=10).is_flow
+      True
+      >>> ModelConfig(mean_scale=0)
+      Traceback (most recent call last):
+      ValueError: model.mean_scale must be > 0; got 0.
     """
 
     kind: ModelKind = "tabular_flow"
@@ -111,6 +118,10 @@ class LossConfig:
         ``log2 num_bins``), or ``None``.
       posterior_temperature: ``T > 0`` of the cross-entropy term.
       unlabelled_weight: ``λ ≥ 0`` of the unlabelled examples' marginal NLL (semi-supervised).
+
+    Example:
+      >>> LossConfig(nll_unit="bits_per_dim", num_bins=256, cross_entropy_weight=3.0).kind
+      'flow'
     """
 
     kind: LossKind = "flow"
@@ -142,6 +153,10 @@ class OptimConfig:
         decay (``0``: off).
       schedule_steps: the schedule's length in steps; ``None``: ``train.epochs`` epochs (set it
         to give two runs on different data the same schedule).
+
+    Example:
+      >>> OptimConfig(schedule="warmup_cosine", clip_norm=10.0).learning_rate
+      0.001
     """
 
     learning_rate: float = 1e-3
@@ -180,6 +195,10 @@ class DataConfig:
       shift, rotate, scale: images: training-time random translation (pixels), rotation
         (degrees) and scaling (fraction); flows also train on dequantised pixels and are
         scored at bin centres (:func:`flowclass.data.pixels.image_pipeline`).
+
+    Example:
+      >>> DataConfig(dataset="mnist", val_size=5000, shift=2).dataset
+      'mnist'
     """
 
     dataset: Dataset = "moons"
@@ -269,6 +288,11 @@ class RunConfig:
     Raises:
       ValueError: a field out of range, or parts that do not fit together (e.g. a flow with
         the cross-entropy loss, an image model on moons, a batch larger than the data).
+
+    Example:
+      >>> config = RunConfig(model=ModelConfig(kind="fnn"), loss=LossConfig(kind="cross_entropy"))
+      >>> config.differences(RunConfig())[0]
+      ('model.kind', 'fnn', 'tabular_flow')
     """
 
     model: ModelConfig = ModelConfig()
@@ -400,7 +424,12 @@ def _describe(kind: Any) -> str:
 
 def from_dict(cls: type[T], data: dict) -> T:
     """A config dataclass ``cls`` (any frozen dataclass tree of these field types) from a dict such
-    as :func:`dataclasses.asdict` gives; unknown or mistyped fields raise ValueError/TypeError."""
+    as :func:`dataclasses.asdict` gives; unknown or mistyped fields raise ValueError/TypeError.
+
+    Example:
+      >>> from_dict(TrainConfig, {"epochs": 3, "time_budget_s": None}).epochs
+      3
+    """
     return _build(cls, data, "")
 
 
@@ -420,7 +449,7 @@ def override(config: T, assignments: list[str] | tuple[str, ...]) -> T:
       >>> override(RunConfig(), ["model.hidden=(64, 64)", "data.noise=0.25"]).model.hidden
       (64, 64)
     """
-    tree = dataclasses.asdict(config)
+    tree = dataclasses.asdict(config)  # type: ignore[call-overload]  # T is a dataclass (checked by from_dict)
     for assignment in assignments:
         if not isinstance(assignment, str) or "=" not in assignment:
             raise ValueError(f"an override must read 'section.field=value'; got {assignment!r}.")

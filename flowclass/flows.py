@@ -129,8 +129,9 @@ def image_realnvp(
 
     Presets:
       ``'multiscale'``: the multi-scale RealNVP of Dinh et al. (2017) as the slides trained it:
-      logit preprocessing, 2 checkerboard couplings (gated conv conditioners, 32 channels, 3 blocks), squeeze, 2 channel couplings (48),
-      squeeze, factor-out of half the channels, 4 channel couplings (64) on the rest.
+      logit preprocessing, 2 checkerboard couplings (gated conv conditioners, 32 channels,
+      3 blocks), squeeze, 2 channel couplings (48), squeeze, factor-out of half the channels,
+      4 channel couplings (64) on the rest.
       ``'fast'``: squeeze to 14×14×4, 2 steps of ActNorm → invertible 1×1 conv → channel
       coupling (64), squeeze to 7×7×16, 3 such steps (96), then 2 dense couplings (512)
       on the flattened code.

@@ -37,7 +37,7 @@ class Mean(NamedTuple):
     count: Any
 
     @property
-    def value(self):
+    def value(self) -> Any:
         """``total / count`` (NaN when ``count`` is 0)."""
         return self.total / self.count if self.count else float("nan")
 

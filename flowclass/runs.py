@@ -29,19 +29,22 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, cast
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from flowclass import nets
+from flowclass.checkpoint import Checkpointer
 from flowclass.config import RESUMABLE_FIELDS, RunConfig
 from flowclass.data.labels import UNLABELLED, balanced_label_subset
 from flowclass.data.mnist import load_image_dataset
 from flowclass.data.moons import moons_splits
 from flowclass.data.pixels import ImagePipeline, image_pipeline
 from flowclass.data.split import train_val_split
+from flowclass.distributions import Covariance
 from flowclass.flows import image_realnvp, tabular_realnvp
 from flowclass.invariance import decision_rule_metrics
 from flowclass.losses import LossFn, cross_entropy, make_flow_loss, make_semi_supervised_loss
@@ -61,7 +64,14 @@ class RunExistsError(FileExistsError):
 
 class Splits(NamedTuple):
     """``(x, y)`` pairs as a run sees them: inputs after the evaluation pipeline (e.g. pixels at bin
-    centres for image flows), labels ``int32`` (``-1``: unlabelled)."""
+    centres for image flows), labels ``int32`` (``-1``: unlabelled).
+
+    Example:
+      >>> from flowclass.config import RunConfig
+      >>> splits = load_splits(RunConfig())
+      >>> [len(x) for x, _ in splits]
+      [7650, 850, 1500]
+    """
 
     train: Split
     val: Split
@@ -70,7 +80,13 @@ class Splits(NamedTuple):
 
 class Run(NamedTuple):
     """What :func:`train` returns: the config, the model, the selected state (``result.state``) and
-    the whole :class:`~flowclass.FitResult`, the splits it trained on, and its workdir."""
+    the whole :class:`~flowclass.FitResult`, the splits it trained on, and its workdir.
+
+    Example: see :func:`train`.
+
+    >>> Run._fields
+    ('config', 'model', 'result', 'splits', 'workdir')
+    """
 
     config: RunConfig
     model: nn.Module
@@ -80,7 +96,13 @@ class Run(NamedTuple):
 
 
 class LoadedRun(NamedTuple):
-    """What :func:`load_run` returns: ``model.apply(variables, x, method=...)`` works at once."""
+    """What :func:`load_run` returns: ``model.apply(variables, x, method=...)`` works at once.
+
+    Example: see :func:`train`.
+
+    >>> LoadedRun._fields
+    ('model', 'variables', 'config')
+    """
 
     model: nn.Module
     variables: dict
@@ -96,12 +118,15 @@ def build_model(config: RunConfig) -> nn.Module:
       'FlowClassifier'
     """
     m = config.model
-    base = {"means": m.means, "mean_scale": m.mean_scale, "trainable_means": m.trainable_means,
-            "covariance": m.covariance, "trainable_weights": m.trainable_weights}
+    covariance = cast(Covariance, m.covariance)
     if m.kind == "tabular_flow":
-        return tabular_realnvp(m.input_shape[0], m.num_classes, num_couplings=m.num_couplings, hidden=m.hidden, **base)
+        return tabular_realnvp(m.input_shape[0], m.num_classes, num_couplings=m.num_couplings, hidden=m.hidden,
+                               means=m.means, mean_scale=m.mean_scale, trainable_means=m.trainable_means,
+                               covariance=covariance, trainable_weights=m.trainable_weights)
     if m.kind == "image_flow":
-        return image_realnvp(m.preset, input_shape=m.input_shape, num_classes=m.num_classes, **base)
+        return image_realnvp(m.preset, input_shape=m.input_shape, num_classes=m.num_classes, means=m.means,
+                             mean_scale=m.mean_scale, trainable_means=m.trainable_means, covariance=covariance,
+                             trainable_weights=m.trainable_weights)
     if m.kind == "fnn":
         return nets.FNN(num_classes=m.num_classes, hidden=m.hidden)
     return nets.CNN(num_classes=m.num_classes)
@@ -128,7 +153,15 @@ def build_loss(config: RunConfig) -> LossFn:
 def pipeline(config: RunConfig) -> ImagePipeline | None:
     """What an image model sees (``None`` for tabular data): flows train on dequantised pixels and
     are scored at bin centres, discriminative nets see the pixels as they are; both get the
-    configured random translation, rotation and scaling."""
+    configured random translation, rotation and scaling.
+
+    Example:
+      >>> from flowclass.config import DataConfig, LossConfig, ModelConfig, RunConfig
+      >>> image_flow = RunConfig(model=ModelConfig(kind="image_flow", input_shape=(28, 28, 1), num_classes=10),
+      ...                        data=DataConfig(dataset="mnist", shift=2))
+      >>> pipeline(image_flow).dequantise, pipeline(RunConfig()) is None
+      (True, True)
+    """
     if config.data.dataset == "moons":
         return None
     d = config.data
@@ -149,6 +182,13 @@ def load_splits(config: RunConfig, *, data_dir: str | Path | None = None) -> Spl
     Raises:
       ValueError: ``val_size`` or a subset does not fit the data.
       flowclass.data.DataNotFoundError: no local copy of an image dataset (see ``data_dir``).
+
+    Example:
+      >>> from flowclass.config import DataConfig, LossConfig, RunConfig
+      >>> few = RunConfig(loss=LossConfig(kind="semi_supervised"), data=DataConfig(noise=0.1, num_labels=10))
+      >>> (x, y), (x_val, y_val), _ = load_splits(few)
+      >>> int((y >= 0).sum()) // 10, int((y_val >= 0).sum())  # 10 labels, each repeated; validation unlabelled
+      (85, 0)
     """
     d = config.data
     if d.dataset == "moons":
@@ -174,6 +214,7 @@ def load_splits(config: RunConfig, *, data_dir: str | Path | None = None) -> Spl
 def _few_labels(train: Split, val: Split, config: RunConfig) -> tuple[Split, Split]:
     d = config.data
     x, y = train
+    assert d.num_labels is not None  # checked by the caller
     keep = balanced_label_subset(y, d.num_labels, seed=config.seed, num_classes=config.model.num_classes)
     unlabelled = np.setdiff1d(np.arange(len(x)), keep)
     repeats = max(1, round(d.labelled_share * len(unlabelled) / ((1.0 - d.labelled_share) * len(keep))))
@@ -188,12 +229,20 @@ def _few_labels(train: Split, val: Split, config: RunConfig) -> tuple[Split, Spl
 def create_state(config: RunConfig, sample_x: np.ndarray, *, steps_per_epoch: int, key: jax.Array) -> TrainState:
     """A fresh train state for ``config``: the model initialised on ``sample_x`` (a representative
     batch: ActNorm initialises on it) and the optimiser whose schedule spans ``train.epochs``
-    epochs of ``steps_per_epoch`` steps (or ``optim.schedule_steps``)."""
+    epochs of ``steps_per_epoch`` steps (or ``optim.schedule_steps``).
+
+    Example:
+      >>> import jax, numpy as np
+      >>> from flowclass.config import RunConfig
+      >>> state = create_state(RunConfig(), np.zeros((1, 2), np.float32), steps_per_epoch=60, key=jax.random.key(0))
+      >>> int(state.step)
+      0
+    """
     o = config.optim
     total = o.schedule_steps or max(1, config.train.epochs * steps_per_epoch)
     tx = make_optimizer(o.learning_rate, schedule=o.schedule, total_steps=total, warmup_steps=o.warmup_steps,
                         clip_norm=o.clip_norm, ema_decay=o.ema_decay)
-    return create_train_state(build_model(config), key, sample_x, tx, build_loss(config))
+    return create_train_state(build_model(config), key, jnp.asarray(sample_x), tx, build_loss(config))
 
 
 def train(
@@ -260,6 +309,16 @@ def prepare_workdir(config: RunConfig, workdir: str | Path, *, resume: bool = Fa
     """Checks ``workdir`` for ``config`` and stores the config there; returns the absolute path.
 
     See the module docstring for what is refused. Called by :func:`train` before any training.
+
+    Example:
+      >>> import tempfile
+      >>> from flowclass.config import RunConfig
+      >>> workdir = prepare_workdir(RunConfig(), tempfile.mkdtemp())
+      >>> read_config(workdir) == RunConfig()
+      True
+      >>> prepare_workdir(RunConfig(seed=1), workdir)
+      Traceback (most recent call last):
+      flowclass.runs.RunExistsError: workdir ... holds another run (a tabular_flow model, no checkpoint yet). ...
     """
     if resume and overwrite:
         raise ValueError("resume=True and overwrite=True exclude each other: continue the stored run, or delete it.")
@@ -298,9 +357,9 @@ def _describe_run(workdir: Path) -> str:
         what = f"a {m.kind} model" + (f" ({m.preset})" if m.kind == "image_flow" else "")
     except (OSError, ValueError):
         what = "checkpoints without a readable config.json"
+    if not (workdir / CHECKPOINT_DIR).is_dir():
+        return f"{what}, no checkpoint yet"
     try:
-        from flowclass.checkpoint import Checkpointer
-
         with Checkpointer(workdir / CHECKPOINT_DIR, create=False) as checkpointer:
             steps = checkpointer.steps
         return f"{what}, checkpoints of epochs {steps}" if steps else f"{what}, no checkpoint yet"
@@ -317,7 +376,14 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_results(workdir: str | Path, results: Mapping[str, Any]) -> Path:
-    """Writes ``results`` (JSON-able) to ``workdir/results.json`` atomically; returns the path."""
+    """Writes ``results`` (JSON-able; NumPy scalars and arrays are converted) to ``workdir/results.json``
+    atomically; returns the path.
+
+    Example:
+      >>> import tempfile, numpy as np
+      >>> write_results(tempfile.mkdtemp(), {"accuracy": np.float32(0.5)}).name
+      'results.json'
+    """
     path = Path(workdir) / RESULTS_FILE
     _write_atomic(path, json.dumps(results, indent=2, default=_json_default) + "\n")
     return path
@@ -339,6 +405,11 @@ def read_config(workdir: str | Path) -> RunConfig:
     Raises:
       FileNotFoundError: ``workdir`` holds no run (nothing is created).
       ValueError: ``config.json`` is not a valid run config.
+
+    Example:
+      >>> read_config("no/such/workdir")
+      Traceback (most recent call last):
+      FileNotFoundError: no/such/workdir/config.json not found: no/such/workdir holds no run ...
     """
     path = Path(workdir) / CONFIG_FILE
     if not path.is_file():
@@ -358,7 +429,10 @@ def load_run(workdir: str | Path) -> LoadedRun:
       FileNotFoundError: ``workdir`` holds no run or no checkpoint (nothing is created).
       ValueError: the checkpoints do not fit the stored config.
 
-    Example: see :func:`train`.
+    Example (see :func:`train` for a trained one):
+      >>> load_run("no/such/workdir")
+      Traceback (most recent call last):
+      FileNotFoundError: no/such/workdir/config.json not found: no/such/workdir holds no run ...
     """
     config = read_config(workdir)
     model = build_model(config)

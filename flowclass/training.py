@@ -203,12 +203,20 @@ def accepts_unlabelled(loss_fn: LossFn) -> bool:
     return bool(getattr(loss_fn, "accepts_unlabelled", False))
 
 
-def check_data(state: TrainState, x, y, *, name: str) -> None:
+def check_data(state: TrainState, x: np.ndarray | jax.Array, y: np.ndarray | jax.Array, *, name: str) -> None:
     """Validates a split ``(x, y)`` for ``state``'s model and loss before any work is done.
 
     ``x``: a non-empty, finite float batch; ``y``: one integer label per example, in
     ``[0, K)`` with ``K`` read from the model's logits, or ``-1`` (unlabelled) when the loss
     accepts it. Raises ValueError naming ``name`` (e.g. ``'train'``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, optax, flowclass as fc
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
+      >>> check_data(state, np.zeros((3, 2), np.float32), np.array([0, 1, 2]), name="train")
+      Traceback (most recent call last):
+      ValueError: train y must hold labels in [0, 2); got values in [0, 2].
     """
     if not isinstance(x, (np.ndarray, jax.Array)) or not isinstance(y, (np.ndarray, jax.Array)):
         raise TypeError(f"{name} must be a pair (x, y) of arrays; got ({type(x).__name__}, {type(y).__name__}).")
@@ -456,8 +464,8 @@ class Selection:
       >>> sel = Selection("accuracy")
       >>> sel.offer(1, {"accuracy": 0.9}, weights={"w": 1}), sel.offer(2, {"accuracy": 0.8}, weights={"w": 2})
       (True, False)
-      >>> sel.best_epoch, sel.best
-      (1, {'w': 1})
+      >>> sel.best_epoch, int(sel.best["w"])
+      (1, 1)
     """
 
     select: str
@@ -488,6 +496,17 @@ class FitCheckpoint:
     Opening it refuses, before any training, a directory that is not a writable directory with
     room for a checkpoint, and one that already holds checkpoints unless ``resume`` (they belong
     to an earlier run: nothing of it is overwritten or deleted).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, tempfile, flowclass as fc
+      >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
+      >>> state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
+      >>> directory, selection = tempfile.mkdtemp(), Selection("loss")
+      >>> checkpoint = FitCheckpoint(directory, state, resume=False)
+      >>> checkpoint.save(1, state, selection, history=[{"val_loss": 1.0}])
+      >>> checkpoint.restore(state, selection)[1:]
+      ([{'val_loss': 1.0}], 1)
+      >>> checkpoint.close()
     """
 
     def __init__(self, directory: str | Path, state: TrainState, *, resume: bool):
@@ -616,7 +635,8 @@ def fit(
     if mesh is not None:
         sharding.check_divisible(config.batch_size, mesh)
         state = jax.device_put(state, sharding.replicated(mesh))
-    selection, history, start_epoch = Selection(config.select), [], 0
+    selection, start_epoch = Selection(config.select), 0
+    history: list[dict] = []
     checkpoint = FitCheckpoint(checkpoint_dir, state, resume=resume) if checkpoint_dir is not None else None
     try:
         if checkpoint is not None:
@@ -638,7 +658,7 @@ def fit(
                         f"so far (epoch {selection.best_epoch}) is in .best_state. Try a lower learning rate.",
                         state.replace(**selection.best) if selection.best is not None else None)
                 selected = averaged(state) if averaging else state
-                val_metrics = _mean_values(_evaluate_sums(selected, *val, config.eval_batch_size))
+                val_metrics = _mean_values(_evaluate_sums(selected, val[0], val[1], config.eval_batch_size))
                 if extra_val_metrics is not None:
                     val_metrics.update({k: float(v) for k, v in extra_val_metrics(selected).items()})
                 selection.offer(epoch, val_metrics, weights=_weights(selected))
@@ -692,6 +712,11 @@ def restore_selected(checkpoint_dir: str | Path, like: Mapping[str, Any]) -> tup
     Raises:
       FileNotFoundError: ``checkpoint_dir`` is missing (it is not created) or holds no checkpoint.
       ValueError: the checkpoints were written by another model (the first difference is named).
+
+    Example:
+      >>> restore_selected("no/such/dir", {"params": {}, "collections": {}})
+      Traceback (most recent call last):
+      FileNotFoundError: no checkpoint directory .../no/such/dir.
     """
     with Checkpointer(checkpoint_dir, create=False) as checkpointer:
         if checkpointer.latest_step is None:

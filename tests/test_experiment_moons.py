@@ -33,7 +33,7 @@ def test_train_and_evaluate_end_to_end(tmp_path, monkeypatch):
     assert json.loads((workdir / RESULTS_FILE).read_text()) == json.loads(json.dumps(summary))
     assert from_dict(MoonsConfig, json.loads((workdir / train.EXPERIMENT_FILE).read_text())) == config
     assert summary["seeds"] == [3] and (summary["n_train"], summary["n_val"], summary["n_test"]) == (500, 100, 300)
-    assert summary["flow"]["slides_reported_test_acc"] == 82.8
+    assert summary["flow"]["slides_reported_test_acc"] is None  # the slides' numbers are for their full split
     for name in train.MODELS:
         m = summary[name]
         assert 0.5 < m["test_acc"] <= 1 and 0.5 < m["fresh_acc"] <= 1 and m["train_samples_per_s"] > 0

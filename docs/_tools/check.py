@@ -44,6 +44,10 @@ PUBLIC_MODULES = (
     "flowclass.averaging",
     "flowclass.invariance",
     "flowclass.plotting",
+    "flowclass.config",
+    "flowclass.runs",
+    "flowclass.cli",
+    "flowclass.optim",
 )
 
 

@@ -93,11 +93,11 @@ def train_and_evaluate(
             per_seed[name].append(trained.stored or score(trained, (x_fresh, y_fresh)))
             first.setdefault(name, trained)
 
-    flow_cfg, fnn_cfg = config.flow, config.fnn
-    splits = first["flow"].splits
+    flow_cfg, splits = config.flow, first["flow"].splits
     summary = {"noise": noise, "epochs": flow_cfg.train.epochs, "batch_size": flow_cfg.train.batch_size,
                "lr": flow_cfg.optim.learning_rate, "seeds": list(config.seeds), "n_train": len(splits.train[0]),
                "n_val": len(splits.val[0]), "n_test": len(x_test), "n_fresh": config.fresh_size, "bayes": bayes}
+    slides_split = config.flow.data.train_subset is None and config.flow.data.test_subset is None
     for name, rows in per_seed.items():
         run = getattr(config, name)
         test, fresh = [r["test_acc"] for r in rows], [r["fresh_acc"] for r in rows]
@@ -108,12 +108,10 @@ def train_and_evaluate(
             "fresh_acc_std": _std(fresh),
             "gap_to_bayes_fresh_points": 100 * (bayes["fresh_acc"] - float(np.mean(fresh))),
             "train_samples_per_s": float(np.mean([r["train_samples_per_s"] for r in rows])),
-            "slides_reported_test_acc": SLIDES_REPORTED.get(noise, {}).get(name),
+            "slides_reported_test_acc": SLIDES_REPORTED.get(noise, {}).get(name) if slides_split else None,
             "epochs": run.train.epochs, "batch_size": run.train.batch_size, "lr": run.optim.learning_rate,
             "per_seed": rows,
         }
-    if fnn_cfg.train.epochs != flow_cfg.train.epochs:
-        summary["epochs"] = {name: getattr(config, name).train.epochs for name in MODELS}
     if figures:
         save_figures(workdir, noise, first["flow"], first["fnn"])
     summary["wall_s"] = time.perf_counter() - start
@@ -278,7 +276,8 @@ def table(s: dict) -> str:
     def pct(mean, std):
         return f"{100 * mean:6.2f} ± {100 * std:4.2f}"
 
-    epochs = s["epochs"] if isinstance(s["epochs"], int) else " / ".join(f"{k} {v}" for k, v in s["epochs"].items())
+    flow_epochs, fnn_epochs = s["flow"]["epochs"], s["fnn"]["epochs"]
+    epochs = f"{flow_epochs}" if flow_epochs == fnn_epochs else f"flow {flow_epochs} / fnn {fnn_epochs}"
     test, fresh = f"test {s['n_test']} (%)", f"fresh {s['n_fresh'] / 1000:g}k (%)"
     lines = [f"\nmoons, noise {s['noise']:g}, {len(s['seeds'])} seed(s), {epochs} epochs",
              f"{'model':6} | {test:>15} | {'slides report':>13} | {fresh:>15} | {'gap to Bayes':>12} | "

@@ -276,19 +276,23 @@ def summarize(config: ExperimentConfig, results: dict[str, list[dict]], shown: d
 
 def table(s: dict) -> str:
     """The summary as Markdown: one row per model (MNIST) or one row for the noise level (moons)."""
-    pct = lambda model, key: f"{100 * model[key]:.2f} ± {100 * model[key + '_std']:.2f}"  # noqa: E731
+    def pct(model: dict, key: str) -> str:
+        spread = f" ± {100 * model[key + '_std']:.2f}" if len(s["seeds"]) > 1 else ""
+        return f"{100 * model[key]:.2f}{spread}"
+
     ssl, lab = s["models"][MODELS[0]], s["models"][MODELS[1]]
+    seeds = f"{'mean ± std over ' if len(s['seeds']) > 1 else ''}seeds {s['seeds']}"
     if s["dataset"] == "moons":
         return "\n".join([
             f"Two moons, noise {s['noise']:g}, {s['num_labels']} labels (balanced), the rest unlabelled; accuracy (%) "
-            f"on {s['fresh_size']:,} fresh points, mean ± std over seeds {s['seeds']}.", "",
+            f"on {s['fresh_size']:,} fresh points, {seeds}.", "",
             "| noise | semi-supervised | labelled only | gain (points) | Bayes |", "|---|---|---|---|---|",
             f"| {s['noise']:g} | {pct(ssl, 'fresh_acc')} | {pct(lab, 'fresh_acc')} | {s['gain_points']:+.2f} | "
             f"{100 * s['bayes_fresh_acc']:.2f} |",
         ]) + "\n"
     budget = "" if s["time_budget_s"] is None else f", {s['time_budget_s'] / 60:g} min per model"
-    lines = [f"{s['dataset']}, {s['num_labels']} labels (balanced), seeds {s['seeds']}{budget}.", "",
-             "| model | test acc (%) | bits/dim p(x|y) | bits/dim p(x) | epochs | steps | train s |",
+    lines = [f"{s['dataset']}, {s['num_labels']} labels (balanced), {seeds}{budget}.", "",
+             "| model | test acc (%) | bits/dim p(x \\| y) | bits/dim p(x) | epochs | steps | train s |",
              "|---|---|---|---|---|---|---|"]
     for name in MODELS:
         m = s["models"][name]

@@ -1,0 +1,268 @@
+"""Trains the moons flow with its class means at ``±(d/2) u`` for every distance, direction and seed.
+
+:func:`train_and_evaluate` is the whole experiment. The workdir holds ``experiment.json`` (the
+config), one run per placement and seed (``<direction>_d<d>/seed<s>``: ``flowclass.load_run``
+reloads each; their ``results.json`` and ``test_predictions.npy``), the summary ``results.json``,
+``table.md`` and :data:`FIGURE`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+import flowclass as fc
+from flowclass import runs
+from flowclass.config import RESUMABLE_FIELDS, RunConfig, from_dict
+from flowclass.data import bayes_labels, default_cache_dir, make_moons, moons_class_log_density
+from flowclass.training import FitCheckpoint, FitResult, Selection
+
+from .configs import GeometryConfig
+
+EXPERIMENT_FILE = "experiment.json"
+PREDICTIONS_FILE = "test_predictions.npy"
+TABLE_FILE = "table.md"
+FIGURE = "geometry.png"
+SCORES = ("fresh_acc", "test_nll", "test_marginal_nll")
+
+
+class Placement(NamedTuple):
+    direction: str
+    distance: float
+    seed: int
+
+
+def placements(config: GeometryConfig) -> list[Placement]:
+    """Every run of the sweep, in the order they are trained."""
+    return [Placement(u, d, s) for u in config.directions for d in config.distances for s in config.seeds]
+
+
+def run_config(config: GeometryConfig, placement: Placement) -> RunConfig:
+    """The run of ``placement``: ``config.run`` with its means and seed."""
+    model = dataclasses.replace(config.run.model, means=config.means(placement.direction, placement.distance))
+    return dataclasses.replace(config.run, model=model, seed=placement.seed)
+
+
+def run_dir(workdir: Path, placement: Placement) -> Path:
+    return Path(workdir) / f"{placement.direction}_d{placement.distance:g}" / f"seed{placement.seed}"
+
+
+def train_and_evaluate(
+    config: GeometryConfig,
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    figures: bool = True,
+) -> dict:
+    """Runs the sweep ``config`` in ``workdir``; returns the summary it writes to ``results.json``.
+
+    Args:
+      resume: continue the experiment stored in ``workdir``: finished runs are reloaded, the
+        others trained (refused if ``config`` differs from the stored one).
+      overwrite: delete the experiment stored in ``workdir`` first.
+      data_dir: unused (the moons are generated); accepted as every experiment's entry point does.
+      progress: one progress bar over the runs.
+      figures: write :data:`FIGURE`.
+
+    Raises:
+      flowclass.runs.RunExistsError: ``workdir`` holds an experiment or a run, and neither
+        ``resume`` nor ``overwrite``; before any training.
+      ValueError: ``resume`` with another config (the first difference named), or both flags.
+      OSError: ``workdir`` cannot be written.
+    """
+    del data_dir
+    start = time.perf_counter()
+    workdirs = prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
+    workdir = Path(workdir).absolute()
+    noise = config.noise
+    x_fresh, y_fresh = make_moons(config.fresh_size, noise, config.fresh_random_state)
+    x_test, y_test = runs.load_splits(config.run).test
+    true_log_p = moons_class_log_density(x_test, noise)  # the data's own density: the NLL floor
+    summary: dict[str, Any] = {
+        "dataset": "moons", "noise": noise, "epochs": config.run.train.epochs,
+        "lr": config.run.optim.learning_rate, "batch_size": config.run.train.batch_size,
+        "seeds": list(config.seeds), "n_test": len(x_test), "n_fresh": config.fresh_size,
+        "bayes_fresh_acc": float(np.mean(bayes_labels(x_fresh, noise, cache_dir=default_cache_dir()) == y_fresh)),
+        "true_test_nll": float(-np.mean(true_log_p[np.arange(len(y_test)), y_test])),
+        "true_test_marginal_nll": float(-np.mean(np.logaddexp(true_log_p[:, 0], true_log_p[:, 1]) - np.log(2))),
+        "runs": [],
+    }
+    for placement in tqdm(placements(config), desc="geometry runs", disable=not progress):
+        wd = workdirs[placement]
+        stored = wd / runs.RESULTS_FILE
+        if resume and stored.is_file():  # finished earlier
+            summary["runs"].append(json.loads(stored.read_text()))
+            continue
+        result, splits = train_run(run_config(config, placement), wd)
+        summary["runs"].append(score(result, splits, (x_fresh, y_fresh), placement, wd))
+    summary["mean"] = [
+        {"direction": u, "distance": d,
+         **{f"{k}_{stat}": float(getattr(np, stat)([r[k] for r in summary["runs"]
+                                                    if (r["direction"], r["distance"]) == (u, d)]))
+            for k in SCORES for stat in ("mean", "std")}}
+        for u in config.directions for d in config.distances
+    ]
+    (workdir / TABLE_FILE).write_text(table(summary))
+    if figures:
+        save_figure(workdir, summary)
+    summary["wall_s"] = time.perf_counter() - start
+    runs.write_results(workdir, summary)
+    return summary
+
+
+def train_run(config: RunConfig, workdir: Path) -> tuple[FitResult, runs.Splits]:
+    """Trains ``config`` in its prepared ``workdir`` (:func:`prepare_workdir`) as
+    :func:`flowclass.runs.train` does, but with one checkpoint, after the last epoch, instead of
+    one per epoch (an Orbax save of this small flow takes about 0.5 s on a 2-core CPU: 40 per run
+    would cost more than the training). ``flowclass.load_run(workdir)`` reloads the selected model.
+    An unfinished run's leftovers are removed and it is trained from the start."""
+    shutil.rmtree(workdir / runs.CHECKPOINT_DIR, ignore_errors=True)
+    splits = runs.load_splits(config)
+    init_key, fit_key = jax.random.split(jax.random.key(config.seed))
+    steps_per_epoch = len(splits.train[0]) // config.train.batch_size
+    state = runs.create_state(config, splits.train[0][:512], steps_per_epoch=steps_per_epoch, key=init_key)
+    result = fc.fit(state, splits.train, splits.val, key=fit_key, config=config.train, progress=False)
+    rows = [dict(zip(result.history, values, strict=True))
+            for values in zip(*(v.tolist() for v in result.history.values()), strict=True)]
+    selection = Selection(config.train.select)
+    selection.offer(result.best_epoch, {selection.select: rows[result.best_epoch - 1][f"val_{selection.select}"]},
+                    weights={"params": result.state.params, "collections": result.state.collections})
+    checkpoint = FitCheckpoint(workdir / runs.CHECKPOINT_DIR, result.last_state, resume=False)
+    try:
+        checkpoint.save(result.epochs_run, result.last_state, selection, rows)
+    finally:
+        checkpoint.close()
+    return result, splits
+
+
+def score(result: FitResult, splits: runs.Splits, fresh: tuple[np.ndarray, np.ndarray], placement: Placement,
+          workdir: Path) -> dict:
+    """The run's results row, also written to its ``results.json``, with its test predictions."""
+    state, (x_test, y_test) = result.state, splits.test
+    logits = fc.predict_logits(state.apply_fn, state.variables, x_test)
+    np.save(workdir / PREDICTIONS_FILE, np.argmax(logits, -1).astype(np.int32))
+    fresh_logits = fc.predict_logits(state.apply_fn, state.variables, fresh[0])
+    marginal = fc.predict_logits(state.apply_fn, state.variables, x_test, method="marginal_log_prob")
+    row = {"direction": placement.direction, "distance": placement.distance, "seed": placement.seed,
+           "fresh_acc": float(np.mean(np.argmax(fresh_logits, -1) == fresh[1])),
+           "test_nll": fc.evaluate(state, x_test, y_test)["nll"], "test_marginal_nll": float(-np.mean(marginal)),
+           "best_epoch": result.best_epoch, "train_s": result.train_s}
+    runs.write_results(workdir, row)
+    return row
+
+
+def prepare_workdir(config: GeometryConfig, workdir: str | Path, *, resume: bool = False,
+                    overwrite: bool = False) -> dict[Placement, Path]:
+    """Checks ``workdir`` for ``config``, stores the config there (``experiment.json``, atomically) and
+    prepares every run's workdir (:func:`flowclass.runs.prepare_workdir`), all before any training.
+
+    A workdir that holds an experiment is refused unless ``resume`` (the configs must agree but
+    for :data:`~flowclass.config.RESUMABLE_FIELDS`) or ``overwrite`` (its runs, summary, table and
+    figure are deleted first).
+    """
+    if resume and overwrite:
+        raise ValueError("resume=True and overwrite=True exclude each other: continue the stored experiment, or "
+                         "delete it.")
+    workdir = Path(workdir).absolute()
+    stored_path = workdir / EXPERIMENT_FILE
+    if stored_path.exists():
+        try:
+            stored = from_dict(GeometryConfig, json.loads(stored_path.read_text()))
+        except (ValueError, TypeError) as error:
+            if not overwrite:
+                raise ValueError(f"{stored_path} is not a geometry experiment config: {error}") from error
+            stored = None
+        if overwrite:
+            for placement in placements(stored) if stored is not None else ():
+                shutil.rmtree(run_dir(workdir, placement).parent, ignore_errors=True)
+            for name in (runs.RESULTS_FILE, TABLE_FILE, FIGURE):
+                (workdir / name).unlink(missing_ok=True)
+        elif resume:
+            flat_old, flat_new = _flatten(dataclasses.asdict(stored)), _flatten(dataclasses.asdict(config))
+            differences = [k for k in flat_old if flat_old[k] != flat_new[k]
+                           and not any(k.endswith("." + f) for f in RESUMABLE_FIELDS)]
+            if differences:
+                field = differences[0]
+                raise ValueError(f"cannot resume the experiment in {workdir}: its config has {field}="
+                                 f"{flat_old[field]!r}, this one {field}={flat_new[field]!r} ({len(differences)} "
+                                 "difference(s)). Resume with the stored config, or start a new workdir.")
+        else:
+            raise runs.RunExistsError(
+                f"workdir {workdir} holds another geometry experiment (noise {stored.noise:g}, "
+                f"{len(placements(stored))} runs). Resume it (--resume), choose a new workdir, or delete it first "
+                "(--overwrite).")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n"
+        with tempfile.NamedTemporaryFile("w", dir=workdir, prefix=f".{EXPERIMENT_FILE}.", delete=False) as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(f.name, stored_path)
+    except OSError as error:
+        raise OSError(error.errno, f"workdir {workdir} cannot be written: {error.strerror or error}") from error
+    return {p: runs.prepare_workdir(run_config(config, p), run_dir(workdir, p), resume=resume, overwrite=overwrite)
+            for p in placements(config)}
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return flat
+
+
+def table(s: dict) -> str:
+    """The sweep as Markdown: accuracy and test NLLs (mean ± std over the seeds) per placement."""
+    lines = [f"Two moons, flow classifier with means at ±(d/2)·u; {s['epochs']} epochs, seeds {s['seeds']}; "
+             f"accuracy on {s['n_fresh']:,} fresh points (%), test NLL −log p(x|y) and −log p(x) on the slides' "
+             f"{s['n_test']} test points (nats), mean ± std.", "",
+             f"noise {s['noise']:g} (Bayes: {100 * s['bayes_fresh_acc']:.2f} %; the true density's test NLL: "
+             f"{s['true_test_nll']:.3f} for p(x|y), {s['true_test_marginal_nll']:.3f} for p(x))", "",
+             "| direction | d | fresh acc (%) | test NLL p(x|y) | test NLL p(x) |", "|---|---|---|---|---|"]
+    for m in s["mean"]:
+        lines.append(f"| {m['direction']} | {m['distance']:g} | {100 * m['fresh_acc_mean']:.2f} ± "
+                     f"{100 * m['fresh_acc_std']:.2f} | {m['test_nll_mean']:.3f} ± {m['test_nll_std']:.3f} | "
+                     f"{m['test_marginal_nll_mean']:.3f} ± {m['test_marginal_nll_std']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def save_figure(workdir: Path, s: dict) -> None:
+    """:data:`FIGURE`: accuracy and both test NLLs against the distance, one curve per direction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
+    for direction in dict.fromkeys(m["direction"] for m in s["mean"]):
+        points = [m for m in s["mean"] if m["direction"] == direction]
+        d = [m["distance"] for m in points]
+        for ax, (key, scale, label) in zip(axes, (("fresh_acc", 100, "fresh accuracy (%)"),
+                                                  ("test_nll", 1, "test NLL −log p(x|y) (nats)"),
+                                                  ("test_marginal_nll", 1, "test NLL −log p(x) (nats)")), strict=True):
+            ax.errorbar(d, [scale * m[f"{key}_mean"] for m in points], yerr=[scale * m[f"{key}_std"] for m in points],
+                        marker="o", capsize=3, label=f"means along {direction}")
+            ax.set_xscale("log", base=2)
+            ax.set(xlabel="distance d between the means", ylabel=label, title=f"noise {s['noise']:g}")
+    axes[0].axhline(100 * s["bayes_fresh_acc"], color="k", linestyle=":", label="Bayes")
+    axes[1].axhline(s["true_test_nll"], color="k", linestyle=":", label="true density")
+    axes[2].axhline(s["true_test_marginal_nll"], color="k", linestyle=":", label="true density")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.suptitle(f"two moons: latent geometry, {len(s['seeds'])} seed(s) (mean ± std); the slides used d = 8 along x")
+    fig.savefig(workdir / FIGURE, dpi=110)
+    plt.close(fig)
