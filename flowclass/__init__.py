@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from flowclass import bijectors, data, runtime, sharding
 from flowclass.averaging import params_ema
-from flowclass.bijectors import AffineCoupling, Chain
+from flowclass.bijectors import AffineCoupling, Bijector, Chain
 from flowclass.checkpoint import Checkpointer
 from flowclass.classifier import FlowClassifier
 from flowclass.config import DataConfig, LossConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
@@ -45,6 +45,7 @@ from flowclass.training import (
 
 __all__ = [
     "AffineCoupling",
+    "Bijector",
     "DataConfig",
     "EpochRunner",
     "FitCheckpoint",

@@ -148,8 +148,7 @@ class Checkpointer:
             item_dir = self.directory / str(step) / name
             if not item_dir.is_dir():
                 return f"it holds no item {name!r}"
-            with ocp.StandardCheckpointer() as reader:
-                stored = _shapes(reader.metadata(item_dir).item_metadata.tree)
+            stored = _shapes(ocp.StandardCheckpointHandler().metadata(item_dir).tree)
             wanted = _shapes(template)
             for path in sorted(set(stored) | set(wanted)):
                 if path not in stored:

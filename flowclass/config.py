@@ -270,9 +270,10 @@ class TrainConfig:
 
 
 RESUMABLE_FIELDS = ("train.time_budget_s", "train.checkpoint_every_s")
+"""Fields that may differ between a stored run and its resumption (they limit one invocation)."""
+
 LABEL_FREE_METRICS = ("loss", "marginal_nll", "marginal_bits_per_dim")
 """Validation metrics computed without labels: the ones a few-label run may select on."""
-"""Fields that may differ between a stored run and its resumption (they limit one invocation)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,6 @@
 """Attacks: objectives go up, stopped paths stay put, PGD stays feasible, batched = one at a time."""
 
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
@@ -369,41 +368,3 @@ def test_threshold_and_nearest_distance():
     np.testing.assert_allclose(manifold.nearest_distance(points, reference, chunk=128), brute, atol=1e-4)
     with pytest.raises(ValueError, match="finite 1-D"):
         manifold.manifold_threshold(np.array([0.0, np.nan]))
-
-
-# --- the experiment -------------------------------------------------------------------
-
-
-def test_experiment_script_end_to_end(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "experiments" / "moons_attack.py"
-    spec = importlib.util.spec_from_file_location("moons_attack_experiment", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = tmp_path / "out"
-    summary = module.main(["--quick", "--out", str(out), "--quiet"])
-    saved = json.loads((out / "results.json").read_text())
-    assert saved["tau"] == pytest.approx(summary["tau"])
-    for name in ("confidence", "likelihood", "latent", "confidence_flow"):
-        for population in ("grid", "grid_on_manifold", "test"):
-            row = saved["attacks"][name][population]
-            assert row["n"] > 0 and 0.0 <= row["success_rate"] <= 1.0
-            assert 0.0 <= row["all"]["on_manifold_step_fraction"] <= 1.0
-        assert len(saved["slides_points"][name]) == 8
-    assert saved["attacks"]["confidence"]["grid"]["n"] == 12 * 12  # one trajectory per grid point
-    assert saved["attacks"]["confidence"]["test"]["success_rate"] > 0.9
-    assert "| latent (unconditional flow + FNN) |" in (out / "table.md").read_text()
-    for figure in ("trajectories_slides_points", "trajectories_grid", "latent_attack_latent_space",
-                   "on_manifold_by_start"):
-        assert (out / f"{figure}.png").stat().st_size > 10_000
-    # a second run with the same settings loads the saved models instead of training
-    args = module.parse_args(["--quick", "--out", str(out), "--quiet"])
-    (x, y), _ = moons_splits(args.noise)
-    train, val = train_val_split(x, y, val_fraction=0.1, seed=args.seed)
-    model, loss_fn, unconditional = module.model_specs()["fnn"]
-    variables, info = module.train_or_load("fnn", model, loss_fn, unconditional, train, val, args)
-    assert info == {k: v for k, v in summary["models"]["fnn"].items() if k != "test_acc"}
-    logits = fc.predict_logits(model.apply, variables, x[:500])
-    assert np.mean(np.argmax(logits, -1) == y[:500]) > 0.95

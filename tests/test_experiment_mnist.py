@@ -14,7 +14,7 @@ from flowclass.data import write_idx
 from flowclass.invariance import selected_rule
 from flowclass.runs import RunExistsError
 
-TINY = ["data.val_size=32", "train.batch_size=32", "train.eval_batch_size=64", "train.time_budget_s=None"]
+TINY = ["data.val_size=64", "train.batch_size=32", "train.eval_batch_size=64", "train.time_budget_s=None"]
 
 # In a fresh process: the stored run reloaded, its test split loaded again, the selected rule's
 # predictions compared with the ones the run wrote.

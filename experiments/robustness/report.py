@@ -111,17 +111,17 @@ def save_figures(workdir: Path, s: dict, primary, flow, adversarial, attacked, r
     ax.legend(fontsize=8)
     fig.savefig(workdir / FIGURES[0], dpi=110)
 
-    x_att, y_att = attacked
+    x_att, y_att = attacked  # scored whole and then cut: the attacks' compiled shapes serve again
     shown = min(6, len(x_att))
     rows = 1 + len(eps) * len(primary)
     fig, axes = plt.subplots(rows, shown, figsize=(1.6 * shown, 1.7 * rows), constrained_layout=True, squeeze=False)
-    clean_bpd = bits(x_att[:shown])
+    clean_bpd = bits(x_att)
     for j in range(shown):
         axes[0, j].imshow(x_att[j, ..., 0], cmap="gray", vmin=0, vmax=1)
         axes[0, j].set_title(f"clean {y_att[j]}\n{clean_bpd[j]:.2f} b/d", fontsize=7)
     for i, e in enumerate(eps):
         for r, m in enumerate(primary):
-            images = adversarial[m.name, e].adversarial[:shown]
+            images = adversarial[m.name, e].adversarial
             bpd, predicted = bits(images), np.argmax(scores(m, images), -1)
             for j in range(shown):
                 ax = axes[1 + len(primary) * i + r, j]

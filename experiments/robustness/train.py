@@ -332,13 +332,14 @@ def detection(flow: Model, primary: list[Model], attacked: dict, adversarial: di
         for eps in config.eps:
             result = adversarial[source.name, eps]
             turned = clean_correct[source.name] & ~result.correct  # successful: right before, wrong after
-            adv_x = result.adversarial[turned]
             row = {"attack_success": float(np.mean(turned))}
-            if source is not flow and len(adv_x):
-                fooled = np.argmax(scores(flow, adv_x, batch), -1) != attacked[source.name][1][turned]
-                row["transfer_success_on_flow"] = float(np.mean(fooled))
-            if len(adv_x) >= 2:
-                row.update(_detected(clean_bits, marginal_bits_per_dim(flow, adv_x, batch_size=batch)))
+            # scored on all attacked images, then selected: one compiled shape, however many were turned
+            if source is not flow and turned.any():
+                fooled = np.argmax(scores(flow, result.adversarial, batch), -1) != attacked[source.name][1]
+                row["transfer_success_on_flow"] = float(np.mean(fooled[turned]))
+            if turned.sum() >= 2:
+                adv_bits = marginal_bits_per_dim(flow, result.adversarial, batch_size=batch)
+                row.update(_detected(clean_bits, adv_bits[turned]))
             rows[f"{source.name} ε={eps:g}"] = row
     # an attacker who knows the detector: PGD on the margin minus λ · max(0, −log p(x) − τ), τ the detector's
     # threshold at 5 % false positives (nats), on the flow's class log-likelihoods log p(x | k) (same argmax)

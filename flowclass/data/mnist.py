@@ -227,8 +227,18 @@ def _tfds_prepared(name: str) -> bool:
 
 
 def load_tfds(name: str) -> Splits:
-    """Both splits through TensorFlow Datasets (downloads on first use; needs ``tensorflow``)."""
-    import tensorflow_datasets as tfds
+    """Both splits through TensorFlow Datasets (downloads on first use; needs the ``tfds`` extra,
+    ``pip install 'flowclass[tfds]'``, and ``tensorflow``).
+
+    Raises:
+      ModuleNotFoundError: TensorFlow Datasets is not installed (the message says how to install it).
+    """
+    try:
+        import tensorflow_datasets as tfds
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(f"loading {name!r} through TensorFlow Datasets needs it installed: "
+                                  "pip install 'flowclass[tfds]' tensorflow (or use a local copy, see "
+                                  "flowclass.data.load_image_dataset).") from error
 
     splits = {}
     for split in ("train", "test"):
