@@ -28,6 +28,8 @@ from pathlib import Path  # noqa: E402
 from moons import train  # noqa: E402
 from moons.configs import MoonsConfig, default  # noqa: E402
 
+from flowclass.cli import check_writable  # noqa: E402
+
 N_TRAIN = 8500  # the slides' training points, of which --val-fraction are held out
 
 
@@ -62,8 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.out = Path("results") / "moons" / f"noise{args.noise:g}"
     try:
         args.config = config_from_flags(args)
-    except (ValueError, TypeError) as error:
-        p.error(str(error))
+        check_writable(args.out)
+    except (ValueError, TypeError, OSError) as error:
+        p.error(str(error).replace("--workdir", "--out"))
     return args
 
 

@@ -322,6 +322,11 @@ class RunConfig:
                              f"{LABEL_FREE_METRICS}; got {self.train.select!r}.")
         if "shift_marginal" in self.decision_rules and self.model.kind != "image_flow":
             raise ValueError("decision_rules with 'shift_marginal' needs model.kind='image_flow'.")
+        if "shift_marginal" in self.decision_rules and self.train.select != "best_rule_accuracy":
+            raise ValueError("decision_rules with 'shift_marginal' selects the epoch and the rule together: "
+                             f"train.select must be 'best_rule_accuracy'; got {self.train.select!r}.")
+        if "shift_marginal" not in self.decision_rules and self.train.select == "best_rule_accuracy":
+            raise ValueError("train.select='best_rule_accuracy' needs decision_rules=('plain', 'shift_marginal').")
 
     def to_dict(self) -> dict:
         """A JSON-able dict (tuples become lists)."""

@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, cast
+from typing import Any, Callable, Mapping, NamedTuple, Sequence, TypeVar, cast
 
 import flax.linen as nn
 import jax
@@ -38,7 +38,7 @@ import numpy as np
 
 from flowclass import nets
 from flowclass.checkpoint import Checkpointer
-from flowclass.config import RESUMABLE_FIELDS, RunConfig
+from flowclass.config import RESUMABLE_FIELDS, RunConfig, from_dict
 from flowclass.data.labels import UNLABELLED, balanced_label_subset
 from flowclass.data.mnist import load_image_dataset
 from flowclass.data.moons import moons_splits
@@ -56,6 +56,7 @@ CHECKPOINT_DIR = "checkpoints"
 RESULTS_FILE = "results.json"
 
 Split = tuple[np.ndarray, np.ndarray]
+C = TypeVar("C")
 
 
 class RunExistsError(FileExistsError):
@@ -287,7 +288,8 @@ def train(
     train_split, val_split, _ = splits
     steps_per_epoch = len(train_split[0]) // config.train.batch_size
     init_key, fit_key = jax.random.split(jax.random.key(config.seed))
-    state = create_state(config, train_split[0][:512], steps_per_epoch=steps_per_epoch, key=init_key)
+    sample = np.random.default_rng(config.seed).permutation(len(train_split[0]))[:512]  # e.g. for ActNorm
+    state = create_state(config, train_split[0][np.sort(sample)], steps_per_epoch=steps_per_epoch, key=init_key)
     if "shift_marginal" in config.decision_rules:
         rules = decision_rule_metrics(*val_split, from_step=config.train.epochs // 2 * steps_per_epoch)
         extra_val_metrics = _merge(extra_val_metrics, rules)
@@ -305,10 +307,23 @@ def _merge(first, second):
     return lambda state: {**first(state), **second(state)}
 
 
-def prepare_workdir(config: RunConfig, workdir: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
+def prepare_workdir(config: Any, workdir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                    config_file: str = CONFIG_FILE, owned: Sequence[str] = ()) -> Path:
     """Checks ``workdir`` for ``config`` and stores the config there; returns the absolute path.
 
-    See the module docstring for what is refused. Called by :func:`train` before any training.
+    See the module docstring for what is refused. Called by :func:`train` for a run (a
+    :class:`~flowclass.config.RunConfig` in ``config.json``, checkpoints in ``checkpoints/``), and by
+    experiments for their own config (any frozen config dataclass, stored as ``config_file``, e.g.
+    ``experiment.json``). ``owned`` names the other files and folders of ``workdir`` that belong to
+    the stored run (sub-runs, tables, figures): they also mark it occupied, and ``overwrite`` deletes
+    them with the config, ``results.json`` and ``checkpoints/``; nothing else is touched. On resume,
+    fields ending in one of :data:`~flowclass.config.RESUMABLE_FIELDS` may differ.
+
+    Raises:
+      RunExistsError: ``workdir`` holds another run and neither ``resume`` nor ``overwrite``.
+      ValueError: ``resume`` with a config that differs from the stored one (the first difference
+        is named), or ``resume`` and ``overwrite`` together.
+      OSError: ``workdir`` is not a directory or cannot be written.
 
     Example:
       >>> import tempfile
@@ -325,35 +340,49 @@ def prepare_workdir(config: RunConfig, workdir: str | Path, *, resume: bool = Fa
     workdir = Path(workdir).absolute()
     if workdir.exists() and not workdir.is_dir():
         raise NotADirectoryError(f"workdir {workdir} exists and is not a directory.")
-    stored_path = workdir / CONFIG_FILE
-    occupied = stored_path.exists() or (workdir / CHECKPOINT_DIR).exists()
-    if occupied and overwrite:
-        for name in (CONFIG_FILE, RESULTS_FILE):
-            (workdir / name).unlink(missing_ok=True)
-        shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
-    elif occupied and resume and stored_path.exists():
-        stored = read_config(workdir)
-        differences = [d for d in stored.differences(config) if d[0] not in RESUMABLE_FIELDS]
+    stored_path = workdir / config_file
+    held = [name for name in (config_file, CHECKPOINT_DIR, *owned) if (workdir / name).exists()]
+    if held and overwrite:
+        for name in (config_file, RESULTS_FILE, CHECKPOINT_DIR, *owned):
+            path = workdir / name
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    elif held and resume and stored_path.exists():
+        stored = from_dict(type(config), json.loads(stored_path.read_text()))
+        mine, theirs = _flatten(dataclasses.asdict(stored)), _flatten(dataclasses.asdict(config))
+        differences = [k for k in mine if mine[k] != theirs[k] and not k.endswith(RESUMABLE_FIELDS)]
         if differences:
-            field, old, new = differences[0]
-            raise ValueError(f"cannot resume the run in {workdir}: its config has {field}={old!r}, this one "
-                             f"{field}={new!r} ({len(differences)} difference(s)). Resume with the stored config "
-                             f"(load it with flowclass.runs.read_config), or start a new workdir.")
-    elif occupied:
-        raise RunExistsError(f"workdir {workdir} holds another run ({_describe_run(workdir)}). Resume it "
+            field = differences[0]
+            raise ValueError(f"cannot resume the run in {workdir}: its config has {field}={mine[field]!r}, this one "
+                             f"{field}={theirs[field]!r} ({len(differences)} difference(s)). Resume with the stored "
+                             f"config ({stored_path}), or start a new workdir.")
+    elif held:
+        what = _describe_run(workdir) if config_file == CONFIG_FILE else f"{', '.join(held)}"
+        raise RunExistsError(f"workdir {workdir} holds another run ({what}). Resume it "
                              "(resume=True, --resume), choose a new workdir, or delete it first "
                              "(overwrite=True, --overwrite).")
+    text = json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n"
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(stored_path, config.to_json())
+        _write_atomic(stored_path, text)
     except OSError as error:
         raise OSError(error.errno, f"workdir {workdir} cannot be written: {error.strerror or error}") from error
     return workdir
 
 
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _describe_run(workdir: Path) -> str:
     try:
-        m = read_config(workdir).model
+        stored: RunConfig = read_config(workdir)
+        m = stored.model
         what = f"a {m.kind} model" + (f" ({m.preset})" if m.kind == "image_flow" else "")
     except (OSError, ValueError):
         what = "checkpoints without a readable config.json"
@@ -399,26 +428,27 @@ def _json_default(value: Any):
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def read_config(workdir: str | Path) -> RunConfig:
-    """The config stored in ``workdir``.
+def read_config(workdir: str | Path, cls: type[C] = RunConfig, *, config_file: str = CONFIG_FILE) -> C:  # type: ignore[assignment]
+    """The config stored in ``workdir``: a run's :class:`~flowclass.config.RunConfig`, or an
+    experiment's config dataclass ``cls`` stored as ``config_file``.
 
     Raises:
       FileNotFoundError: ``workdir`` holds no run (nothing is created).
-      ValueError: ``config.json`` is not a valid run config.
+      ValueError: the stored file is not a valid config of ``cls``.
 
     Example:
       >>> read_config("no/such/workdir")
       Traceback (most recent call last):
       FileNotFoundError: no/such/workdir/config.json not found: no/such/workdir holds no run ...
     """
-    path = Path(workdir) / CONFIG_FILE
+    path = Path(workdir) / config_file
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {Path(workdir)} holds no run (train one with flowclass.runs.train "
                                 "or an experiment's --workdir).")
     try:
-        return RunConfig.from_dict(json.loads(path.read_text()))
+        return from_dict(cls, json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as error:
-        raise ValueError(f"{path} is not a valid run config: {error}") from error
+        raise ValueError(f"{path} is not a valid config: {error}") from error
 
 
 def load_run(workdir: str | Path) -> LoadedRun:
@@ -434,7 +464,7 @@ def load_run(workdir: str | Path) -> LoadedRun:
       Traceback (most recent call last):
       FileNotFoundError: no/such/workdir/config.json not found: no/such/workdir holds no run ...
     """
-    config = read_config(workdir)
+    config: RunConfig = read_config(workdir)
     model = build_model(config)
     sample = np.zeros((1, *config.model.input_shape), np.float32)
     shapes = dict(jax.eval_shape(model.init, jax.random.key(0), sample))

@@ -86,6 +86,16 @@ def test_a_second_invocation_is_refused_before_training(finished, monkeypatch):
     assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == before
 
 
+def test_resume_reloads_the_finished_runs_and_measures_the_same(finished):
+    config, workdir, summary = finished
+    checkpoints = {p: p.stat().st_mtime_ns for p in workdir.rglob("checkpoints/*/*")}
+    again = train.train_and_evaluate(config, workdir, resume=True, progress=False, figures=False)
+    assert again["attacks"] == summary["attacks"] and again["tau"] == summary["tau"]
+    assert {name: again["models"][name]["best_epoch"] for name in MODELS} == {
+        name: summary["models"][name]["best_epoch"] for name in MODELS}
+    assert {p: p.stat().st_mtime_ns for p in workdir.rglob("checkpoints/*/*")} == checkpoints  # nothing retrained
+
+
 def test_a_run_left_in_a_new_workdir_is_refused_too(finished, tmp_path, monkeypatch):
     config, _, _ = finished
     (tmp_path / "fnn" / runs.CHECKPOINT_DIR).mkdir(parents=True)

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -25,7 +24,7 @@ import flowclass as fc
 from flowclass import runs
 from flowclass.config import RESUMABLE_FIELDS, RunConfig, from_dict
 from flowclass.data import bayes_labels, default_cache_dir, make_moons, moons_class_log_density
-from flowclass.training import FitCheckpoint, FitResult, Selection
+from flowclass.training import FitResult
 
 from .configs import GeometryConfig
 
@@ -106,8 +105,10 @@ def train_and_evaluate(
         if resume and stored.is_file():  # finished earlier
             summary["runs"].append(json.loads(stored.read_text()))
             continue
-        result, splits = train_run(run_config(config, placement), wd)
-        summary["runs"].append(score(result, splits, (x_fresh, y_fresh), placement, wd))
+        # the workdir was checked and stored by prepare_workdir: start the run, or continue it from its
+        # newest checkpoint if an earlier invocation left one
+        run = runs.train(run_config(config, placement), wd, resume=True, progress=False)
+        summary["runs"].append(score(run.result, run.splits, (x_fresh, y_fresh), placement, wd))
     summary["mean"] = [
         {"direction": u, "distance": d,
          **{f"{k}_{stat}": float(getattr(np, stat)([r[k] for r in summary["runs"]
@@ -121,31 +122,6 @@ def train_and_evaluate(
     summary["wall_s"] = time.perf_counter() - start
     runs.write_results(workdir, summary)
     return summary
-
-
-def train_run(config: RunConfig, workdir: Path) -> tuple[FitResult, runs.Splits]:
-    """Trains ``config`` in its prepared ``workdir`` (:func:`prepare_workdir`) as
-    :func:`flowclass.runs.train` does, but with one checkpoint, after the last epoch, instead of
-    one per epoch (an Orbax save of this small flow takes about 0.5 s on a 2-core CPU: 40 per run
-    would cost more than the training). ``flowclass.load_run(workdir)`` reloads the selected model.
-    An unfinished run's leftovers are removed and it is trained from the start."""
-    shutil.rmtree(workdir / runs.CHECKPOINT_DIR, ignore_errors=True)
-    splits = runs.load_splits(config)
-    init_key, fit_key = jax.random.split(jax.random.key(config.seed))
-    steps_per_epoch = len(splits.train[0]) // config.train.batch_size
-    state = runs.create_state(config, splits.train[0][:512], steps_per_epoch=steps_per_epoch, key=init_key)
-    result = fc.fit(state, splits.train, splits.val, key=fit_key, config=config.train, progress=False)
-    rows = [dict(zip(result.history, values, strict=True))
-            for values in zip(*(v.tolist() for v in result.history.values()), strict=True)]
-    selection = Selection(config.train.select)
-    selection.offer(result.best_epoch, {selection.select: rows[result.best_epoch - 1][f"val_{selection.select}"]},
-                    weights={"params": result.state.params, "collections": result.state.collections})
-    checkpoint = FitCheckpoint(workdir / runs.CHECKPOINT_DIR, result.last_state, resume=False)
-    try:
-        checkpoint.save(result.epochs_run, result.last_state, selection, rows)
-    finally:
-        checkpoint.close()
-    return result, splits
 
 
 def score(result: FitResult, splits: runs.Splits, fresh: tuple[np.ndarray, np.ndarray], placement: Placement,

@@ -19,7 +19,6 @@ from flowclass import runs
 from flowclass.config import RunConfig
 from flowclass.invariance import rule_logits, selected_rule
 
-RULE_SELECT = "best_rule_accuracy"
 PREDICTIONS_FILE = "test_predictions.npy"
 FIGURES = ("training_curves.png", "confusion_matrix.png", "samples.png")
 SAMPLE_TEMPERATURE = 0.7
@@ -29,8 +28,7 @@ def check_config(config: RunConfig) -> None:
     """What this experiment asks of a :class:`~flowclass.config.RunConfig` beyond its own checks.
 
     Raises:
-      ValueError: naming the field: not an image model, or a decision-rule setting that would
-        not select the rule on validation.
+      ValueError: naming the field: not an image model, or few labels (another experiment).
     """
     if config.model.kind not in ("image_flow", "cnn"):
         raise ValueError(f"model.kind must be 'image_flow' or 'cnn' for the MNIST experiment; "
@@ -38,12 +36,6 @@ def check_config(config: RunConfig) -> None:
     if config.data.num_labels is not None:
         raise ValueError(f"data.num_labels must be None here (all labels); got {config.data.num_labels}. "
                          "Few-label runs are experiments.semi_supervised.")
-    marginal = "shift_marginal" in config.decision_rules
-    if marginal and config.train.select != RULE_SELECT:
-        raise ValueError(f"train.select must be {RULE_SELECT!r} with decision_rules {config.decision_rules}: the epoch "
-                         f"and the rule are selected together on validation; got {config.train.select!r}.")
-    if not marginal and config.train.select == RULE_SELECT:
-        raise ValueError(f"train.select={RULE_SELECT!r} needs decision_rules=('plain', 'shift_marginal').")
 
 
 def train_and_evaluate(

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 FIGURES = ("robust_accuracy.png", "adversarial_examples.png", "reliability.png", "ood_histograms.png")
+TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 
 
 def _pct(v) -> str:
@@ -23,9 +24,9 @@ def markdown(s: dict) -> str:
     settings, eps = s["settings"], s["settings"]["eps"]
     primary = list(s["robust_accuracy"])
     flow_name = next(name for name in primary if s["runs"][name]["kind"] == "image_flow")
-    lines = [f"# Trust on {s['dataset']}: " + " vs ".join(f"{n} ({s['runs'][n]['kind']})" for n in primary), "",
+    lines = [f"# Trust on {TITLES[s['dataset']]}: " + " vs ".join(f"{n} ({s['runs'][n]['kind']})" for n in primary), "",
              f"{s['images_attacked']} test images attacked; PGD: L∞, margin loss, {settings['steps']} steps of "
-             f"2.5 ε / steps, {settings['restarts']} random restarts, strongest iterate kept; FGSM: one step of ε. "
+             f"2.5 ε / steps, {settings['restarts']} random restart(s), strongest iterate kept; FGSM: one step of ε. "
              f"{s['devices']} {s['platform']} device(s); {s['wall_s']:.0f} s.", "",
              "| run | workdir | test accuracy % | test bits/dim |", "|---|---|---:|---:|"]
     for name, run in s["runs"].items():

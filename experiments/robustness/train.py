@@ -53,7 +53,6 @@ EXPERIMENT_FILE = "experiment.json"
 TABLE_FILE = "table.md"
 PIXEL_LEVELS = 256  # 8-bit images: bits/dim include log2(256), as the runs' losses do
 OTHER = {"mnist": "fashion_mnist", "fashion_mnist": "mnist"}
-TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 LI_ET_AL_2019 = ("Li, Bradshaw & Sharma (2019), VAE-based generative classifiers on MNIST: "
                  "PGD robust accuracy 7.7-32.5 % at ε = 0.3; 84-95 % of successful attacks detected")
 
@@ -191,7 +190,10 @@ def check_runs(config: RobustnessConfig) -> list[tuple[Path, RunConfig]]:
 def load(path: Path, data_dir) -> Model:
     """The run in ``path`` with its weights (:func:`flowclass.load_run`) and its splits."""
     model, variables, config = runs.load_run(path)
-    return Model(path.name, path, config, model, variables, runs.load_splits(config, data_dir=data_dir))
+    splits = runs.load_splits(config, data_dir=data_dir)
+    x, y = splits.train
+    empty = (np.empty((0, *x.shape[1:]), x.dtype), np.empty((0,), y.dtype))  # only val and test are used
+    return Model(path.name, path, config, model, variables, splits._replace(train=empty))
 
 
 def load_other_test_sets(models: list[Model], dirs: dict) -> dict[str, np.ndarray]:
@@ -412,7 +414,7 @@ def out_of_distribution(models: list[Model], other_tests: dict, batch_size: int,
                             _max_softmax(scores(classifier, test_out, batch_size))]
             row["CNN 1 - max softmax"] = metrics.auroc(1 - softmax, positive)
         row["flow -log p(x) TPR at 5 % FPR"] = metrics.tpr_at_fpr(both, positive, 0.05)
-        name = f"{TITLES[flow.dataset]} → {TITLES[OTHER[flow.dataset]]}"
+        name = f"{report.TITLES[flow.dataset]} → {report.TITLES[OTHER[flow.dataset]]}"
         found[name] = row
         histograms[name] = (bits_in, bits_out)
     return found
