@@ -55,9 +55,9 @@ def test_moons_end_to_end_reloads_in_a_fresh_process(tmp_path, monkeypatch):
     assert done.returncode == 0 and "same predictions" in done.stdout, done.stderr[-3000:]
 
     # a second invocation is refused before any training, and the first experiment is intact
-    with pytest.raises(RunExistsError, match="holds another experiment"):
+    with pytest.raises(RunExistsError, match=r"holds another run \(experiment.json, seed0"):
         train.train_and_evaluate(config, workdir, progress=False)
-    with pytest.raises(ValueError, match="fresh_size=2000, this config fresh_size=3000"):
+    with pytest.raises(ValueError, match="fresh_size=2000, this one fresh_size=3000"):
         train.train_and_evaluate(override(config, ["fresh_size=3000"]), workdir, resume=True, progress=False)
     assert json.loads((workdir / "results.json").read_text())["gain_points"] == summary["gain_points"]
     assert train.read_experiment(workdir) == config

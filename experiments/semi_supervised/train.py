@@ -13,11 +13,7 @@ MNIST on its test set.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +23,7 @@ import numpy as np
 
 import flowclass as fc
 from flowclass import runs
-from flowclass.config import RESUMABLE_FIELDS, RunConfig, from_dict, override
+from flowclass.config import RunConfig, override
 from flowclass.data import UNLABELLED, bayes_labels, default_cache_dir, make_moons
 
 EXPERIMENT_FILE = "experiment.json"
@@ -129,7 +125,8 @@ def train_and_evaluate(
     start = time.perf_counter()
     workdir = Path(workdir).absolute()
     planned = plan(config, workdir, data_dir)
-    prepare_workdir(config, workdir, planned, resume=resume, overwrite=overwrite)
+    owned = (*(f"seed{seed}" for seed in config.seeds), TABLE_FILE, *FIGURES)  # the sub-runs follow from config
+    runs.prepare_workdir(config, workdir, resume=resume, overwrite=overwrite, config_file=EXPERIMENT_FILE, owned=owned)
     moons = config.run.data.dataset == "moons"
     fresh = fresh_points(config) if moons else None
     results: dict[str, list[dict]] = {name: [] for name in MODELS}
@@ -150,68 +147,9 @@ def train_and_evaluate(
     return summary
 
 
-def prepare_workdir(config: ExperimentConfig, workdir: Path, planned: dict[Path, RunConfig], *, resume: bool,
-                    overwrite: bool) -> None:
-    """Refuses an occupied ``workdir`` (unless ``resume`` or ``overwrite``) or a resume with another
-    config, before any training, as :func:`flowclass.runs.prepare_workdir` does for one run; then
-    stores ``config`` as ``experiment.json`` (atomically). ``overwrite`` deletes the stored
-    experiment's runs (``seed<s>/``), summary and figures first."""
-    if resume and overwrite:
-        raise ValueError("--resume and --overwrite exclude each other: continue the stored experiment, or delete it.")
-    if workdir.exists() and not workdir.is_dir():
-        raise NotADirectoryError(f"workdir {workdir} exists and is not a directory.")
-    path = workdir / EXPERIMENT_FILE
-    held = [sub for sub in planned if (sub / runs.CONFIG_FILE).exists() or (sub / runs.CHECKPOINT_DIR).exists()]
-    if (path.exists() or held) and not (resume or overwrite):
-        what = f"{EXPERIMENT_FILE} and {len(held)} run(s)" if path.exists() else f"the run(s) {held}"
-        raise runs.RunExistsError(f"workdir {workdir} holds another experiment ({what}). Resume it (resume=True, "
-                                  "--resume), choose a new workdir, or delete it first (overwrite=True, --overwrite).")
-    if resume:
-        resumable = {f"run.{name}" for name in RESUMABLE_FIELDS}
-        checks = [(path, _flat(config), _flat(read_experiment(workdir)))] if path.exists() else []
-        checks += [(sub / runs.CONFIG_FILE, _flat(planned[sub]), _flat(runs.read_config(sub))) for sub in held]
-        for where, new, old in checks:
-            differences = [k for k in new if new[k] != old.get(k) and k not in resumable and k not in RESUMABLE_FIELDS]
-            if differences:
-                field = differences[0]
-                raise ValueError(f"cannot resume {where}: it has {field}={old.get(field)!r}, this config "
-                                 f"{field}={new[field]!r} ({len(differences)} difference(s)). Resume with the stored "
-                                 "config, or start a new workdir.")
-    if overwrite:  # the stored experiment's runs, summary and figures
-        try:
-            stored_seeds = read_experiment(workdir).seeds if path.exists() else ()
-        except (ValueError, TypeError):
-            stored_seeds = ()
-        for seed in stored_seeds:
-            shutil.rmtree(workdir / f"seed{seed}", ignore_errors=True)
-        for name in (runs.RESULTS_FILE, TABLE_FILE, *FIGURES):
-            (workdir / name).unlink(missing_ok=True)
-    workdir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
-
-
 def read_experiment(workdir: str | Path) -> ExperimentConfig:
     """The config stored in ``workdir/experiment.json``."""
-    return from_dict(ExperimentConfig, json.loads((Path(workdir) / EXPERIMENT_FILE).read_text()))
-
-
-def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    tree = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f.name, path)
+    return runs.read_config(workdir, ExperimentConfig, config_file=EXPERIMENT_FILE)
 
 
 def fresh_points(config: ExperimentConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
