@@ -30,7 +30,7 @@ MOONS_MEANS = ((-4.0, 0.0), (4.0, 0.0))
 def build(name: str, num_couplings: int = 5) -> tuple[Any, LossFn, optax.GradientTransformation]:
     """``(model, loss_fn, optimiser)`` as the experiments build them (constant learning rate 1e-3).
 
-    moons (``experiments/moons.py``): Adam; MNIST (``experiments/mnist.py``): global-norm
+    moons (``experiments/moons``): Adam; MNIST (``experiments/mnist``): global-norm
     clipping at 10, then Adam; flows use the hybrid loss ``bits/dim + 3 · CE``.
     """
     mnist_tx = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3))

@@ -2,7 +2,7 @@
 
 Each model is a faithful port: the same layers in the same order, the same masks, the same
 conditioners, the same parameter counts (``run.py`` prints both), the same losses and optimiser
-(Adam, with global-norm clipping at 10 for the MNIST models, as in ``experiments/mnist.py``).
+(Adam, with global-norm clipping at 10 for the MNIST models, as in the ``experiments/mnist`` configs).
 Images are NCHW here (PyTorch's native layout) and NHWC in flowclass; squeezes and flattening
 reproduce flowclass's element order, so the masks select the same entries.
 
@@ -347,7 +347,7 @@ class CNN(nn.Sequential):
                          nn.Linear(3240, 50), nn.ReLU(), nn.Linear(50, 10))
 
 
-MNIST_FLOW_LOSS = flow_loss(beta=3.0, bits_per_dim=True)  # experiments/mnist.py: --beta 3, bits/dim
+MNIST_FLOW_LOSS = flow_loss(beta=3.0, bits_per_dim=True)  # experiments/mnist configs: beta 3, bits/dim
 
 
 def build(name: str, num_couplings: int = 5) -> tuple[nn.Module, Callable, float | None]:
