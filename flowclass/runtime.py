@@ -61,6 +61,34 @@ def use_host_devices(count: int) -> None:
         _add_xla_flags([f"--xla_force_host_platform_device_count={count}"])
 
 
+def configure_cpu(argv: Sequence[str]) -> list[str]:
+    """The CPU set-up of the image experiments, from their command line: takes ``--host-devices N``
+    (default: the cores, at most 8) out of ``argv``, splits the CPU into that many devices
+    (:func:`use_host_devices`) and sets the fast XLA CPU code generation (:func:`use_fast_codegen`).
+    Call it before JAX starts computing. Returns the other arguments.
+
+    Raises:
+      SystemExit: ``--host-devices`` is not a positive integer (with a usage message).
+
+    Example:
+      >>> import os
+      >>> saved = os.environ.pop("XLA_FLAGS", None)
+      >>> configure_cpu(["--host-devices", "1", "--config", "cnn"])
+      ['--config', 'cnn']
+      >>> _ = os.environ.pop("XLA_FLAGS", None) if saved is None else os.environ.update(XLA_FLAGS=saved)
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--host-devices", type=int, default=min(os.cpu_count() or 1, 8))
+    known, rest = parser.parse_known_args(list(argv))
+    if known.host_devices < 1:
+        parser.error(f"--host-devices must be >= 1; got {known.host_devices}")
+    use_host_devices(known.host_devices)
+    use_fast_codegen()
+    return rest
+
+
 def xla_option(flag: str) -> str:
     """The option a ``--name=value`` XLA flag sets: ``'--name'``.
 

@@ -100,7 +100,7 @@ def test_a_run_left_in_a_new_workdir_is_refused_too(finished, tmp_path, monkeypa
     config, _, _ = finished
     (tmp_path / "fnn" / runs.CHECKPOINT_DIR).mkdir(parents=True)
     monkeypatch.setattr(runs, "fit", _no_training)
-    with pytest.raises(runs.RunExistsError, match=r"\['fnn'\]"):
+    with pytest.raises(runs.RunExistsError, match=r"holds another run \(fnn\)"):
         train.train_and_evaluate(config, tmp_path, progress=False)
     assert not (tmp_path / train.EXPERIMENT_FILE).exists()
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,7 +19,7 @@ from tqdm.auto import tqdm
 
 import flowclass as fc
 from flowclass import runs
-from flowclass.config import RESUMABLE_FIELDS, RunConfig, from_dict
+from flowclass.config import RunConfig
 from flowclass.data import bayes_labels, default_cache_dir, make_moons, moons_class_log_density
 from flowclass.training import FitResult
 
@@ -142,63 +139,19 @@ def score(result: FitResult, splits: runs.Splits, fresh: tuple[np.ndarray, np.nd
 
 def prepare_workdir(config: GeometryConfig, workdir: str | Path, *, resume: bool = False,
                     overwrite: bool = False) -> dict[Placement, Path]:
-    """Checks ``workdir`` for ``config``, stores the config there (``experiment.json``, atomically) and
-    prepares every run's workdir (:func:`flowclass.runs.prepare_workdir`), all before any training.
+    """Checks ``workdir`` for ``config`` and stores the config there (``experiment.json``), then
+    does the same for every run's workdir, all before any training (:func:`flowclass.runs.prepare_workdir`).
 
     A workdir that holds an experiment is refused unless ``resume`` (the configs must agree but
     for :data:`~flowclass.config.RESUMABLE_FIELDS`) or ``overwrite`` (its runs, summary, table and
     figure are deleted first).
     """
-    if resume and overwrite:
-        raise ValueError("resume=True and overwrite=True exclude each other: continue the stored experiment, or "
-                         "delete it.")
     workdir = Path(workdir).absolute()
-    stored_path = workdir / EXPERIMENT_FILE
-    if stored_path.exists():
-        try:
-            stored = from_dict(GeometryConfig, json.loads(stored_path.read_text()))
-        except (ValueError, TypeError) as error:
-            if not overwrite:
-                raise ValueError(f"{stored_path} is not a geometry experiment config: {error}") from error
-            stored = None
-        if overwrite:
-            for placement in placements(stored) if stored is not None else ():
-                shutil.rmtree(run_dir(workdir, placement).parent, ignore_errors=True)
-            for name in (runs.RESULTS_FILE, TABLE_FILE, FIGURE):
-                (workdir / name).unlink(missing_ok=True)
-        elif resume:
-            flat_old, flat_new = _flatten(dataclasses.asdict(stored)), _flatten(dataclasses.asdict(config))
-            differences = [k for k in flat_old if flat_old[k] != flat_new[k]
-                           and not any(k.endswith("." + f) for f in RESUMABLE_FIELDS)]
-            if differences:
-                field = differences[0]
-                raise ValueError(f"cannot resume the experiment in {workdir}: its config has {field}="
-                                 f"{flat_old[field]!r}, this one {field}={flat_new[field]!r} ({len(differences)} "
-                                 "difference(s)). Resume with the stored config, or start a new workdir.")
-        else:
-            raise runs.RunExistsError(
-                f"workdir {workdir} holds another geometry experiment (noise {stored.noise:g}, "
-                f"{len(placements(stored))} runs). Resume it (--resume), choose a new workdir, or delete it first "
-                "(--overwrite).")
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n"
-        with tempfile.NamedTemporaryFile("w", dir=workdir, prefix=f".{EXPERIMENT_FILE}.", delete=False) as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(f.name, stored_path)
-    except OSError as error:
-        raise OSError(error.errno, f"workdir {workdir} cannot be written: {error.strerror or error}") from error
+    earlier_runs = sorted(p.name for p in workdir.glob("*_d*") if p.is_dir())
+    runs.prepare_workdir(config, workdir, resume=resume, overwrite=overwrite, config_file=EXPERIMENT_FILE,
+                         owned=(TABLE_FILE, FIGURE, *earlier_runs))
     return {p: runs.prepare_workdir(run_config(config, p), run_dir(workdir, p), resume=resume, overwrite=overwrite)
             for p in placements(config)}
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return flat
 
 
 def table(s: dict) -> str:

@@ -11,28 +11,13 @@ under tcmalloc when it is installed and sets the XLA CPU compiler options (flowc
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 
 
-def configure_runtime(argv: list[str]) -> list[str]:
-    """Takes ``--host-devices N`` out of ``argv`` and sets the XLA flags; call before JAX starts
-    its backends (it reads ``XLA_FLAGS`` then). Returns the other arguments."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--host-devices", type=int, default=min(os.cpu_count() or 1, 8))
-    known, rest = parser.parse_known_args(argv)
-    if known.host_devices < 1:
-        sys.exit(f"error: --host-devices must be >= 1; got {known.host_devices}")
-    from flowclass.runtime import use_fast_codegen, use_host_devices
-
-    use_host_devices(known.host_devices)
-    use_fast_codegen()  # XLA CPU flags measured in benchmarks/
-    return rest
-
-
 def main(argv: list[str] | None = None) -> dict:
-    argv = configure_runtime(sys.argv[1:] if argv is None else list(argv))
+    from flowclass.runtime import configure_cpu
+
+    argv = configure_cpu(sys.argv[1:] if argv is None else argv)  # before JAX starts its backends
     from flowclass import cli
 
     from . import train

@@ -11,9 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,7 +20,7 @@ import numpy as np
 
 import flowclass as fc
 from flowclass import runs
-from flowclass.config import RESUMABLE_FIELDS, RunConfig, from_dict
+from flowclass.config import RunConfig
 from flowclass.data import bayes_labels, default_cache_dir, make_moons
 from flowclass.training import FitResult
 
@@ -180,72 +177,21 @@ def score(trained: Trained, fresh: tuple[np.ndarray, np.ndarray]) -> dict:
 
 def prepare_workdir(config: MoonsConfig, workdir: str | Path, *, resume: bool = False,
                     overwrite: bool = False) -> dict[tuple[str, int], Path]:
-    """Checks ``workdir`` for ``config``, stores the config there (``experiment.json``, atomically) and
-    prepares every run's workdir (:func:`flowclass.runs.prepare_workdir`), all before any training.
+    """Checks ``workdir`` for ``config`` and stores the config there (``experiment.json``), then
+    does the same for every run's workdir, all before any training (:func:`flowclass.runs.prepare_workdir`).
     Returns the runs' workdirs by ``(model, seed)``.
 
     A workdir that holds an experiment is refused unless ``resume`` (the configs must agree but
     for :data:`~flowclass.config.RESUMABLE_FIELDS`) or ``overwrite`` (its runs, summary and figures
     are deleted first).
     """
-    if resume and overwrite:
-        raise ValueError("resume=True and overwrite=True exclude each other: continue the stored experiment, or "
-                         "delete it.")
     workdir = Path(workdir).absolute()
-    stored_path = workdir / EXPERIMENT_FILE
-    if stored_path.exists():
-        try:
-            stored = from_dict(MoonsConfig, json.loads(stored_path.read_text()))
-        except (ValueError, TypeError) as error:
-            if not overwrite:
-                raise ValueError(f"{stored_path} is not a moons experiment config: {error}") from error
-            stored = None
-        if overwrite:
-            for seed in stored.seeds if stored is not None else ():
-                shutil.rmtree(workdir / f"seed{seed}", ignore_errors=True)
-            for name in (runs.RESULTS_FILE, *FIGURES):
-                (workdir / name).unlink(missing_ok=True)
-        elif resume:
-            differences = _differences(stored, config)
-            if differences:
-                field, old, new = differences[0]
-                raise ValueError(f"cannot resume the experiment in {workdir}: its config has {field}={old!r}, this "
-                                 f"one {field}={new!r} ({len(differences)} difference(s)). Resume with the stored "
-                                 "config, or start a new workdir.")
-        else:
-            raise runs.RunExistsError(
-                f"workdir {workdir} holds another moons experiment (noise {stored.noise:g}, seeds {stored.seeds}). "
-                "Resume it (--resume), choose a new workdir, or delete it first (--overwrite).")
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(stored_path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
-    except OSError as error:
-        raise OSError(error.errno, f"workdir {workdir} cannot be written: {error.strerror or error}") from error
+    earlier_runs = sorted(p.name for p in workdir.glob("seed*") if p.is_dir())
+    runs.prepare_workdir(config, workdir, resume=resume, overwrite=overwrite, config_file=EXPERIMENT_FILE,
+                         owned=(*FIGURES, *earlier_runs))
     return {(name, seed): runs.prepare_workdir(run_config(config, name, seed), run_dir(workdir, name, seed),
                                                resume=resume, overwrite=overwrite)
             for seed in config.seeds for name in MODELS}
-
-
-def _differences(stored: MoonsConfig, config: MoonsConfig) -> list[tuple[str, Any, Any]]:
-    """``(field, stored value, new value)`` for every field that differs, but for the resumable ones."""
-    old, new = _flatten(dataclasses.asdict(stored)), _flatten(dataclasses.asdict(config))
-    return [(k, old[k], new[k]) for k in old
-            if old[k] != new[k] and not any(k.endswith("." + f) for f in RESUMABLE_FIELDS)]
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return flat
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f.name, path)
 
 
 def table(s: dict) -> str:

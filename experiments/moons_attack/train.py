@@ -22,12 +22,8 @@ they do not belong to. A point is on the manifold when its true log-density exce
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,7 +34,6 @@ import optax
 
 import flowclass as fc
 from flowclass import attacks, manifold, runs
-from flowclass.config import RESUMABLE_FIELDS, from_dict
 from flowclass.data import bayes_labels, default_cache_dir, moons_log_density
 
 from . import report
@@ -165,73 +160,10 @@ def train_model(config: MoonsAttackConfig, name: str, run_dir: Path, splits: run
 
 def prepare_workdir(config: MoonsAttackConfig, workdir: str | Path, *, resume: bool = False,
                     overwrite: bool = False) -> Path:
-    """Checks ``workdir`` and its runs' workdirs for ``config`` and stores the config there
-    (``experiment.json``, atomically), before any training; returns the absolute path.
-
-    A workdir that holds an experiment or one of its runs is refused unless ``resume`` (the
-    stored configs must agree but for :data:`~flowclass.config.RESUMABLE_FIELDS`) or ``overwrite``
-    (the summary, table and figures are deleted here, each run by :func:`flowclass.runs.train`).
-    """
-    if resume and overwrite:
-        raise ValueError("resume=True and overwrite=True exclude each other: continue the stored experiment, or "
-                         "delete it.")
-    workdir = Path(workdir).absolute()
-    stored_path = workdir / EXPERIMENT_FILE
-    held = [name for name in MODELS
-            if (workdir / name / runs.CONFIG_FILE).exists() or (workdir / name / runs.CHECKPOINT_DIR).exists()]
-    if overwrite:
-        for name in (runs.RESULTS_FILE, TABLE_FILE, *report.FIGURES):
-            (workdir / name).unlink(missing_ok=True)
-    elif resume:
-        differences = []
-        if stored_path.exists():
-            try:
-                stored = from_dict(MoonsAttackConfig, json.loads(stored_path.read_text()))
-            except (ValueError, TypeError) as error:
-                raise ValueError(f"{stored_path} is not a moons attack experiment config: {error}") from error
-            differences = _differences(dataclasses.asdict(stored), dataclasses.asdict(config))
-        for name in held:
-            if not differences and (workdir / name / runs.CONFIG_FILE).exists():
-                run = runs.read_config(workdir / name).to_dict()
-                differences = _differences({name: run}, {name: config.run(name).to_dict()})
-        if differences:
-            field, old, new = differences[0]
-            raise ValueError(f"cannot resume the experiment in {workdir}: its config has {field}={old!r}, this one "
-                             f"{field}={new!r} ({len(differences)} difference(s)). Resume with the stored config, "
-                             "or start a new workdir.")
-    elif stored_path.exists() or held:
-        what = "a moons attack experiment" if stored_path.exists() else f"the run(s) {held}"
-        raise runs.RunExistsError(f"workdir {workdir} holds {what}. Resume it (--resume), choose a new workdir, or "
-                                  "delete it first (--overwrite).")
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(stored_path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
-    except OSError as error:
-        raise OSError(error.errno, f"workdir {workdir} cannot be written: {error.strerror or error}") from error
-    return workdir
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """``(field, old value, new value)`` for every leaf that differs, but for the resumable fields."""
-    found = []
-    for key, value in old.items():
-        field = f"{prefix}{key}"
-        if isinstance(value, dict):
-            found += _differences(value, new.get(key, {}), f"{field}.")
-        elif value != new.get(key) and not any(field.endswith(f) for f in RESUMABLE_FIELDS):
-            found.append((field, value, new.get(key)))
-    return found
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f.name, path)
-
-
-# --- start points -------------------------------------------------------------------------
+    """Checks ``workdir`` for ``config`` and stores it there (``experiment.json``), before any training
+    (:func:`flowclass.runs.prepare_workdir`; the runs, summary, table and figures belong to it)."""
+    return runs.prepare_workdir(config, workdir, resume=resume, overwrite=overwrite, config_file=EXPERIMENT_FILE,
+                                owned=(*MODELS, TABLE_FILE, *report.FIGURES))
 
 
 def start_points(x_all: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, config: MoonsAttackConfig):

@@ -15,22 +15,13 @@ shards each attack batch over them. Writes experiment.json, results.json, table.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    devices = argparse.ArgumentParser(add_help=False)
-    devices.add_argument("--host-devices", type=int, default=min(os.cpu_count() or 1, 8))
-    known, argv = devices.parse_known_args(argv)
-    if known.host_devices < 1:
-        sys.exit(f"error: --host-devices must be >= 1; got {known.host_devices}")
-    from flowclass.runtime import use_fast_codegen, use_host_devices
+    from flowclass.runtime import configure_cpu
 
-    use_host_devices(known.host_devices)  # before JAX starts its backends
-    use_fast_codegen()  # XLA CPU flags measured in benchmarks/
+    argv = configure_cpu(sys.argv[1:] if argv is None else argv)  # before JAX starts its backends
     from flowclass import cli, runs
 
     from . import train

@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -42,7 +39,7 @@ import numpy as np
 
 import flowclass as fc
 from flowclass import calibration, metrics, robustness, runs
-from flowclass.config import RunConfig, from_dict
+from flowclass.config import RunConfig
 from flowclass.data import UNLABELLED, load_image_dataset
 from flowclass.losses import make_semi_supervised_loss
 
@@ -425,38 +422,8 @@ def out_of_distribution(models: list[Model], other_tests: dict, batch_size: int,
 
 def prepare_workdir(config: RobustnessConfig, workdir: str | Path, *, resume: bool = False,
                     overwrite: bool = False) -> Path:
-    """Checks ``workdir`` and stores ``config`` there (``experiment.json``, atomically); returns the
-    absolute path. A workdir that holds an evaluation is refused unless ``overwrite`` (its files
-    are deleted) or ``resume`` with the same config (it is evaluated again)."""
-    if resume and overwrite:
-        raise ValueError("resume=True and overwrite=True exclude each other: evaluate again, or delete the stored "
-                         "evaluation.")
-    workdir = Path(workdir).absolute()
-    stored_path = workdir / EXPERIMENT_FILE
-    if stored_path.exists() and overwrite:
-        for name in (runs.RESULTS_FILE, TABLE_FILE, *report.FIGURES):
-            (workdir / name).unlink(missing_ok=True)
-    elif stored_path.exists() and resume:
-        try:
-            stored = dataclasses.asdict(from_dict(RobustnessConfig, json.loads(stored_path.read_text())))
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"{stored_path} is not a robustness experiment config: {error}") from error
-        mine = dataclasses.asdict(config)
-        different = [k for k in stored if stored[k] != mine[k]]
-        if different:
-            field = different[0]
-            raise ValueError(f"cannot resume the evaluation in {workdir}: its config has {field}={stored[field]!r}, "
-                             f"this one {field}={mine[field]!r}. Start a new workdir, or --overwrite.")
-    elif stored_path.exists():
-        raise runs.RunExistsError(f"workdir {workdir} holds a robustness evaluation. Evaluate again (--resume), choose "
-                                  "a new workdir, or delete it first (--overwrite).")
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=workdir, prefix=f".{EXPERIMENT_FILE}.", delete=False) as f:
-            f.write(json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(f.name, stored_path)
-    except OSError as error:
-        raise OSError(error.errno, f"workdir {workdir} cannot be written: {error.strerror or error}") from error
-    return workdir
+    """Checks ``workdir`` and stores ``config`` there (``experiment.json``), before any evaluation
+    (:func:`flowclass.runs.prepare_workdir`; the summary, table and figures belong to it); ``resume``
+    with the same config evaluates again."""
+    return runs.prepare_workdir(config, workdir, resume=resume, overwrite=overwrite, config_file=EXPERIMENT_FILE,
+                                owned=(TABLE_FILE, *report.FIGURES))
