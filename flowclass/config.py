@@ -342,8 +342,19 @@ class RunConfig:
 
     def differences(self, other: RunConfig) -> list[tuple[str, Any, Any]]:
         """``(field, self's value, other's value)`` for every field that differs, in field order."""
-        mine, theirs = _flatten(self.to_dict()), _flatten(other.to_dict())
-        return [(k, mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]]
+        return differences(self, other)
+
+
+def differences(config: Any, other: Any) -> list[tuple[str, Any, Any]]:
+    """``(field, config's value, other's value)`` for every field of two config dataclass trees of
+    the same type that differs, in field order, with dotted field names.
+
+    Example:
+      >>> differences(TrainConfig(), TrainConfig(epochs=5))
+      [('epochs', 100, 5)]
+    """
+    mine, theirs = _flatten(dataclasses.asdict(config)), _flatten(dataclasses.asdict(other))
+    return [(k, mine[k], theirs.get(k)) for k in mine if mine[k] != theirs.get(k)]
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

@@ -38,7 +38,7 @@ import numpy as np
 
 from flowclass import nets
 from flowclass.checkpoint import Checkpointer
-from flowclass.config import RESUMABLE_FIELDS, RunConfig, from_dict
+from flowclass.config import RESUMABLE_FIELDS, RunConfig, differences, from_dict
 from flowclass.data.labels import UNLABELLED, balanced_label_subset
 from flowclass.data.mnist import load_image_dataset
 from flowclass.data.moons import moons_splits
@@ -348,12 +348,11 @@ def prepare_workdir(config: Any, workdir: str | Path, *, resume: bool = False, o
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     elif held and resume and stored_path.exists():
         stored = from_dict(type(config), json.loads(stored_path.read_text()))
-        mine, theirs = _flatten(dataclasses.asdict(stored)), _flatten(dataclasses.asdict(config))
-        differences = [k for k in mine if mine[k] != theirs[k] and not k.endswith(RESUMABLE_FIELDS)]
-        if differences:
-            field = differences[0]
-            raise ValueError(f"cannot resume the run in {workdir}: its config has {field}={mine[field]!r}, this one "
-                             f"{field}={theirs[field]!r} ({len(differences)} difference(s)). Resume with the stored "
+        changed = [d for d in differences(stored, config) if not d[0].endswith(RESUMABLE_FIELDS)]
+        if changed:
+            field, old, new = changed[0]
+            raise ValueError(f"cannot resume the run in {workdir}: its config has {field}={old!r}, this one "
+                             f"{field}={new!r} ({len(changed)} difference(s)). Resume with the stored "
                              f"config ({stored_path}), or start a new workdir.")
     elif held:
         what = _describe_run(workdir) if config_file == CONFIG_FILE else f"{', '.join(held)}"
@@ -367,16 +366,6 @@ def prepare_workdir(config: Any, workdir: str | Path, *, resume: bool = False, o
     except OSError as error:
         raise OSError(error.errno, f"workdir {workdir} cannot be written: {error.strerror or error}") from error
     return workdir
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _describe_run(workdir: Path) -> str:

@@ -375,3 +375,29 @@ def test_layer_checker_on_a_toy_tree(toy):
     programs = {t for _, t in imported_modules(tree["flowclass.robustness"], root) if not t.startswith("flowclass")}
     assert programs == {"experiments.mnist"}
     assert layer_of("flowclass.bijectors.coupling") == 1 and layer_of("flowclass.unknown") is None
+
+
+def test_experiments_are_packages_importing_only_the_library_and_themselves():
+    """DESIGN.md: experiments are thin programs over the library. Inside ``experiments/<name>/`` imports
+    are relative (the package itself) or of the library and third-party code: no ``sys.path`` edits, no
+    import of another experiment. The legacy entry ``experiments/moons.py`` imports its own package."""
+    names = {p.name for p in (ROOT / "experiments").iterdir() if (p / "__init__.py").is_file()}
+    offenders = []
+    for path in sorted((ROOT / "experiments").rglob("*.py")):
+        relative = path.relative_to(ROOT / "experiments")
+        own = relative.parts[0] if len(relative.parts) > 1 else relative.stem
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", None) == "sys":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: uses sys.path")
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [node.module]
+            for target in targets:
+                top = target.split(".")[0]
+                other = target.split(".")[1] if top == "experiments" and "." in target else top
+                if (top == "experiments" or top in names) and other != own:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: imports {target}")
+    assert not offenders, "experiments import another experiment or edit sys.path:\n  " + "\n  ".join(offenders)

@@ -6,13 +6,8 @@ Formerly ``python experiments/mnist.py --data-dir DIR --time-budget 60 --model f
 
 from flowclass.config import RunConfig, override
 
-from . import default
+from . import onehot_60min
 
 
 def get_config() -> RunConfig:
-    return override(default.get_config(), [
-        "model.means=onehot",
-        "train.epochs=80",
-        "train.time_budget_s=3600.0",
-        "seed=1",
-    ])
+    return override(onehot_60min.get_config(), ["seed=1"])

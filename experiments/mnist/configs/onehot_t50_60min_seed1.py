@@ -6,14 +6,8 @@ Formerly ``python experiments/mnist.py --data-dir DIR --time-budget 60 --model f
 
 from flowclass.config import RunConfig, override
 
-from . import default
+from . import onehot_t50_60min
 
 
 def get_config() -> RunConfig:
-    return override(default.get_config(), [
-        "model.means=onehot",
-        "loss.posterior_temperature=50.0",
-        "train.epochs=80",
-        "train.time_budget_s=3600.0",
-        "seed=1",
-    ])
+    return override(onehot_t50_60min.get_config(), ["seed=1"])
