@@ -377,13 +377,22 @@ def _build(cls, data: Any, path: str):
         raise ValueError(f"unknown config field(s) {[path + k for k in unknown]}; "
                          f"{path or 'the config'} has {sorted(names)}.")
     values = {}
-    for name, raw in data.items():
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind):
-            values[name] = _build(kind, raw, f"{path}{name}.")
-        else:
-            values[name] = _coerce(raw, kind, f"{path}{name}")
-    return cls(**values)
+    try:
+        for name, raw in data.items():
+            kind = hints[name]
+            if dataclasses.is_dataclass(kind):
+                values[name] = _build(kind, raw, f"{path}{name}.")
+            else:
+                values[name] = _coerce(raw, kind, f"{path}{name}")
+        return cls(**values)
+    except (ValueError, TypeError) as error:
+        if cls is not RunConfig or not path:
+            raise
+        # a RunConfig inside an experiment's config: its messages name "section.field"; add where it sits
+        message = str(error)
+        first = message.split(" ", 1)[0].split("=", 1)[0]
+        named = any(first.startswith(f"{field.name}.") or first == field.name for field in dataclasses.fields(cls))
+        raise type(error)(f"{path}{message}" if named else f"{path[:-1]}: {message}") from error
 
 
 def _coerce(value: Any, kind: Any, field: str) -> Any:
