@@ -27,7 +27,7 @@ from flowclass.config import override
 
 class Invocation(NamedTuple):
     """What :func:`parse` read: the config (overrides applied), the workdir and the run options
-    (``resume``, ``overwrite``, ``data_dir``, ``progress``) for ``train_and_evaluate``.
+    (``resume``, ``overwrite``, ``data_dir``, ``progress``, ``figures``) for ``train_and_evaluate``.
 
     Example: see :func:`parse`.
 
@@ -123,6 +123,7 @@ def parse(argv: list[str] | None, *, description: str | None, configs: str, defa
     parser.add_argument("--data-dir", default=None, help="where image datasets are found "
                         "(default: $FLOWCLASS_DATA_DIR, system locations)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-figures", action="store_true", help="write no figures")
     parser.add_argument("overrides", nargs="*", metavar="section.field=value",
                         help="config overrides, e.g. train.epochs=5 optim.learning_rate=3e-3")
     args = parser.parse_args(argv)
@@ -140,5 +141,5 @@ def parse(argv: list[str] | None, *, description: str | None, configs: str, defa
     except OSError as error:
         parser.error(str(error))
     options = {"resume": args.resume, "overwrite": args.overwrite, "data_dir": args.data_dir,
-               "progress": not args.quiet}
+               "progress": not args.quiet, "figures": not args.no_figures}
     return Invocation(config, name, workdir, options)
