@@ -423,6 +423,7 @@ class EpochRunner:
             for size in sorted(set(self.blocks))
         }
         self.compile_s = time.perf_counter() - start
+        self.steps_run = 0  # steps trained by this runner, over all its epochs
 
     def run(self, state: TrainState, key: jax.Array, *, deadline: float | None = None,
             on_block: Callable[[int], None] | None = None) -> tuple[TrainState, dict[str, Mean], bool]:
@@ -436,6 +437,7 @@ class EpochRunner:
             state, sums = self._compiled[size](state, self.data, order[row : row + size], block_key)
             parts.append(sums)  # fetched once per epoch
             row += size
+            self.steps_run += size
             if on_block is not None:
                 on_block(size)
             if deadline is not None:
@@ -675,7 +677,7 @@ def fit(
         if checkpoint is not None:
             checkpoint.close()
     train_s = time.perf_counter() - train_start
-    examples = sum(runner.steps for _ in range(epochs_run - start_epoch)) * config.batch_size
+    examples = runner.steps_run * config.batch_size  # a time budget may stop an epoch after any block
     return FitResult(
         state=state.replace(**selection.best) if selection.best is not None else state,
         last_state=state, best_epoch=selection.best_epoch, epochs_run=epochs_run,

@@ -133,6 +133,7 @@ def test_time_budget_and_accuracy_selection(moons):
     config = fc.TrainConfig(epochs=50, batch_size=32, max_steps_per_call=5, time_budget_s=1e-9, select="accuracy")
     result = fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), progress=False, config=config)
     assert result.epochs_run == 1  # stopped after the first block, then validated
+    assert result.train_samples_per_s * result.train_s == pytest.approx(5 * 32)  # the examples of that block only
     assert result.best_epoch == 1
     assert result.history["train_loss"].shape == (1,)
 
