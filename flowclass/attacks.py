@@ -34,6 +34,14 @@ and :func:`pgd_random_start` its random start. :func:`pgd_trajectories` and
 :func:`~flowclass.robustness.fgsm_robust_accuracy` run the same step on a margin loss and
 keep only each example's strongest point, to measure robust accuracy.
 
+**The boundary.** The public attacks check every argument eagerly before the one compiled call
+and raise ``ValueError`` (``TypeError`` for a callable, optimiser or key of the wrong kind)
+naming it: start points (a finite floating-point batch, lists accepted, inside ``bounds``),
+classes (any integer scalar or one per point, in ``[0, K)`` with ``K`` from the model's output),
+counts, sizes and probabilities. The engine pieces :func:`pgd_step` and :func:`pgd_random_start`
+run inside jitted loops: they check shapes, dtypes, ``norm``, the key, and ``eps``/``step_size``
+when these are Python numbers, but not array values (NaN, box) — their callers have checked those.
+
 Models enter as plain callables on batches, e.g. ``functools.partial(model.apply,
 variables)`` for logits. Array arguments of a ``functools.partial`` (or a
 ``jax.tree_util.Partial``) are passed to the compiled graph as inputs, not baked in as
@@ -65,12 +73,18 @@ from jax.tree_util import Partial
 from jax.typing import ArrayLike
 
 from flowclass._validation import (
+    as_array,
     check_bounds,
+    check_callable,
     check_classifier_inputs,
+    check_key,
     check_norm,
+    check_optimizer,
     check_positive,
     check_positive_int,
     check_probability,
+    is_floating,
+    is_real_number_dtype,
 )
 
 Norm = Literal["linf", "l2"]
@@ -168,6 +182,8 @@ def confidence_attack(
     Raises:
       ValueError: for a bad batch, target, ``max_steps``, ``threshold`` or ``bounds`` (the
         message names the argument), or a model function that does not return ``(b, K)``.
+      TypeError: ``logits_fn`` not callable, ``optimizer`` not an optax transformation, ``x0``
+        or ``target`` not an array.
 
     Example:
       >>> import functools, jax, jax.numpy as jnp, flowclass as fc
@@ -178,8 +194,10 @@ def confidence_attack(
       (21, 3, 2)
     """
     x0, target, num_classes = check_classifier_inputs(logits_fn, x0, target)
+    check_optimizer(optimizer)
     check_positive_int(max_steps, "max_steps")
     check_probability(threshold, "threshold")
+    max_steps = int(max_steps)
     return _confidence(
         traceable(logits_fn), x0, target, jnp.float32(threshold), check_bounds(bounds, x0, name="x0"),
         optimizer=optimizer, max_steps=max_steps,
@@ -208,7 +226,8 @@ def likelihood_attack(
     arguments and the result's shapes as :func:`confidence_attack`.
 
     Raises:
-      ValueError: as :func:`confidence_attack`, and for a ``log_prior`` that is not ``(K,)``.
+      ValueError, TypeError: as :func:`confidence_attack`, and ``ValueError`` for a ``log_prior`` that is
+        not ``(K,)`` finite numbers.
 
     Example:
       >>> import functools, jax, jax.numpy as jnp, flowclass as fc
@@ -219,14 +238,22 @@ def likelihood_attack(
       >>> bool(jnp.all(result.objective[-1] > result.objective[0]))
       True
     """
-    x0, target, num_classes = check_classifier_inputs(class_log_likelihoods_fn, x0, target)
+    x0, target, num_classes = check_classifier_inputs(class_log_likelihoods_fn, x0, target,
+                                                      fn_name="class_log_likelihoods_fn")
+    check_optimizer(optimizer)
     check_positive_int(steps, "steps")
     check_probability(threshold, "threshold")
+    steps = int(steps)
     if log_prior is None:
         log_prior = jnp.full((num_classes,), -math.log(num_classes), jnp.float32)
+    log_prior = as_array(log_prior, "log_prior")
+    if not is_real_number_dtype(log_prior.dtype):
+        raise ValueError(f"log_prior must hold real numbers (log class weights); got dtype {log_prior.dtype}.")
     log_prior = jnp.asarray(log_prior, jnp.float32)
     if log_prior.shape != (num_classes,):
         raise ValueError(f"log_prior must have shape ({num_classes},) (one per class); got {log_prior.shape}.")
+    if not bool(jnp.all(jnp.isfinite(log_prior))):
+        raise ValueError(f"log_prior must be finite; got {log_prior.tolist()}.")
     return _likelihood(
         traceable(class_log_likelihoods_fn), x0, target, log_prior, jnp.float32(threshold),
         check_bounds(bounds, x0, name="x0"), optimizer=optimizer, steps=steps,
@@ -256,7 +283,8 @@ def latent_attack(
     other fields as :func:`confidence_attack`.
 
     Raises:
-      ValueError: as :func:`confidence_attack`, and when ``decode_fn(encode_fn(x0))`` does
+      ValueError, TypeError: as :func:`confidence_attack` (``TypeError`` also for an ``encode_fn`` or
+        ``decode_fn`` that is not callable), and ``ValueError`` when ``decode_fn(encode_fn(x0))`` does
         not have the shape of ``x0``.
 
     Example:
@@ -271,8 +299,12 @@ def latent_attack(
       (11, 3, 2)
     """
     x0, target, _ = check_classifier_inputs(logits_fn, x0, target)
+    check_callable(encode_fn, "encode_fn")
+    check_callable(decode_fn, "decode_fn")
+    check_optimizer(optimizer)
     check_positive_int(max_steps, "max_steps")
     check_probability(threshold, "threshold")
+    max_steps = int(max_steps)
     z_shape = jax.eval_shape(lambda x: encode_fn(x)[0], x0)
     x_shape = jax.eval_shape(lambda z: decode_fn(z)[0], z_shape)
     if x_shape.shape != x0.shape:
@@ -344,6 +376,7 @@ def pgd_trajectories(
     Raises:
       ValueError: for a bad batch, label, ``eps``, ``step_size``, ``steps``, ``norm`` or
         ``bounds`` (the message names the argument), or ``x0`` outside ``bounds``.
+      TypeError: ``logits_fn`` not callable, ``key`` not a JAX PRNG key.
 
     Example:
       >>> import functools, jax, jax.numpy as jnp, flowclass as fc
@@ -361,6 +394,9 @@ def pgd_trajectories(
     check_positive(eps, "eps")
     check_positive(step_size, "step_size")
     check_norm(norm)
+    if key is not None:
+        key = check_key(key, "key")
+    steps = int(steps)
     return _pgd(
         traceable(logits_fn), x0, label, key, jnp.float32(eps), jnp.float32(step_size),
         check_bounds(bounds, x0, name="x0"), jnp.asarray(bool(targeted)), steps=steps, norm=norm,
@@ -446,8 +482,10 @@ def pgd_step(
       The next iterates, shape and dtype of ``x``.
 
     Raises:
-      ValueError: for an unknown ``norm``. ``eps`` and ``step_size`` are not checked here
-        (they may be traced); the public attacks check them.
+      ValueError: for an unknown ``norm``; ``grad`` or ``origin`` not of ``x``'s shape; arrays
+        that are not floating point; ``eps`` or ``step_size`` given as a Python or NumPy number
+        that is not finite and ``> 0``. Array values (and traced ``eps``/``step_size``) are not
+        checked here: this runs inside jitted loops; the public attacks check them.
 
     Example:
       >>> import jax.numpy as jnp
@@ -460,6 +498,15 @@ def pgd_step(
       True
     """
     check_norm(norm)
+    x, grad, origin = (as_array(a, n) for a, n in ((x, "x"), (grad, "grad"), (origin, "origin")))
+    for a, n in ((x, "x"), (grad, "grad"), (origin, "origin")):
+        if np.shape(a) != np.shape(x):
+            raise ValueError(f"{n} must have the shape of x, {x.shape}; got {a.shape}.")
+        if not is_floating(a.dtype):
+            raise ValueError(f"{n} must be a floating-point array; got dtype {a.dtype}.")
+    x, grad, origin = jnp.asarray(x), jnp.asarray(grad), jnp.asarray(origin)
+    _check_scalar(eps, "eps")
+    _check_scalar(step_size, "step_size")
     if norm == "linf":
         new = jnp.clip(x + step_size * jnp.sign(grad), origin - eps, origin + eps)
     else:
@@ -497,7 +544,9 @@ def pgd_random_start(
       An array of the shape of ``x0`` (``float32`` unless ``jax_enable_x64``).
 
     Raises:
-      ValueError: for an unknown ``norm``.
+      TypeError: ``key`` is not a JAX PRNG key; ``x0`` is not an array.
+      ValueError: for an unknown ``norm``, an ``x0`` that is not a floating-point batch, or an
+        ``eps`` given as a number that is not finite and ``> 0`` (values of ``x0`` are not checked).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -506,6 +555,13 @@ def pgd_random_start(
       True
     """
     check_norm(norm)
+    key = check_key(key, "key")
+    x0 = as_array(x0, "x0")
+    if x0.ndim < 2 or not is_floating(x0.dtype):
+        raise ValueError(f"x0 must be a floating-point batch (n, *event_shape); got shape {x0.shape}, "
+                         f"dtype {x0.dtype}.")
+    _check_scalar(eps, "eps")
+    x0 = jnp.asarray(x0)
     shape = x0.shape
     if norm == "linf":
         noise = jax.random.uniform(key, shape, minval=-eps, maxval=eps)
@@ -518,6 +574,12 @@ def pgd_random_start(
         noise = (radius * direction).reshape(shape)
     start = x0 + noise
     return start if bounds is None else jnp.clip(start, bounds[0], bounds[1])
+
+
+def _check_scalar(value, name: str) -> None:
+    """``value > 0`` and finite, unless it is an array (possibly traced: values unknown)."""
+    if not isinstance(value, (jax.Array, jax.core.Tracer)):
+        check_positive(value, name)
 
 
 def _l2_norms(a):

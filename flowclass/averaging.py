@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from flowclass._validation import check_real
+
 
 class EmaState(NamedTuple):
     """``ema`` = ``m_t``, the running sum of the parameters; ``weight`` = ``w_t = 1 − dᵗ``.
@@ -50,8 +52,7 @@ def params_ema(decay: float) -> optax.GradientTransformation:
       >>> float(params["w"]), round(float(averaged_params(opt_state)["w"]), 4)  # (0.25·2 + 0.5·4) / 0.75
       (4.0, 3.3333)
     """
-    if not 0.0 <= decay < 1.0:
-        raise ValueError(f"decay must be in [0, 1); got {decay}.")
+    decay = check_real(decay, "decay", minimum=0.0, maximum=1.0, open_max=True)
 
     def init(params: Any) -> EmaState:
         return EmaState(ema=jax.tree.map(jnp.zeros_like, params), weight=jnp.zeros((), jnp.float32))
@@ -97,7 +98,7 @@ def averaged_params(opt_state: Any) -> Any:
     """
     state = find_ema(opt_state)
     if state is None:
-        raise ValueError("the optimiser keeps no parameter average: add flowclass.params_ema(decay) "
-                         "at the end of its optax.chain.")
+        raise ValueError("opt_state keeps no parameter average: add flowclass.params_ema(decay) "
+                         "at the end of the optimiser's optax.chain.")
     scale = jnp.where(state.weight > 0, 1.0 / jnp.maximum(state.weight, 1e-30), 0.0)
     return jax.tree.map(lambda m: (m * scale).astype(m.dtype), state.ema)

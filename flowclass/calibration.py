@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from flowclass._validation import check_scores
+from flowclass._validation import check_positive_int, check_real, check_scores
 
 
 def fit_temperature(
@@ -44,15 +44,19 @@ def fit_temperature(
 
     Raises:
       ValueError: ``logits`` not ``(n, K)`` and finite, ``labels`` not ``n`` integers in
-        ``[0, K)``, or ``bounds`` not ``0 < low < high``.
+        ``[0, K)``, ``bounds`` not a pair of numbers ``0 < low < high``, or ``iterations`` not a
+        positive integer (``TypeError`` for ``None`` or a string as ``logits`` or ``labels``).
 
     >>> fit_temperature(np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]), np.array([0, 1, 1])) > 1
     True
     """
     logits, labels = check_scores(logits, labels)
-    lo, hi = bounds
+    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__") or len(bounds) != 2:
+        raise ValueError(f"bounds must be a pair (low, high); got {bounds!r}.")
+    lo, hi = check_real(bounds[0], "bounds low", minimum=0.0, open_min=True), check_real(bounds[1], "bounds high")
     if not 0 < lo < hi:
         raise ValueError(f"bounds must satisfy 0 < low < high; got {bounds}.")
+    check_positive_int(iterations, "iterations")
     # bisection on log β, β = 1/T ∈ [1/hi, 1/lo]
     log_beta = np.array([-np.log(hi), -np.log(lo)])
     for _ in range(iterations):

@@ -5,7 +5,9 @@
     prototypes:      x_k = f⁻¹(μ_k)                             (the decoded class means)
 
 All functions take a :class:`~flowclass.FlowClassifier` and its variables and return arrays
-in input space.
+in input space. They check their arguments eagerly and raise ``ValueError`` (``TypeError`` for a
+key that is not a JAX PRNG key or variables that are not a mapping) naming the argument; inputs
+go through the classifier's own checks (shape, dtype, finite, pixel range).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
+from flowclass._validation import as_array, check_inputs, check_int, check_key, check_positive_int, check_real
 from flowclass.classifier import FlowClassifier
 
 Variables = Mapping[str, Any]
@@ -29,6 +32,10 @@ def class_samples(
 
     ``T < 1`` draws from the cores of the class densities (cleaner images), ``T = 1`` from the model.
 
+    Raises:
+      TypeError: ``key`` is not a JAX PRNG key; ``variables`` is not a mapping.
+      ValueError: ``n`` is not a positive integer; ``temperature`` not a finite number ``≥ 0``.
+
     Example:
       >>> import jax, jax.numpy as jnp, flowclass as fc
       >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
@@ -36,10 +43,10 @@ def class_samples(
       >>> class_samples(model, variables, jax.random.key(1), 5, temperature=0.7).shape
       (2, 5, 2)
     """
-    if n < 1:
-        raise ValueError(f"n must be >= 1; got {n}.")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0; got {temperature}.")
+    key = check_key(key, "key")
+    check_positive_int(n, "n")
+    temperature = check_real(temperature, "temperature", minimum=0.0)
+    _check_variables(variables)
     keys = jax.random.split(key, model.num_classes)
     samples = [model.apply(variables, keys[k], k, n, temperature, method="sample") for k in range(model.num_classes)]
     return jnp.stack(cast(list[jnp.ndarray], samples))
@@ -54,6 +61,11 @@ def interpolate(model: FlowClassifier, variables: Variables, x_a: ArrayLike, x_b
     inputs of shape ``input_shape`` (result ``(n, *input_shape)``) or equal batches
     ``(B, *input_shape)`` (result ``(B, n, *input_shape)``).
 
+    Raises:
+      TypeError: ``x_a`` or ``x_b`` is not an array.
+      ValueError: ``x_a`` and ``x_b`` differ in shape, are not inputs of the model (shape, dtype,
+        finite, pixel range), or ``n`` is not an integer ``≥ 2``.
+
     Example:
       >>> import jax, jax.numpy as jnp, flowclass as fc
       >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
@@ -62,14 +74,17 @@ def interpolate(model: FlowClassifier, variables: Variables, x_a: ArrayLike, x_b
       >>> path.shape, path[2].round(3).tolist()  # the flow starts as the identity: a straight line
       ((5, 2), [1.0, 0.0])
     """
-    x_a, x_b = jnp.asarray(x_a), jnp.asarray(x_b)
+    x_a, x_b = as_array(x_a, "x_a"), as_array(x_b, "x_b")
     if x_a.shape != x_b.shape:
         raise ValueError(f"x_a and x_b must have the same shape; got {x_a.shape} and {x_b.shape}.")
-    if n < 2:
-        raise ValueError(f"n must be >= 2 to include both end points; got {n}.")
+    n = check_int(n, "n", minimum=2)  # both end points
+    _check_variables(variables)
     single = x_a.shape == model.event_shape
     if single:
         x_a, x_b = x_a[None], x_b[None]
+    bounds = model.input_bounds
+    x_a = check_inputs(x_a, model.event_shape, name="x_a", bounds=bounds)
+    x_b = check_inputs(x_b, model.event_shape, name="x_b", bounds=bounds)
     batch = x_a.shape[0]
     z, _ = model.apply(variables, jnp.concatenate([x_a, x_b]), method="encode")
     z_a, z_b = z[:batch, None], z[batch:, None]  # (B, 1, *latent)
@@ -91,8 +106,15 @@ def prototypes(model: FlowClassifier, variables: Variables) -> jnp.ndarray:
       >>> prototypes(model, variables).tolist()  # the untrained flow is the identity
       [[-4.0, 0.0], [4.0, 0.0]]
     """
+    _check_variables(variables)
     means = model.apply(variables, method="class_means")
     return model.apply(variables, means, method="decode")[0]
+
+
+def _check_variables(variables: Any) -> None:
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"variables must be the model's variables (a mapping such as model.init(...)); "
+                        f"got {type(variables).__name__}.")
 
 
 def image_grid(images: ArrayLike) -> np.ndarray:
@@ -103,9 +125,11 @@ def image_grid(images: ArrayLike) -> np.ndarray:
       >>> image_grid(np.zeros((2, 3, 28, 28, 1))).shape
       (56, 84)
     """
-    images = np.asarray(images)
-    if images.ndim not in (4, 5):
-        raise ValueError(f"images must have shape (rows, cols, H, W[, C]); got {images.shape}.")
+    images = np.asarray(as_array(images, "images"))
+    if images.ndim not in (4, 5) or images.size == 0:
+        raise ValueError(f"images must have shape (rows, cols, H, W[, C]), none empty; got {images.shape}.")
+    if not (np.issubdtype(images.dtype, np.number) or images.dtype == np.bool_) or np.iscomplexobj(images):
+        raise ValueError(f"images must hold real numbers; got dtype {images.dtype}.")
     rows, cols, h, w = images.shape[:4]
     grid = images.swapaxes(1, 2).reshape((rows * h, cols * w, *images.shape[4:]))
     return grid[..., 0] if grid.ndim == 3 and grid.shape[-1] == 1 else grid

@@ -12,17 +12,24 @@ Which rule classifies better is an empirical question, answered on validation da
 :func:`decision_rule_metrics` scores both rules after every epoch of :func:`flowclass.fit`, and
 :func:`selected_rule` picks the rule at the selected epoch; :func:`rule_logits` then scores the
 test set with it.
+
+Every function checks its arguments eagerly: ``x`` a non-empty, finite batch of NHWC float
+images (lists accepted) inside the model's input box (``[0, 1]`` for the image flows, read from
+``apply_fn``'s module when it is a :class:`~flowclass.FlowClassifier`'s ``apply``), shifts pairs of
+integers, sizes positive integers; errors are ``ValueError`` (``TypeError`` for ``None`` or a
+string where an array belongs) naming the argument. The batched forward passes behind them
+(:func:`flowclass.predict_logits`) are jitted and check no values.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Callable, Mapping, Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
+from flowclass._validation import as_array, check_inputs, check_int, check_labels, check_positive_int
 from flowclass.data.pixels import translate
 from flowclass.training import predict_logits
 
@@ -50,12 +57,15 @@ def shift_logits(
       >>> variables = model.init(jax.random.key(0), x)  # ActNorm initialises on the data
       >>> shift_logits(model.apply, variables, x, ONE_PIXEL_CROSS).shape
       (5, 4, 3)
+
+    Raises:
+      ValueError: ``x`` is not a non-empty finite batch of NHWC float images inside the model's
+        input box; ``shifts`` is empty or not pairs of integers; ``batch_size`` not a positive integer.
     """
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise ValueError(f"x must be a batch of NHWC images (4 axes); got shape {x.shape}.")
-    if not shifts:
-        raise ValueError("shifts must name at least one (dy, dx) translation.")
+    x = _check_images(x, "x", _input_bounds(apply_fn))
+    shifts = _check_shifts(shifts)
+    check_positive_int(batch_size, "batch_size")
+    batch_size = int(batch_size)
     images = jnp.asarray(x)
     return np.stack([
         predict_logits(apply_fn, variables, np.asarray(translate(images, jnp.tile(jnp.asarray(s), (len(x), 1)))),
@@ -73,7 +83,14 @@ def marginalise_shifts(per_shift_logits: np.ndarray) -> np.ndarray:
       >>> np.exp(marginalise_shifts(ell)).round(3).tolist()
       [[0.4, 0.6]]
     """
-    return np.logaddexp.reduce(np.asarray(per_shift_logits), axis=0) - math.log(len(per_shift_logits))
+    logits = np.asarray(as_array(per_shift_logits, "per_shift_logits"))
+    if logits.ndim != 3 or 0 in logits.shape:
+        raise ValueError(f"per_shift_logits must have shape (shifts, N, K), none empty; got {logits.shape}.")
+    if not (np.issubdtype(logits.dtype, np.floating) or np.issubdtype(logits.dtype, np.integer)):
+        raise ValueError(f"per_shift_logits must hold real numbers; got dtype {logits.dtype}.")
+    if np.isnan(logits).any():
+        raise ValueError(f"per_shift_logits must not hold NaN; got {int(np.isnan(logits).sum())}.")
+    return np.logaddexp.reduce(logits, axis=0) - math.log(len(logits))
 
 
 def shift_marginal_logits(
@@ -101,6 +118,35 @@ def shift_marginal_logits(
     return marginalise_shifts(shift_logits(apply_fn, variables, x, shifts, batch_size=batch_size))
 
 
+def _input_bounds(apply_fn: Callable) -> tuple[float, float] | None:
+    """The input box of the model behind ``apply_fn`` (``model.apply`` of a FlowClassifier), else ``None``."""
+    return getattr(getattr(apply_fn, "__self__", None), "input_bounds", None)
+
+
+def _check_images(x: Any, name: str, bounds: tuple[float, float] | None) -> np.ndarray:
+    x = as_array(x, name)
+    if np.ndim(x) != 4:
+        raise ValueError(f"{name} must be a batch of NHWC images (4 axes); got shape {np.shape(x)}.")
+    return np.asarray(check_inputs(x, np.shape(x)[1:], name=name, bounds=bounds))
+
+
+def _check_shifts(shifts: Any) -> tuple[Shift, ...]:
+    message = f"shifts must be a non-empty sequence of (dy, dx) integer pairs; got {shifts!r}."
+    if shifts is None or isinstance(shifts, (str, bytes)) or not isinstance(shifts, (Sequence, np.ndarray)):
+        raise ValueError(message)
+    pairs = []
+    for shift in shifts:
+        if isinstance(shift, (str, bytes)) or not isinstance(shift, (Sequence, np.ndarray)) or len(shift) != 2:
+            raise ValueError(message)
+        try:
+            pairs.append((check_int(shift[0], "shifts dy"), check_int(shift[1], "shifts dx")))
+        except ValueError:
+            raise ValueError(message) from None
+    if not pairs:
+        raise ValueError(message)
+    return tuple(pairs)
+
+
 DECISION_RULES: tuple[str, ...] = ("plain", "shift_marginal")
 """The decision rules of a flow classifier over images: ``"plain"``, ``argmax_k`` of the logits
 of ``x`` itself, and ``"shift_marginal"``, ``argmax_k`` of the likelihood marginalised over
@@ -122,8 +168,8 @@ def rule_logits(
     ``"shift_marginal"``, 1 without).
 
     Raises:
-      ValueError: ``rules`` is empty, repeats a rule or names one not in :data:`DECISION_RULES`;
-        ``x`` is not NHWC.
+      ValueError: ``rules`` is empty, repeats a rule or names one not in :data:`DECISION_RULES`
+        (one name alone is accepted as a string); ``x`` as in :func:`shift_logits`.
 
     Example:
       >>> import jax, flowclass as fc
@@ -134,7 +180,9 @@ def rule_logits(
       >>> {rule: value.shape for rule, value in logits.items()}
       {'plain': (4, 3), 'shift_marginal': (4, 3)}
     """
-    rules = tuple(rules)
+    if rules is None or not isinstance(rules, (str, Sequence)):
+        raise ValueError(f"rules must name decision rules of {DECISION_RULES}; got {rules!r}.")
+    rules = (rules,) if isinstance(rules, str) else tuple(rules)
     unknown = [rule for rule in rules if rule not in DECISION_RULES]
     if not rules or unknown or len(set(rules)) != len(rules):
         raise ValueError(f"rules must name each of {DECISION_RULES} at most once, and at least one; got {rules}.")
@@ -164,8 +212,9 @@ def decision_rule_metrics(
     selected.
 
     Raises:
-      ValueError: ``x_val`` is not NHWC, ``y_val`` is not one integer label per image, or
-        ``from_step < 0``.
+      ValueError: ``x_val`` is not a non-empty finite batch of NHWC images in ``[0, 1]``,
+        ``y_val`` is not one integer label ``≥ 0`` per image, ``from_step`` is not an integer
+        ``≥ 0``, or ``batch_size`` not a positive integer.
 
     Example:
       >>> import jax, flowclass as fc
@@ -180,14 +229,14 @@ def decision_rule_metrics(
       >>> metrics["best_rule_accuracy"] == metrics["plain_rule_accuracy"]
       True
     """
-    x_val, y_val = np.asarray(x_val), np.asarray(y_val)
-    if x_val.ndim != 4 or len(x_val) == 0:
-        raise ValueError(f"x_val must be a non-empty batch of NHWC images (4 axes); got shape {x_val.shape}.")
+    x_val = np.asarray(_check_images(x_val, "x_val", (0.0, 1.0)))
+    y_val = np.asarray(as_array(y_val, "y_val"))
     if y_val.shape != (len(x_val),) or not np.issubdtype(y_val.dtype, np.integer):
         raise ValueError(f"y_val must hold one integer label per image of x_val, shape ({len(x_val)},); "
                          f"got shape {y_val.shape}, dtype {y_val.dtype}.")
-    if isinstance(from_step, bool) or not isinstance(from_step, numbers.Integral) or from_step < 0:
-        raise ValueError(f"from_step must be an integer >= 0; got {from_step!r}.")
+    y_val = np.asarray(check_labels(y_val, int(y_val.max()) + 1, name="y_val"))
+    from_step = check_int(from_step, "from_step", minimum=0)
+    check_positive_int(batch_size, "batch_size")
 
     def metrics(state: Any) -> dict[str, float]:
         rules = DECISION_RULES if int(state.step) >= from_step else ("plain",)
@@ -218,10 +267,18 @@ def selected_rule(metrics_at_best: Mapping[str, float]) -> str:
       >>> selected_rule({"val_plain_rule_accuracy": 0.99, "val_shift_marginal_accuracy": 0.99})
       'plain'
     """
+    if not isinstance(metrics_at_best, Mapping):
+        raise TypeError(f"metrics_at_best must be a mapping of metric names to values; got "
+                        f"{type(metrics_at_best).__name__}.")
+
     def lookup(name: str) -> float | None:
         for key in (f"val_{name}", name):
             if key in metrics_at_best:
-                return float(metrics_at_best[key])
+                value = metrics_at_best[key]
+                try:
+                    return float(value)
+                except (TypeError, ValueError):
+                    raise ValueError(f"metrics_at_best[{key!r}] must be a number; got {value!r}.") from None
         return None
 
     plain, marginal = lookup("plain_rule_accuracy"), lookup("shift_marginal_accuracy")

@@ -17,7 +17,9 @@ For a path ``x_0, ..., x_T`` of an :class:`~flowclass.attacks.AttackResult` that
 The length-weighted share does not depend on how finely an optimiser cuts the path.
 
 ``log p`` is any density evaluated on NumPy batches, e.g. the true moons density
-:func:`flowclass.data.moons_log_density`.
+:func:`flowclass.data.moons_log_density`. Every function checks its arguments (shapes, real
+numbers, step counts in ``[0, T]``, finite thresholds) and raises ``ValueError`` naming the
+argument (``TypeError`` for ``None`` where an array or a callable belongs).
 
 Example:
   >>> import numpy as np
@@ -35,6 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
+from flowclass._validation import as_array, check_callable, check_positive_int, check_real, is_real_number_dtype
+
 if TYPE_CHECKING:
     from flowclass.attacks import AttackResult
 
@@ -47,11 +51,11 @@ def manifold_threshold(reference_log_density: ArrayLike, percentile: float = 1.0
     >>> manifold_threshold(np.arange(101.0), percentile=1.0)
     1.0
     """
-    values = np.asarray(reference_log_density, np.float64)
-    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)):
-        raise ValueError(f"reference log-densities must be a non-empty finite 1-D array; got shape {values.shape}.")
-    if not 0.0 <= percentile <= 100.0:
-        raise ValueError(f"percentile must be in [0, 100]; got {percentile}.")
+    values = _real_array(reference_log_density, "reference_log_density", ndim=1)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError(f"reference_log_density must be a non-empty finite 1-D array; got shape {values.shape} "
+                         f"with {int(np.sum(~np.isfinite(values)))} NaN/inf.")
+    percentile = check_real(percentile, "percentile", minimum=0.0, maximum=100.0)
     return float(np.percentile(values, percentile))
 
 
@@ -65,8 +69,11 @@ def path_log_density(inputs: ArrayLike, num_steps: ArrayLike, log_density_fn: Lo
     >>> path_log_density(inputs, np.array([1, 2]), lambda x: 1.0 - np.abs(x[:, 0])).tolist()
     [[1.0, 1.0], [0.0, -1.0], [0.0, -2.0]]
     """
-    inputs = np.asarray(inputs)
-    num_steps = np.asarray(num_steps)
+    inputs = _real_array(inputs, "inputs")
+    if inputs.ndim < 2 or 0 in inputs.shape[:2]:
+        raise ValueError(f"inputs must be paths of shape (T + 1, n, ...) with T + 1, n >= 1; got {inputs.shape}.")
+    num_steps = _check_steps(num_steps, inputs.shape[0] - 1, inputs.shape[1])
+    check_callable(log_density_fn, "log_density_fn")
     last = int(num_steps.max())
     moved = inputs[: last + 1]
     values = np.asarray(log_density_fn(moved.reshape(-1, *inputs.shape[2:]))).reshape(moved.shape[:2])
@@ -89,7 +96,10 @@ def on_manifold_fraction(
     on, moves = _on_moves(log_density_path, num_steps, threshold)
     weights = moves.astype(np.float64)
     if inputs is not None:
-        inputs = np.asarray(inputs, np.float64)
+        inputs = _real_array(inputs, "inputs").astype(np.float64)
+        if inputs.shape[:2] != on.shape:
+            raise ValueError(f"inputs must be the paths of log_density_path, shape {on.shape} + event shape; "
+                             f"got {inputs.shape}.")
         steps = np.linalg.norm(np.diff(inputs, axis=0).reshape(inputs.shape[0] - 1, inputs.shape[1], -1), axis=-1)
         weights[1:] *= steps
     total = weights.sum(0)
@@ -105,8 +115,20 @@ def nearest_distance(
     >>> nearest_distance(np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([[0.0, 1.0], [3.0, 0.0]])).tolist()
     [1.0, 4.0]
     """
-    points = np.asarray(points, np.float32).reshape(len(points), -1)
-    reference = jnp.asarray(np.asarray(reference, np.float32).reshape(len(reference), -1))
+    points = _real_array(points, "points")
+    reference = _real_array(reference, "reference")
+    if points.ndim < 2 or reference.ndim < 2 or points.shape[1:] != reference.shape[1:]:
+        raise ValueError(f"points (n, ...) and reference (N, ...) must be batches of the same event shape; got "
+                         f"{points.shape} and {reference.shape}.")
+    if len(reference) == 0:
+        raise ValueError("reference is empty; expected at least one reference point.")
+    for array, name in ((points, "points"), (reference, "reference")):
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name} must be finite; got {int(np.sum(~np.isfinite(array)))} NaN/inf value(s).")
+    check_positive_int(chunk, "chunk")
+    chunk = int(chunk)
+    points = points.astype(np.float32).reshape(len(points), -1)
+    reference = jnp.asarray(reference.astype(np.float32).reshape(len(reference), -1))
     out = [np.asarray(_nearest(jnp.asarray(points[i : i + chunk]), reference)) for i in range(0, len(points), chunk)]
     return np.concatenate(out)
 
@@ -151,14 +173,21 @@ def summarize_paths(
     inputs = np.asarray(result.inputs)
     num_steps = np.asarray(result.num_steps)
     success_step = np.asarray(result.success_step)
-    log_density = np.asarray(log_density_path)
+    log_density = _real_array(log_density_path, "log_density_path", ndim=2)
+    threshold = check_real(threshold, "threshold")
+    if log_density.shape != inputs.shape[:2]:
+        raise ValueError(f"log_density_path must have shape (T + 1, n) = {inputs.shape[:2]} (one value per point of "
+                         f"result.inputs); got {log_density.shape}.")
     if select is not None:
-        select = np.asarray(select, bool)
+        select = np.asarray(as_array(select, "select"))
+        if select.shape != num_steps.shape or select.dtype != np.bool_:
+            raise ValueError(f"select must be {num_steps.shape[0]} booleans (one per path); got shape {select.shape}, "
+                             f"dtype {select.dtype}.")
         inputs, log_density = inputs[:, select], log_density[:, select]
         num_steps, success_step = num_steps[select], success_step[select]
     n = len(num_steps)
     if n == 0:
-        raise ValueError("no paths to summarize (the selection is empty).")
+        raise ValueError("no paths to summarize: select is empty (selects no path).")
     on, moves = _on_moves(log_density, num_steps, threshold)
     last = (num_steps, np.arange(n))
     per_path = {
@@ -204,7 +233,30 @@ _PATH_STATISTICS = (
 
 def _on_moves(log_density_path, num_steps, threshold):
     """``on (T + 1, n)``: above the threshold; ``moves (T + 1, n)``: ``1 ≤ s ≤ num_steps``."""
-    log_density_path = np.asarray(log_density_path)
+    log_density_path = _real_array(log_density_path, "log_density_path", ndim=2)
+    num_steps = _check_steps(num_steps, log_density_path.shape[0] - 1, log_density_path.shape[1])
+    threshold = check_real(threshold, "threshold")
     steps = np.arange(log_density_path.shape[0])[:, None]
-    moves = (steps >= 1) & (steps <= np.asarray(num_steps)[None, :])
+    moves = (steps >= 1) & (steps <= num_steps[None, :])
     return log_density_path > threshold, moves
+
+
+def _real_array(values, name: str, *, ndim: int | None = None) -> np.ndarray:
+    """``values`` as a NumPy array of real numbers (``ndim`` axes if given); errors name ``name``."""
+    array = np.asarray(as_array(values, name))
+    if not is_real_number_dtype(array.dtype):
+        raise ValueError(f"{name} must hold real numbers; got dtype {array.dtype}.")
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} axes; got shape {array.shape}.")
+    return array
+
+
+def _check_steps(num_steps, max_steps: int, n: int) -> np.ndarray:
+    """``num_steps`` as ``n`` integers in ``[0, max_steps]`` (the paths' lengths)."""
+    steps = np.asarray(as_array(num_steps, "num_steps"))
+    if steps.shape != (n,) or not np.issubdtype(steps.dtype, np.integer):
+        raise ValueError(f"num_steps must be {n} integers (one per path); got shape {steps.shape}, "
+                         f"dtype {steps.dtype}.")
+    if n and (steps.min() < 0 or steps.max() > max_steps):
+        raise ValueError(f"num_steps must lie in [0, T = {max_steps}]; got values in [{steps.min()}, {steps.max()}].")
+    return steps

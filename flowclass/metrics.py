@@ -19,8 +19,11 @@ adversarial or out-of-distribution inputs as positives):
 
 Functions take logits or probabilities as ``(n, K)`` float arrays with integer labels
 ``(n,)`` in ``[0, K)`` and return Python floats (or NumPy arrays for the reliability
-diagram); they are jitted inside and computed in ``float32``. Bad inputs raise
-:class:`ValueError` naming what was expected (``flowclass._validation.check_scores``).
+diagram); they are jitted inside and computed in ``float32``. Lists and any real dtype
+(``bfloat16`` included) are accepted. Bad inputs raise :class:`ValueError` (``TypeError`` for
+``None`` or a string where an array belongs) naming the argument and what was expected
+(``flowclass._validation.check_scores``); every check runs eagerly on the whole array before
+the jitted computation, which checks nothing.
 Sources: ECE and reliability diagrams as in Naeini et al. (2015) and Guo et al. (2017);
 AUROC as the Mann–Whitney statistic (Hanley & McNeil 1982).
 
@@ -43,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from flowclass._validation import check_scores
+from flowclass._validation import as_array, check_positive_int, check_real, check_scores, is_real_number_dtype
 
 Binning = Literal["width", "mass"]
 
@@ -126,8 +129,8 @@ def reliability(logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15, bin
     [2, 1]
     """
     logits, labels = check_scores(logits, labels)
-    if not isinstance(num_bins, int) or num_bins < 1:
-        raise ValueError(f"num_bins must be a positive int; got {num_bins!r}.")
+    check_positive_int(num_bins, "num_bins")
+    num_bins = int(num_bins)
     if binning not in ("width", "mass"):
         raise ValueError(f"binning must be 'width' or 'mass'; got {binning!r}.")
     edges, conf_sum, correct_sum, count = _reliability(logits, labels, num_bins=num_bins, binning=binning)
@@ -170,11 +173,13 @@ def _reliability(logits, labels, *, num_bins, binning):
 def auroc(scores: ArrayLike, is_positive: ArrayLike) -> float:
     """Area under the ROC curve of ``scores`` for telling positives from negatives; ties count ½.
 
-    ``scores`` ``(n,)`` floats, ``is_positive`` ``(n,)`` booleans with both classes present.
+    ``scores`` ``(n,)`` real numbers, ``is_positive`` ``(n,)`` booleans (or 0/1 integers) with
+    both classes present; lists are accepted.
 
     Raises:
-      ValueError: shapes differ or are not 1-D, ``is_positive`` not boolean or one-class,
-        or ``scores`` not finite.
+      TypeError: ``scores`` or ``is_positive`` is not an array (``None``, a string).
+      ValueError: shapes differ or are not 1-D, ``scores`` not real numbers or not finite,
+        ``is_positive`` not boolean (or 0/1) or one-class; the message names the argument.
 
     >>> auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([False, False, True, True]))
     0.75
@@ -202,14 +207,13 @@ def tpr_at_fpr(scores: ArrayLike, is_positive: ArrayLike, fpr: float = 0.05) -> 
     point of the ROC curve with false-positive rate at most ``fpr``.
 
     Raises:
-      ValueError: as :func:`auroc`, and for ``fpr`` outside ``[0, 1]``.
+      TypeError, ValueError: as :func:`auroc`; ``ValueError`` for ``fpr`` not a number in ``[0, 1]``.
 
     >>> tpr_at_fpr(np.array([5.0, 1.0, 3.0, 2.0, 0.0]), np.array([True, True, False, False, False]), fpr=0.34)
     0.5
     """
     scores, positive = _check_detection(scores, is_positive)
-    if not 0.0 <= fpr <= 1.0:
-        raise ValueError(f"fpr must be in [0, 1]; got {fpr}.")
+    fpr = check_real(fpr, "fpr", minimum=0.0, maximum=1.0)
     return float(_tpr_at_fpr(scores, positive, jnp.float32(fpr)))
 
 
@@ -223,15 +227,21 @@ def _tpr_at_fpr(scores, positive, fpr):
 
 
 def _check_detection(scores, is_positive) -> tuple[jax.Array, jax.Array]:
-    scores = jnp.asarray(scores, jnp.float32)
-    positive = np.asarray(is_positive)
-    if scores.ndim != 1 or positive.shape != scores.shape:
-        raise ValueError(f"scores and is_positive must be 1-D of the same length; got shapes {scores.shape} "
-                         f"and {positive.shape}.")
+    scores = as_array(scores, "scores")
+    positive = np.asarray(as_array(is_positive, "is_positive"))
+    if np.ndim(scores) != 1 or np.shape(scores)[0] == 0 or positive.shape != np.shape(scores):
+        raise ValueError(f"scores and is_positive must be 1-D of the same length n >= 1; got shapes "
+                         f"{np.shape(scores)} and {positive.shape}.")
+    if not is_real_number_dtype(scores.dtype):
+        raise ValueError(f"scores must hold real numbers; got dtype {scores.dtype}.")
     if positive.dtype != np.bool_:
-        raise ValueError(f"is_positive must be boolean; got dtype {positive.dtype}.")
+        if not (np.issubdtype(positive.dtype, np.integer) and np.isin(positive, (0, 1)).all()):
+            raise ValueError(f"is_positive must be boolean (or 0/1 integers); got dtype {positive.dtype}.")
+        positive = positive.astype(bool)
     if positive.all() or not positive.any():
-        raise ValueError("detection metrics need at least one positive and one negative example.")
+        raise ValueError("is_positive must mark at least one positive and one negative example (detection metrics "
+                         f"compare the two); got {int(positive.sum())} positive(s) of {positive.size}.")
+    scores = jnp.asarray(scores, jnp.float32)
     if not bool(jnp.all(jnp.isfinite(scores))):
         raise ValueError("scores contain NaN or inf.")
     return scores, jnp.asarray(positive)

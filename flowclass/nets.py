@@ -1,4 +1,9 @@
-"""Networks: conditioner MLPs for couplings and the discriminative baselines."""
+"""Networks: conditioner MLPs for couplings and the discriminative baselines.
+
+Every module checks its fields when it is built (widths, counts and kernel sizes positive
+integers; ``ValueError`` naming the field) and the rank of its input when it is called
+(convolutions take NHWC images; shapes are static, so this holds under ``jit`` too).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,22 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.typing import DTypeLike
 
+from flowclass._validation import check_int, check_positive_int
+
 Activation = Callable[[jnp.ndarray], jnp.ndarray]
+
+
+def _check_widths(widths, name: str) -> None:
+    """``widths`` a sequence (not a string or a single int) of positive integers."""
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise ValueError(f"{name} must be a sequence of positive integers (layer widths); got {widths!r}.")
+    for i, width in enumerate(widths):
+        check_positive_int(width, f"{name}[{i}]")
+
+
+def _check_images(x, module: str) -> None:
+    if jnp.ndim(x) != 4:
+        raise ValueError(f"{module} takes x as a batch of NHWC images (4 axes); got shape {jnp.shape(x)}.")
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
 
@@ -72,13 +92,24 @@ class Conv(nn.Module):
     padding: str = "SAME"
     dtype: DTypeLike | None = None
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        kh, kw = self.kernel_size
+    def __post_init__(self) -> None:
+        check_positive_int(self.features, "features")
+        if isinstance(self.kernel_size, (str, bytes)) or not isinstance(self.kernel_size, Sequence) or len(
+            self.kernel_size
+        ) != 2:
+            raise ValueError(f"kernel_size must be a pair (kh, kw) of positive integers; got {self.kernel_size!r}.")
+        for size in self.kernel_size:
+            check_positive_int(size, "kernel_size")
         if self.padding not in ("SAME", "VALID"):
             raise ValueError(f"padding must be 'SAME' or 'VALID'; got {self.padding!r}.")
-        if self.padding == "SAME" and not kh % 2 == kw % 2 == 1:
-            raise ValueError(f"'SAME' padding needs odd kernel sizes; got {self.kernel_size}.")
+        if self.padding == "SAME" and not self.kernel_size[0] % 2 == self.kernel_size[1] % 2 == 1:
+            raise ValueError(f"'SAME' padding needs odd kernel sizes; got kernel_size {self.kernel_size}.")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        _check_images(x, "Conv")
+        kh, kw = self.kernel_size
         shape = (kh, kw, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
@@ -108,6 +139,10 @@ class MLP(nn.Module):
     activation: Activation = nn.relu
     dtype: DTypeLike | None = None
 
+    def __post_init__(self) -> None:
+        _check_widths(self.hidden, "hidden")
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         for width in self.hidden:
@@ -133,8 +168,16 @@ class ConvNet(nn.Module):
     activation: Activation = nn.relu
     dtype: DTypeLike | None = None
 
+    def __post_init__(self) -> None:
+        _check_widths(self.features, "features")
+        check_positive_int(self.kernel_size, "kernel_size")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd ('SAME' padding); got {self.kernel_size}.")
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        _check_images(x, "ConvNet")
         window = (self.kernel_size, self.kernel_size)
         for width in self.features:
             x = self.activation(Conv(width, window, dtype=self.dtype)(x))
@@ -155,6 +198,11 @@ class FNN(nn.Module):
     num_classes: int
     hidden: Sequence[int] = (100, 100)
     activation: Activation = nn.relu
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.num_classes, "num_classes")
+        _check_widths(self.hidden, "hidden")
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -204,8 +252,14 @@ class GatedConvNet(nn.Module):
     num_blocks: int = 3
     dtype: DTypeLike | None = None
 
+    def __post_init__(self) -> None:
+        check_positive_int(self.features, "features")
+        check_int(self.num_blocks, "num_blocks", minimum=0)
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        _check_images(x, "GatedConvNet")
         h = Conv(self.features, (3, 3), dtype=self.dtype)(x)
         for _ in range(self.num_blocks):
             h = GatedConvBlock(self.features, self.dtype)(h)
@@ -225,8 +279,16 @@ class CNN(nn.Module):
 
     num_classes: int = 10
 
+    def __post_init__(self) -> None:
+        check_positive_int(self.num_classes, "num_classes")
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        _check_images(x, "CNN")
+        if x.shape[1] < 11 or x.shape[2] < 11:
+            raise ValueError(f"CNN takes x as images of at least 11 x 11 pixels (two valid convolutions, 7 x 7 and "
+                             f"5 x 5); got shape {x.shape}.")
         x = nn.relu(Conv(10, (7, 7), padding="VALID")(x))
         x = nn.relu(Conv(10, (5, 5), padding="VALID")(x))
         x = nn.relu(nn.Dense(50)(x.reshape(x.shape[0], -1)))

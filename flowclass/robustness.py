@@ -29,6 +29,12 @@ convolutions much slower inside ``lax`` loops):
 ``logits_fn`` is any batch → ``(batch, K)`` callable, e.g. ``functools.partial(model.apply,
 variables)``; its arrays are jit inputs, so new weights do not recompile.
 
+Every public function checks its arguments eagerly, on the whole array, before the jitted steps
+(which check nothing): ``ValueError`` naming the argument for a bad batch (lists accepted; finite,
+floating point, inside ``bounds``), labels (integers in ``[0, K)``, ``K`` from the model), counts,
+radii and options; ``TypeError`` for a key that is not a JAX PRNG key or a ``logits_fn`` that is
+not callable.
+
 Example:
   >>> import functools, jax, jax.numpy as jnp, numpy as np, flowclass as fc
   >>> net = fc.FNN(2)
@@ -54,7 +60,15 @@ from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from flowclass import sharding
-from flowclass._validation import check_bounds, check_classifier_inputs, check_norm, check_positive, check_positive_int
+from flowclass._validation import (
+    check_bounds,
+    check_classifier_inputs,
+    check_key,
+    check_norm,
+    check_positive,
+    check_positive_int,
+    check_real,
+)
 from flowclass.attacks import Norm, pgd_random_start, pgd_step, traceable
 
 AttackLoss = Literal["margin", "cross_entropy"]
@@ -156,6 +170,7 @@ def pgd_robust_accuracy(
       ValueError: for a bad batch or labels, ``eps``, ``step_size``, ``steps``, ``restarts``,
         ``batch_size``, ``loss``, ``norm`` or ``bounds`` (naming the argument), ``x`` outside
         ``bounds``, or ``random_start`` without a ``key``.
+      TypeError: ``key`` is not a JAX PRNG key; ``logits_fn`` is not callable.
 
     >>> import functools, jax, jax.numpy as jnp, numpy as np, flowclass as fc
     >>> net = fc.FNN(2)
@@ -177,6 +192,10 @@ def pgd_robust_accuracy(
     check_norm(norm)
     if random_start and key is None:
         raise ValueError("random_start=True needs a key (jax.random.key(seed)).")
+    if key is not None:
+        key = check_key(key, "key")
+    check_positive_int(batch_size, "batch_size")
+    steps, restarts = int(steps), int(restarts)
     box = check_bounds(bounds, x, name="x")
     fn = traceable(logits_fn)
 
@@ -255,6 +274,7 @@ def random_search_robust_accuracy(
     Raises:
       ValueError: for a bad batch or labels, ``eps``, ``queries``, ``batch_size``, ``p_init``
         outside ``(0, 1]`` or ``bounds``, or ``x`` outside ``bounds``.
+      TypeError: ``key`` is not a JAX PRNG key.
 
     >>> import functools, jax, jax.numpy as jnp, numpy as np, flowclass as fc
     >>> net = fc.FNN(2)
@@ -267,8 +287,10 @@ def random_search_robust_accuracy(
     x, labels, _ = check_classifier_inputs(logits_fn, x, labels, name="labels", x_name="x")
     check_positive_int(queries, "queries")
     check_positive(eps, "eps")
-    if not 0 < p_init <= 1:
-        raise ValueError(f"p_init must be in (0, 1]; got {p_init}.")
+    p_init = check_real(p_init, "p_init", minimum=0.0, open_min=True, maximum=1.0)
+    key = check_key(key, "key")
+    check_positive_int(batch_size, "batch_size")
+    queries = int(queries)
     box = check_bounds(bounds, x, name="x")
     fn = traceable(logits_fn)
     event_shape = x.shape[1:]
@@ -374,7 +396,8 @@ def sanity_checks(
       :class:`SanityReport` with the seven accuracies and the five checks.
 
     Raises:
-      ValueError: as the attacks it runs.
+      ValueError: as the attacks it runs, and for ``tolerance`` not a finite number ``≥ 0``.
+      TypeError: ``key`` is not a JAX PRNG key.
 
     >>> import functools, jax, jax.numpy as jnp, numpy as np, flowclass as fc
     >>> net = fc.FNN(2)
@@ -384,7 +407,10 @@ def sanity_checks(
     >>> sorted(report.checks)[:2]
     ['eps_1_breaks_all', 'gradient_free_no_better']
     """
-    keys = jax.random.split(key, 5)
+    keys = jax.random.split(check_key(key, "key"), 5)
+    tolerance = check_real(tolerance, "tolerance", minimum=0.0)
+    for value, name in ((steps, "steps"), (restarts, "restarts"), (queries, "queries"), (batch_size, "batch_size")):
+        check_positive_int(value, name)  # before the first attack runs
     pgd = functools.partial(pgd_robust_accuracy, logits_fn, x, labels, bounds=bounds, batch_size=batch_size)
     acc = {
         "clean": clean_accuracy(logits_fn, x, labels, batch_size=batch_size),

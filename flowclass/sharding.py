@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from flowclass._validation import check_positive_int
+
 DATA_AXIS = "data"
 
 
@@ -25,6 +27,10 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     (('data',), True)
     """
     devices = jax.devices() if devices is None else devices
+    if isinstance(devices, (str, bytes)) or not hasattr(devices, "__len__") or len(devices) == 0 or not all(
+        isinstance(d, jax.Device) for d in devices
+    ):
+        raise ValueError(f"devices must be a non-empty sequence of jax.Device (e.g. jax.devices()); got {devices!r}.")
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
@@ -49,10 +55,15 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def check_divisible(batch_size: int, mesh: Mesh) -> None:
-    """Raises ``ValueError`` unless ``batch_size`` splits evenly over the mesh's devices.
+    """Raises ``ValueError`` unless ``batch_size`` (a positive integer) splits evenly over the mesh's devices;
+    ``TypeError`` if ``mesh`` is not a :class:`jax.sharding.Mesh`.
 
     >>> check_divisible(128, data_mesh(jax.devices()[:1]))  # fine: returns None
     """
+    check_positive_int(batch_size, "batch_size")
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh (flowclass.sharding.data_mesh()); "
+                        f"got {type(mesh).__name__}.")
     devices = mesh.devices.size
     if batch_size % devices:
         raise ValueError(f"batch_size {batch_size} must be divisible by the number of devices ({devices}).")

@@ -300,7 +300,7 @@ def test_bad_inputs_raise_clear_errors(fnn):
     cases = [
         (lambda: attacks.confidence_attack(fn, np.zeros(2, np.float32), 0), r"batch of start points"),
         (lambda: attacks.confidence_attack(fn, np.full((3, 2), np.nan, np.float32), 0), "finite"),
-        (lambda: attacks.confidence_attack(fn, x0, 2), r"labels in \[0, 2\)"),
+        (lambda: attacks.confidence_attack(fn, x0, 2), r"target must be an integer class in \[0, 2\)"),
         (lambda: attacks.confidence_attack(fn, x0, np.array([0, 1])), "2 labels but the inputs have 3"),
         (lambda: attacks.confidence_attack(fn, x0, 0.5), "integer class"),
         (lambda: attacks.confidence_attack(fn, x0, 0, max_steps=0), "max_steps must be a positive integer"),

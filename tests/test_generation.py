@@ -64,9 +64,9 @@ def test_bad_inputs(model_and_variables):
     model, v = model_and_variables
     with pytest.raises(ValueError, match="same shape"):
         interpolate(model, v, jnp.zeros(2), jnp.zeros((1, 2)), 5)
-    with pytest.raises(ValueError, match="n must be >= 2"):
+    with pytest.raises(ValueError, match="n must be an integer >= 2"):
         interpolate(model, v, jnp.zeros(2), jnp.ones(2), 1)
-    with pytest.raises(ValueError, match=r"shape \(batch, 2\)"):
+    with pytest.raises(ValueError, match=r"x_a must have shape \(batch, 2\)"):
         interpolate(model, v, jnp.zeros(3), jnp.ones(3), 4)
     with pytest.raises(ValueError, match="temperature"):
         class_samples(model, v, jax.random.key(0), 3, temperature=-1.0)

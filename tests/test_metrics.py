@@ -91,8 +91,9 @@ def test_tpr_at_fpr_is_the_best_roc_point_within_the_rate(seed, fpr):
         (lambda: metrics.reliability(np.zeros((3, 2)), np.zeros(3, int), binning="equal"), "'width' or 'mass'"),
         (lambda: metrics.reliability(np.zeros((3, 2)), np.zeros(3, int), num_bins=0), "positive int"),
         (lambda: metrics.auroc(np.zeros(3), np.ones(3, bool)), "one positive and one negative"),
-        (lambda: metrics.auroc(np.zeros(3), np.array([0, 1, 1])), "boolean"),
-        (lambda: metrics.tpr_at_fpr(np.zeros(2), np.array([True, False]), fpr=1.5), "fpr must be in"),
+        (lambda: metrics.auroc(np.zeros(3), np.array([0, 2, 1])), "boolean"),
+        (lambda: metrics.tpr_at_fpr(np.zeros(2), np.array([True, False]), fpr=1.5),
+         r"fpr must be a finite number >= 0.0 and <= 1.0"),
     ],
 )
 def test_bad_inputs_say_what_was_expected(call, message):

@@ -9,6 +9,10 @@
 which we integrate with the midpoint rule on ``num_nodes`` nodes. The Bayes-optimal
 classifier is ``argmax_c p(x | c)`` (equal priors): no classifier can beat its accuracy
 in expectation. :func:`bayes_labels` caches its labels on disk, keyed by the points' content.
+
+Every function checks its arguments (counts positive integers, ``noise`` a finite number, ``x``
+a non-empty finite ``(N, 2)`` array of real numbers, lists accepted) and raises ``ValueError``
+(``TypeError`` for ``None`` or a string where an array belongs) naming the argument.
 """
 
 from __future__ import annotations
@@ -36,9 +40,13 @@ def make_moons(n_samples: int, noise: float, random_state: int) -> tuple[np.ndar
     """
     from sklearn.datasets import make_moons as sk_make_moons
 
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0; got {noise}.")
-    x, y = sk_make_moons(n_samples, noise=noise, random_state=random_state)
+    from flowclass._validation import check_int, check_positive_int, check_real
+
+    check_positive_int(n_samples, "n_samples")
+    noise = check_real(noise, "noise", minimum=0.0)
+    if random_state is not None:
+        random_state = check_int(random_state, "random_state", minimum=0)
+    x, y = sk_make_moons(int(n_samples), noise=noise, random_state=random_state)
     return x.astype(np.float32), y.astype(np.int32)
 
 
@@ -51,7 +59,16 @@ def moons_splits(
     >>> (x, y), (x_test, y_test) = moons_splits(noise=0.1)
     >>> x.shape, x_test.shape
     ((8500, 2), (1500, 2))
+
+    Raises:
+      ValueError: as :func:`make_moons`, and for ``n_train`` not an integer in ``[1, n_samples)``.
     """
+    from flowclass._validation import check_int, check_positive_int
+
+    check_positive_int(n_samples, "n_samples")
+    n_train = check_int(n_train, "n_train", minimum=1)
+    if n_train >= n_samples:
+        raise ValueError(f"n_train must be below n_samples = {n_samples} (the rest is the test set); got {n_train}.")
     x, y = make_moons(n_samples, noise, random_state)
     return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
 
@@ -68,18 +85,47 @@ def _class_log_density(x: jnp.ndarray, noise: float, t: jnp.ndarray) -> jnp.ndar
     return jnp.stack([per_class(upper), per_class(lower)], axis=-1) + log_norm
 
 
+def _check_points(x: ArrayLike) -> np.ndarray:
+    from flowclass._validation import as_array, is_real_number_dtype
+
+    x = np.asarray(as_array(x, "x"))
+    if x.ndim != 2 or x.shape[1] != 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty array of shape (N, 2); got shape {x.shape}.")
+    if not is_real_number_dtype(x.dtype):
+        raise ValueError(f"x must hold real numbers; got dtype {x.dtype}.")
+    x = x.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"x must be finite; got {int(np.sum(~np.isfinite(x)))} NaN/inf value(s).")
+    return x
+
+
+def _check_noise(noise: float) -> float:
+    from flowclass._validation import check_real
+
+    return check_real(noise, "noise", minimum=0.0, open_min=True)  # the density needs noise
+
+
+def _check_count(value: int, name: str) -> int:
+    from flowclass._validation import check_positive_int
+
+    check_positive_int(value, name)
+    return int(value)
+
+
 def moons_class_log_density(x: ArrayLike, noise: float, *, num_nodes: int = 2048, chunk: int = 8192) -> np.ndarray:
     """True ``log p(x | c)`` of ``make_moons`` data for ``c ∈ {0, 1}``, shape ``(N, 2)``.
+
+    Raises:
+      ValueError: ``x`` not a non-empty finite ``(N, 2)`` array of real numbers, ``noise`` not a
+        finite number ``> 0``, ``num_nodes`` or ``chunk`` not a positive integer.
 
     >>> points = np.array([[0.0, 1.0], [1.0, -0.5]])  # the tops of the upper and lower moon
     >>> moons_class_log_density(points, noise=0.1).argmax(-1).tolist()
     [0, 1]
     """
-    if noise <= 0:
-        raise ValueError(f"the moons density needs noise > 0; got {noise}.")
-    x = np.asarray(x, np.float64)
-    if x.ndim != 2 or x.shape[1] != 2:
-        raise ValueError(f"x must have shape (N, 2); got {x.shape}.")
+    noise, num_nodes = _check_noise(noise), _check_count(num_nodes, "num_nodes")
+    chunk = _check_count(chunk, "chunk")
+    x = _check_points(x)
     t = jnp.asarray((np.arange(num_nodes) + 0.5) * np.pi / num_nodes, jnp.float32)
     pieces = []
     for start in range(0, len(x), chunk):
@@ -181,8 +227,8 @@ def bayes_labels(
     returned all the same. :func:`default_cache_dir` is the usual ``cache_dir``.
 
     Raises:
-      ValueError: ``x`` is not a non-empty, finite ``(N, 2)`` array, ``noise <= 0``, or
-        ``num_nodes < 1``.
+      ValueError: ``x`` is not a non-empty, finite ``(N, 2)`` array of real numbers, ``noise`` not
+        a finite number ``> 0``, or ``num_nodes`` not a positive integer.
 
     >>> import tempfile
     >>> x, y = make_moons(200, noise=0.2, random_state=0)
@@ -195,16 +241,8 @@ def bayes_labels(
     >>> float(np.mean(labels == y)) > 0.95
     True
     """
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[1] != 2 or len(x) == 0:
-        raise ValueError(f"x must be a non-empty array of shape (N, 2); got shape {x.shape}.")
-    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
-        raise ValueError("x must hold finite numbers.")
-    if not noise > 0:
-        raise ValueError(f"noise must be > 0 (the moons density needs noise); got {noise}.")
-    if int(num_nodes) != num_nodes or num_nodes < 1:
-        raise ValueError(f"num_nodes must be an integer >= 1; got {num_nodes}.")
-    num_nodes = int(num_nodes)
+    x = _check_points(x)
+    noise, num_nodes = _check_noise(noise), _check_count(num_nodes, "num_nodes")
     if cache_dir is None:
         return bayes_predict(x, noise, num_nodes=num_nodes)
     path = Path(cache_dir) / f"moons_bayes_noise{noise:g}_n{len(x)}_{_cache_key(x, noise, num_nodes)[:32]}.npy"

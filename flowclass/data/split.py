@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def train_val_split(
-    x: np.ndarray, y: np.ndarray, *, val_fraction: float = 0.1, seed: int = 0
+    x: ArrayLike, y: ArrayLike, *, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Randomly splits ``(x, y)`` into ``(x_train, y_train), (x_val, y_val)``.
 
-    Model selection uses the validation part; the test set stays untouched.
+    Model selection uses the validation part; the test set stays untouched. ``x`` and ``y`` are
+    arrays (or what NumPy accepts as one) with the same number of examples; ``val_fraction`` in
+    ``(0, 1)`` must leave both parts non-empty; ``seed`` an integer.
+
+    Raises:
+      TypeError: ``x`` or ``y`` is not an array.
+      ValueError: ``x`` has no example axis, the lengths differ, ``val_fraction`` is not a number
+        in ``(0, 1)`` leaving both parts non-empty, or ``seed`` is not an integer.
 
     >>> (xt, yt), (xv, yv) = train_val_split(np.zeros((10, 2)), np.zeros(10, int), val_fraction=0.2)
     >>> len(xt), len(xv)
     (8, 2)
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction}.")
+    from flowclass._validation import as_array, check_int, check_real  # _validation imports flowclass.data
+
+    x, y = np.asarray(as_array(x, "x")), np.asarray(as_array(y, "y"))
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(f"x and y must be arrays of examples (a leading example axis); got shapes {x.shape} and "
+                         f"{y.shape}.")
+    val_fraction = check_real(val_fraction, "val_fraction", minimum=0.0, maximum=1.0, open_min=True, open_max=True)
+    seed = check_int(seed, "seed", minimum=0)
     n = len(x)
     if len(y) != n:
         raise ValueError(f"x has {n} examples but y has {len(y)} labels.")
