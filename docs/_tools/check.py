@@ -48,6 +48,7 @@ PUBLIC_MODULES = (
     "flowclass.runs",
     "flowclass.cli",
     "flowclass.optim",
+    "flowclass.sklearn",
 )
 
 
