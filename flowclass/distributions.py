@@ -32,6 +32,20 @@ MeanInit = Literal["normal", "uniform", "onehot"]
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def _float_dtype() -> np.dtype:
+    """The default float dtype of the mode: ``float64`` under ``jax_enable_x64``, else ``float32``."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: object) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value))
+
+
 @runtime_checkable
 class ClassConditionalBase(Protocol):
     """What a flow classifier needs from its base density ``p(z | k)``, ``π_k`` over ``K`` classes.
@@ -92,13 +106,43 @@ class ClassConditionalBase(Protocol):
 def as_means(means: ArrayLike) -> tuple[tuple[float, ...], ...]:
     """Converts a ``(K, D)`` array of class means to the hashable form the module stores.
 
+    Raises:
+      ValueError: ``means`` is not a 2-D array of finite numbers with at least one row and one
+        column (the message names ``means``).
+
     >>> as_means([[-4, 0], [4, 0]])
     ((-4.0, 0.0), (4.0, 0.0))
     """
-    means = np.asarray(means, dtype=np.float64)
-    if means.ndim != 2:
-        raise ValueError(f"class means must have shape (num_classes, dim); got {means.shape}.")
-    return tuple(tuple(float(v) for v in row) for row in means)
+    try:
+        array = np.asarray(means, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"means must be a (num_classes, dim) array of numbers; got {_describe(means)}.") from err
+    if array.ndim != 2 or 0 in array.shape:
+        raise ValueError(f"class means must have shape (num_classes, dim) with num_classes, dim >= 1; "
+                         f"got {array.shape}.")
+    if not np.all(np.isfinite(array)):
+        rows = sorted({int(i) for i in np.nonzero(~np.isfinite(array))[0]})
+        raise ValueError(f"means must be finite; rows {rows} hold NaN or inf.")
+    return tuple(tuple(float(v) for v in row) for row in array)
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+def _check_means(means: tuple[tuple[float, ...], ...], num_classes: int, dim: int) -> None:
+    """Explicit means: shape ``(num_classes, dim)`` and pairwise distinct (also once rounded to float32)."""
+    array = np.asarray(means, np.float64)
+    if array.shape != (num_classes, dim):
+        raise ValueError(f"means must have shape (num_classes, dim) = {(num_classes, dim)}; got {array.shape}.")
+    rounded = array.astype(np.float32)
+    _, first, counts = np.unique(rounded, axis=0, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        row = rounded[first[np.argmax(counts > 1)]]
+        same = [int(i) for i in np.nonzero(np.all(rounded == row, axis=1))[0]]
+        raise ValueError(f"means must be distinct, one per class; classes {same} have the same mean "
+                         "(their posteriors could never differ).")
 
 
 class ClassGaussians(nn.Module):
@@ -123,6 +167,18 @@ class ClassGaussians(nn.Module):
         diagonal shared by the classes) or ``'class_diagonal'`` (one per class).
       trainable_weights: learn ``log π`` (softmax-normalised); otherwise uniform.
 
+    Dtypes follow the mode: the means, scales and weights are ``float32``, or ``float64`` under
+    ``jax_enable_x64`` (explicit means included), and log-densities are computed in ``z``'s dtype
+    promoted to at least ``float32``.
+
+    Raises:
+      ValueError: when built, for a degenerate model, naming the argument: ``num_classes`` not
+        an integer ≥ 1; ``event_shape`` not a sequence of integers ≥ 1; explicit ``means`` of
+        another shape than ``(num_classes, dim)``, with NaN or inf, or with two equal rows;
+        ``'onehot'`` means with ``num_classes > dim``; an unknown ``means`` or ``covariance``
+        name; ``mean_scale`` not a finite number > 0 (zero-scale means would all coincide);
+        ``mean_seed`` not an integer.
+
     Example:
       >>> import jax, jax.numpy as jnp
       >>> base = ClassGaussians(2, (2,), means=((-4.0, 0.0), (4.0, 0.0)))
@@ -139,6 +195,45 @@ class ClassGaussians(nn.Module):
     trainable_means: bool = False
     covariance: Covariance = "identity"
     trainable_weights: bool = False
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.num_classes) or self.num_classes < 1:
+            raise ValueError(f"num_classes must be an integer >= 1; got {self.num_classes!r}.")
+        try:
+            shape = tuple(self.event_shape)
+        except TypeError:
+            shape = None
+        if not shape or not all(_is_int(d) and d >= 1 for d in shape):
+            raise ValueError(f"event_shape must be a non-empty sequence of integers >= 1; got {self.event_shape!r}.")
+        object.__setattr__(self, "event_shape", tuple(int(d) for d in shape))
+        dim = math.prod(self.event_shape)
+        if isinstance(self.means, str):
+            if self.means not in ("normal", "uniform", "onehot"):
+                raise ValueError(
+                    f"unknown means {self.means!r}; expected 'normal', 'uniform', 'onehot' or a (K, D) array."
+                )
+            if self.means == "onehot" and self.num_classes > dim:
+                raise ValueError(
+                    f"'onehot' means need num_classes <= dim; got {self.num_classes} classes in {dim} dims."
+                )
+        else:
+            means = self.means
+            if not (isinstance(means, tuple) and all(isinstance(r, tuple) for r in means)):
+                means = as_means(means)  # any (K, D) array-like, stored hashable
+                object.__setattr__(self, "means", means)
+            elif not all(isinstance(v, float) and math.isfinite(v) for row in means for v in row):
+                as_means(means)  # raises the error that names the bad rows
+            _check_means(means, self.num_classes, dim)
+        if not _is_real(self.mean_scale) or not self.mean_scale > 0:
+            raise ValueError(f"mean_scale must be a finite number > 0 (zero-scale means all coincide); "
+                             f"got {self.mean_scale!r}.")
+        if not _is_int(self.mean_seed):
+            raise ValueError(f"mean_seed must be an integer; got {self.mean_seed!r}.")
+        if self.covariance not in ("identity", "diagonal", "class_diagonal"):
+            raise ValueError(
+                f"unknown covariance {self.covariance!r}; expected 'identity', 'diagonal' or 'class_diagonal'."
+            )
+        super().__post_init__()
 
     @property
     def dim(self) -> int:
@@ -161,10 +256,7 @@ class ClassGaussians(nn.Module):
             raise ValueError(
                 f"unknown means {self.means!r}; expected 'normal', 'uniform', 'onehot' or a (K, D) array."
             )
-        means = jnp.asarray(self.means, jnp.float32)
-        if means.shape != shape:
-            raise ValueError(f"means must have shape (num_classes, dim) = {shape}; got {means.shape}.")
-        return means
+        return jnp.asarray(self.means, _float_dtype())  # float64 under jax_enable_x64, like drawn means
 
     def setup(self):
         if self.trainable_means:

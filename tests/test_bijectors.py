@@ -50,6 +50,7 @@ REGISTRY = {
     "conv1x1_image": (lambda: InvertibleConv1x1(), (2, 2, 3)),
     "conv1x1_tabular": (lambda: InvertibleConv1x1(), (4,)),
     "logit": (lambda: LogitTransform(alpha=0.05), (2, 2, 1)),
+    "logit_alpha0": (lambda: LogitTransform(alpha=0.0), (3,)),
     "multiscale_image": (
         lambda: Chain([
             LogitTransform(),
@@ -64,7 +65,7 @@ REGISTRY = {
         (4, 4, 1),
     ),
 }
-UNIT_INTERVAL_INPUTS = {"logit", "multiscale_image"}  # these expect data in (0, 1)
+UNIT_INTERVAL_INPUTS = {"logit", "logit_alpha0", "multiscale_image"}  # these expect data in (0, 1)
 IDENTITY_AT_INIT = {name for name in REGISTRY if name.startswith(("coupling", "chain"))}
 
 

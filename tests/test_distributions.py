@@ -117,3 +117,85 @@ def test_class_gaussians_implement_the_protocol(event_shape):
     chex.assert_type([bound.class_log_prob(z.astype(jnp.float16)), bound.marginal_log_prob(z)], jnp.float32)
     chex.assert_trees_all_close(bound.log_joint(z), bound.class_log_prob(z) + bound.log_weights())
     assert not isinstance(object(), ClassConditionalBase)
+
+
+# --- degenerate models are refused when built, naming the argument ---
+
+BAD_BASES = [
+    ("num_classes", dict(num_classes=0)),
+    ("num_classes", dict(num_classes=-2)),
+    ("num_classes", dict(num_classes=2.0)),
+    ("num_classes", dict(num_classes=True)),
+    ("event_shape", dict(event_shape=())),
+    ("event_shape", dict(event_shape=(0,))),
+    ("event_shape", dict(event_shape=(2.5,))),
+    ("event_shape", dict(event_shape=5)),
+    ("means", dict(means=((0.0, np.nan), (1.0, 0.0)))),
+    ("means", dict(means=((0.0, np.inf), (1.0, 0.0)))),
+    ("means", dict(means=np.array([[0.0, 1.0], [0.0, 1.0]]))),  # duplicate classes
+    ("means", dict(means=((0.0, 1.0), (0.0, 1.0 + 1e-12)))),  # equal once rounded to float32
+    ("means", dict(means=((0.0, 0.0),))),  # one row for two classes
+    ("means", dict(means=(0.0, 1.0))),
+    ("means", dict(means=[["a", "b"], ["c", "d"]])),
+    ("means", dict(means="gaussian")),
+    ("means", dict(num_classes=3, means="onehot")),  # onehot needs K <= D
+    ("mean_scale", dict(mean_scale=0.0)),  # zero-scale means all coincide
+    ("mean_scale", dict(mean_scale=-1.0)),
+    ("mean_scale", dict(mean_scale=float("nan"))),
+    ("mean_scale", dict(mean_scale=float("inf"))),
+    ("mean_seed", dict(mean_seed=1.5)),
+    ("covariance", dict(covariance="full")),
+]
+
+
+@pytest.mark.parametrize("argument, overrides", BAD_BASES, ids=[f"{a}-{i}" for i, (a, _) in enumerate(BAD_BASES)])
+def test_degenerate_bases_are_refused_when_built(argument, overrides):
+    kwargs = dict(num_classes=2, event_shape=(2,), means=((-1.0, 0.0), (1.0, 0.0)))
+    kwargs.update(overrides)
+    with pytest.raises(ValueError) as info:
+        ClassGaussians(**kwargs)
+    assert argument in str(info.value), info.value
+
+
+def test_as_means_refuses_what_is_not_a_finite_table():
+    with pytest.raises(ValueError, match="means must be finite; rows \\[1\\]"):
+        as_means([[0.0, 1.0], [np.nan, 2.0]])
+    with pytest.raises(ValueError, match=r"class means must have shape \(num_classes, dim\).*got \(0, 2\)"):
+        as_means(np.zeros((0, 2)))
+    assert ClassGaussians(2, [2], means=[[-1, 0], [1, 0]]).means == ((-1.0, 0.0), (1.0, 0.0))  # stored hashable
+
+
+def test_one_class_is_a_valid_model():
+    base = ClassGaussians(1, (2,), means=((0.5, -0.5),))
+    np.testing.assert_allclose(base.apply({}, jnp.array([[0.5, -0.5]]))[0, 0], -np.log(2 * np.pi), rtol=1e-6)
+
+
+# --- dtypes follow jax_enable_x64 ---
+
+
+@pytest.mark.parametrize("trainable_means", [False, True])
+def test_explicit_means_follow_x64(trainable_means):
+    """Issue 20: explicit means stayed float32 under x64 (log p off by 4e-7 against float64)."""
+    means = ((-4.1, 0.3), (4.2, -0.7))
+    z = np.array([[0.123456789, -1.7], [3.3, 2.9], [-40.0, 17.0]])
+    expected = np.stack([-0.5 * ((z - np.array(m)) ** 2).sum(-1) - np.log(2 * np.pi) for m in means], -1)
+    with jax.enable_x64(True):
+        base = ClassGaussians(2, (2,), means=means, trainable_means=trainable_means, covariance="diagonal",
+                              trainable_weights=True)
+        variables = base.init(jax.random.key(0), jnp.zeros((1, 2), jnp.float64))
+        assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float64)}
+        bound = base.bind(variables)
+        assert bound.class_means.dtype == jnp.float64
+        got = bound.class_log_prob(jnp.asarray(z))
+        assert got.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-14, atol=1e-12)
+        assert bound.sample(jax.random.key(1), 0, 3).dtype == jnp.float64
+        for means_init in ("normal", "uniform", "onehot"):
+            drawn = ClassGaussians(2, (2,), means=means_init).apply({}, method=lambda m: m.class_means)
+            assert drawn.dtype == jnp.float64
+    # and float32 without x64
+    base = ClassGaussians(2, (2,), means=means)
+    assert base.apply({}, method=lambda m: m.class_means).dtype == jnp.float32
+    got32 = base.apply({}, jnp.asarray(z, jnp.float32))
+    assert got32.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got32), expected, rtol=1e-6)

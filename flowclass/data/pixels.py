@@ -5,6 +5,12 @@ With ``b = floor(x · n)`` the bin of a pixel among ``n`` levels (n = 256 for 8-
     bin_centres(x)       = (b + ½) / n                    deterministic, for evaluation
     dequantize(key, x)   = (b + u) / n,  u ~ U[0, 1)       uniform dequantisation, for training
 
+Both stay in the half-open bin ``[b/n, (b + 1)/n)`` of the input, as :func:`pixel_bins` sees it
+(``pixel_bins(out) == pixel_bins(x)``), hence in ``[0, 1)``, also in ``float32`` and ``bfloat16``:
+``b + u`` rounds up to ``b + 1`` for ``u`` close to 1 (``255 + (1 − 2⁻²⁴)`` is ``256.0`` in float32,
+which would give the pixel value 1.0), so a value that rounds out of its bin is moved back into
+it by one or two ulps.
+
 Training a density on dequantised data bounds the discrete likelihood: ``log P(b) ≥
 E_u log p((b + u)/n) − D log n``, which is why bits/dim add ``log2 n``.
 
@@ -35,23 +41,38 @@ def pixel_bins(x: jnp.ndarray, num_bins: int = 256) -> jnp.ndarray:
     return jnp.clip(jnp.floor(x * num_bins), 0, num_bins - 1)
 
 
+def _into_bins(y: jnp.ndarray, bins: jnp.ndarray, num_bins: int) -> jnp.ndarray:
+    """``y`` moved by at most two ulps so that ``pixel_bins(y) == bins`` (undoes the rounding of
+    ``(b + t) / n`` out of bin ``b``); ``floor(y · n)`` is monotone in ``y``, so a step towards the
+    bin never overshoots it."""
+    zero, one = jnp.zeros((), y.dtype), jnp.ones((), y.dtype)
+    for _ in range(2):
+        seen = jnp.floor(y * num_bins)
+        y = jnp.where(seen > bins, jnp.nextafter(y, zero), jnp.where(seen < bins, jnp.nextafter(y, one), y))
+    return y
+
+
 def bin_centres(x: jnp.ndarray, num_bins: int = 256) -> jnp.ndarray:
-    """Each pixel moved to the centre of its bin.
+    """Each pixel moved to the centre of its bin, ``(b + ½) / n``: shape and dtype of ``x``, in ``[0, 1)``.
 
     >>> bin_centres(jnp.array([0.0, 0.3, 1.0]), num_bins=4).tolist()
     [0.125, 0.375, 0.875]
     """
-    return (pixel_bins(x, num_bins) + 0.5) / num_bins
+    bins = pixel_bins(x, num_bins)
+    return _into_bins((bins + 0.5) / num_bins, bins, num_bins)
 
 
 def dequantize(key: jax.Array, x: jnp.ndarray, num_bins: int = 256) -> jnp.ndarray:
-    """Each pixel drawn uniformly within its bin.
+    """Each pixel drawn uniformly within its bin, ``(b + u) / n`` with ``u ~ U[0, 1)``: shape and
+    dtype of ``x`` (floating), in ``[b/n, (b + 1)/n) ⊂ [0, 1)`` (``pixel_bins`` of the result is
+    ``pixel_bins(x)``), also where ``b + u`` rounds up to ``b + 1``.
 
     >>> x = dequantize(jax.random.key(0), jnp.full((2, 3), 0.3), num_bins=4)
     >>> bool(jnp.all((x >= 0.25) & (x < 0.5)))
     True
     """
-    return (pixel_bins(x, num_bins) + jax.random.uniform(key, x.shape, x.dtype)) / num_bins
+    bins = pixel_bins(x, num_bins)
+    return _into_bins((bins + jax.random.uniform(key, x.shape, x.dtype)) / num_bins, bins, num_bins)
 
 
 def translate(x: jnp.ndarray, shifts: jnp.ndarray) -> jnp.ndarray:
