@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import json
+import math
+import numbers
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union
@@ -44,6 +47,90 @@ def _require(condition: bool, field: str, expected: str, got: Any) -> None:
 
 def _choice(value: Any, field: str, choices: tuple) -> None:
     _require(value in choices, field, f"one of {choices}", value)
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _normalise(config: Any, section: str) -> None:
+    """Checks every field of a config dataclass against its annotation and stores it in its
+    canonical JSON-able form (NumPy numbers as Python ones, ints as floats in float fields, lists
+    as tuples), so that a config built in Python equals the one read back from JSON.
+
+    Raises:
+      TypeError: a value of the wrong type, naming the field (``train.batch_size``).
+      ValueError: a value outside a ``Literal``'s choices.
+    """
+    hints = _hints(type(config))
+    for field in dataclasses.fields(config):
+        value, kind = getattr(config, field.name), hints[field.name]
+        path = f"{section}.{field.name}" if section else field.name
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, kind):
+                raise TypeError(f"{path} must be a {kind.__name__}; got {type(value).__name__}.")
+            continue
+        object.__setattr__(config, field.name, _coerce(value, kind, path))
+
+
+def _coerce(value: Any, kind: Any, field: str) -> Any:
+    """``value`` (parsed from JSON or a command line) as the annotated type ``kind``."""
+    origin = typing.get_origin(kind)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, field)
+            except (TypeError, ValueError) as error:
+                errors.append(str(error))
+        raise TypeError(f"{field} must be {_describe(kind)}; got {value!r}.")
+    if origin is Literal:
+        if value not in typing.get_args(kind):
+            raise ValueError(f"{field} must be one of {typing.get_args(kind)}; got {value!r}.")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{field} must be a sequence ({_describe(kind)}); got {value!r}.")
+        args = typing.get_args(kind)
+        item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if item is None:
+            if len(args) != len(value):
+                raise TypeError(f"{field} must have {len(args)} entries; got {value!r}.")
+            return tuple(_coerce(v, a, field) for v, a in zip(value, args, strict=True))
+        return tuple(_coerce(v, item, field) for v in value)
+    if kind is bool:
+        if not isinstance(value, (bool, _np_bool())):
+            raise TypeError(f"{field} must be true or false; got {value!r}.")
+        return bool(value)
+    if kind is int:
+        if isinstance(value, (bool, _np_bool())) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{field} must be an integer; got {value!r}.")
+        return int(value)
+    if kind is float:
+        if isinstance(value, (bool, _np_bool())) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{field} must be a number; got {value!r}.")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{field} must be a string; got {value!r}.")
+        return value
+    raise TypeError(f"{field}: unsupported type {kind!r}.")
+
+
+def _np_bool() -> type:
+    import numpy as np  # numpy is a dependency of the library, not of a config's JSON
+
+    return np.bool_
+
+
+def _describe(kind: Any) -> str:
+    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +170,7 @@ class ModelConfig:
     trainable_weights: bool = False
 
     def __post_init__(self):
+        _normalise(self, "model")
         _choice(self.kind, "model.kind", typing.get_args(ModelKind))
         _require(len(self.input_shape) >= 1 and all(d >= 1 for d in self.input_shape), "model.input_shape",
                  "a non-empty tuple of positive sizes", self.input_shape)
@@ -93,6 +181,11 @@ class ModelConfig:
         _choice(self.covariance, "model.covariance", ("identity", "diagonal", "class_diagonal"))
         if isinstance(self.means, str):
             _choice(self.means, "model.means", ("normal", "uniform", "onehot"))
+        else:
+            rows = {len(row) for row in self.means}
+            _require(len(self.means) == self.num_classes and len(rows) == 1 and 0 not in rows, "model.means",
+                     f"one mean per class ({self.num_classes} rows of equal length)", self.means)
+            _require(all(math.isfinite(v) for row in self.means for v in row), "model.means", "finite", self.means)
         if self.kind == "image_flow":
             _choice(self.preset, "model.preset", ("fast", "multiscale"))
         if self.kind in ("image_flow", "cnn"):
@@ -132,6 +225,7 @@ class LossConfig:
     unlabelled_weight: float = 1.0
 
     def __post_init__(self):
+        _normalise(self, "loss")
         _choice(self.kind, "loss.kind", typing.get_args(LossKind))
         _require(self.cross_entropy_weight >= 0, "loss.cross_entropy_weight", ">= 0", self.cross_entropy_weight)
         _choice(self.nll_unit, "loss.nll_unit", ("nats", "bits_per_dim"))
@@ -167,7 +261,9 @@ class OptimConfig:
     schedule_steps: int | None = None
 
     def __post_init__(self):
-        _require(self.learning_rate > 0, "optim.learning_rate", "> 0", self.learning_rate)
+        _normalise(self, "optim")
+        _require(self.learning_rate > 0 and math.isfinite(self.learning_rate), "optim.learning_rate", "> 0",
+                 self.learning_rate)
         _choice(self.schedule, "optim.schedule", typing.get_args(Schedule))
         _require(self.warmup_steps is None or self.warmup_steps >= 0, "optim.warmup_steps", ">= 0 or None",
                  self.warmup_steps)
@@ -214,6 +310,7 @@ class DataConfig:
     scale: float = 0.0
 
     def __post_init__(self):
+        _normalise(self, "data")
         _choice(self.dataset, "data.dataset", typing.get_args(Dataset))
         _require(self.noise > 0, "data.noise", "> 0", self.noise)
         _require(self.val_size >= 1, "data.val_size", ">= 1", self.val_size)
@@ -259,6 +356,7 @@ class TrainConfig:
     checkpoint_every_s: float = 60.0
 
     def __post_init__(self):
+        _normalise(self, "train")
         for name in ("epochs", "batch_size", "eval_batch_size", "max_steps_per_call"):
             value = getattr(self, name)
             _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, f"train.{name}",
@@ -305,6 +403,7 @@ class RunConfig:
     decision_rules: tuple[str, ...] = ("plain",)
 
     def __post_init__(self):
+        _normalise(self, "")
         _require(isinstance(self.seed, int) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
         _require(self.decision_rules in (("plain",), ("plain", "shift_marginal")), "decision_rules",
                  "('plain',) or ('plain', 'shift_marginal')", self.decision_rules)
@@ -393,59 +492,6 @@ def _build(cls, data: Any, path: str):
         first = message.split(" ", 1)[0].split("=", 1)[0]
         named = any(first.startswith(f"{field.name}.") or first == field.name for field in dataclasses.fields(cls))
         raise type(error)(f"{path}{message}" if named else f"{path[:-1]}: {message}") from error
-
-
-def _coerce(value: Any, kind: Any, field: str) -> Any:
-    """``value`` (parsed from JSON or a command line) as the annotated type ``kind``."""
-    origin = typing.get_origin(kind)
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(kind)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, field)
-            except (TypeError, ValueError) as error:
-                errors.append(str(error))
-        raise TypeError(f"{field} must be {_describe(kind)}; got {value!r}.")
-    if origin is Literal:
-        if value not in typing.get_args(kind):
-            raise ValueError(f"{field} must be one of {typing.get_args(kind)}; got {value!r}.")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"{field} must be a sequence ({_describe(kind)}); got {value!r}.")
-        args = typing.get_args(kind)
-        item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
-        if item is None:
-            if len(args) != len(value):
-                raise TypeError(f"{field} must have {len(args)} entries; got {value!r}.")
-            return tuple(_coerce(v, a, field) for v, a in zip(value, args, strict=True))
-        return tuple(_coerce(v, item, field) for v in value)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{field} must be true or false; got {value!r}.")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{field} must be an integer; got {value!r}.")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{field} must be a number; got {value!r}.")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise TypeError(f"{field} must be a string; got {value!r}.")
-        return value
-    raise TypeError(f"{field}: unsupported type {kind!r}.")
-
-
-def _describe(kind: Any) -> str:
-    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
 
 
 def from_dict(cls: type[T], data: dict) -> T:

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowclass import nets
+from flowclass._validation import check_inputs
 from flowclass.checkpoint import Checkpointer
 from flowclass.config import RESUMABLE_FIELDS, RunConfig, differences, from_dict
 from flowclass.data.labels import UNLABELLED, balanced_label_subset
@@ -49,7 +50,7 @@ from flowclass.flows import image_realnvp, tabular_realnvp
 from flowclass.invariance import decision_rule_metrics
 from flowclass.losses import LossFn, cross_entropy, make_flow_loss, make_semi_supervised_loss
 from flowclass.optim import make_optimizer
-from flowclass.training import FitResult, TrainState, create_train_state, fit, restore_selected
+from flowclass.training import FitResult, TrainState, check_data, create_train_state, fit, restore_selected
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -269,8 +270,12 @@ def train(
         ``'shift_marginal'``, the decision-rule metrics are added here.
 
     Raises:
+      TypeError: ``config`` not a :class:`~flowclass.config.RunConfig`, ``workdir`` not a path, a
+        flag not a bool, ``splits`` not three ``(x, y)`` pairs, ``extra_val_metrics`` not callable.
       RunExistsError: ``workdir`` holds another run and neither ``resume`` nor ``overwrite``.
-      ValueError: ``resume`` with a config that differs from the stored one (named), or both flags.
+      ValueError: ``resume`` with a config that differs from the stored one (named), or both flags;
+        ``splits`` whose examples do not have ``config.model.input_shape``; anything
+        :func:`~flowclass.fit` refuses (labels out of range, NaN inputs, pixels outside [0, 1]).
       OSError: ``workdir`` is not a writable directory with room for a checkpoint.
 
     Example:
@@ -283,13 +288,34 @@ def train(
       >>> stored == config, model.apply(variables, run.splits.test[0][:3], method="predict").shape
       (True, (3,))
     """
-    workdir = prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a flowclass.RunConfig; got {type(config).__name__} (build one with "
+                        "RunConfig(...) or RunConfig.from_dict).")
+    _check_flag(progress, "progress")
+    if extra_val_metrics is not None and not callable(extra_val_metrics):
+        raise TypeError(f"extra_val_metrics must be a function state -> {{name: value}} or None; "
+                        f"got {type(extra_val_metrics).__name__}.")
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"data_dir must be a path or None; got {type(data_dir).__name__}.")
+    if splits is not None:
+        splits = _check_splits(splits, config)
     splits = load_splits(config, data_dir=data_dir) if splits is None else splits
     train_split, val_split, _ = splits
+    for name, (x, _) in (("splits.train", train_split), ("splits.val", val_split)):
+        check_inputs(x, config.model.input_shape, name=f"{name} x")
+        if config.model.kind == "image_flow" and (float(np.min(x)) < 0.0 or float(np.max(x)) > 1.0):
+            raise ValueError(f"{name} x must hold pixels in [0, 1] for an image flow; got values in "
+                             f"[{float(np.min(x)):g}, {float(np.max(x)):g}].")
+    if config.train.batch_size > len(train_split[0]):
+        raise ValueError(f"train.batch_size must be at most the {len(train_split[0])} training examples; got "
+                         f"{config.train.batch_size}.")
     steps_per_epoch = len(train_split[0]) // config.train.batch_size
     init_key, fit_key = jax.random.split(jax.random.key(config.seed))
     sample = np.random.default_rng(config.seed).permutation(len(train_split[0]))[:512]  # e.g. for ActNorm
     state = create_state(config, train_split[0][np.sort(sample)], steps_per_epoch=steps_per_epoch, key=init_key)
+    for name, (x, y) in (("splits.train", train_split), ("splits.val", val_split)):
+        check_data(state, x, y, name=name)  # bad data is refused before the workdir is touched
+    workdir = prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
     if "shift_marginal" in config.decision_rules:
         rules = decision_rule_metrics(*val_split, from_step=config.train.epochs // 2 * steps_per_epoch)
         extra_val_metrics = _merge(extra_val_metrics, rules)
@@ -299,6 +325,33 @@ def train(
                  checkpoint_dir=workdir / CHECKPOINT_DIR, resume=resume, extra_val_metrics=extra_val_metrics,
                  progress=progress, desc=workdir.name)
     return Run(config, build_model(config), result, splits, workdir)
+
+
+def _check_flag(value: Any, name: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}.")
+
+
+def _check_splits(splits: Any, config: RunConfig) -> Splits:
+    """``splits`` as :class:`Splits`: three ``(x, y)`` pairs whose examples have the model's input shape
+    (labels and values are checked by :func:`~flowclass.fit` and the model)."""
+    if not isinstance(splits, (tuple, list)) or len(splits) != 3:
+        length = f" of length {len(splits)}" if isinstance(splits, (tuple, list)) else ""
+        raise TypeError(f"splits must be Splits(train, val, test), three (x, y) pairs; got "
+                        f"{type(splits).__name__}{length}.")
+    pairs = []
+    for name, pair in zip(Splits._fields, splits, strict=True):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"splits.{name} must be a pair (x, y); got {type(pair).__name__}.")
+        x, y = (a if isinstance(a, (np.ndarray, jax.Array)) else np.asarray(a) for a in pair)
+        if tuple(np.shape(x)[1:]) != tuple(config.model.input_shape):
+            raise ValueError(f"splits.{name} x has examples of shape {tuple(np.shape(x)[1:])}; "
+                             f"config.model.input_shape is {tuple(config.model.input_shape)}.")
+        if np.ndim(y) != 1 or len(y) != len(x):
+            raise ValueError(f"splits.{name} y must hold one label per example: shape ({len(x)},); got shape "
+                             f"{np.shape(y)}.")
+        pairs.append((x, y))
+    return Splits(*pairs)
 
 
 def _merge(first, second):
@@ -320,6 +373,7 @@ def prepare_workdir(config: Any, workdir: str | Path, *, resume: bool = False, o
     fields ending in one of :data:`~flowclass.config.RESUMABLE_FIELDS` may differ.
 
     Raises:
+      TypeError: ``config`` is not a dataclass instance, ``workdir`` not a path, a flag not a bool.
       RunExistsError: ``workdir`` holds another run and neither ``resume`` nor ``overwrite``.
       ValueError: ``resume`` with a config that differs from the stored one (the first difference
         is named), or ``resume`` and ``overwrite`` together.
@@ -335,6 +389,12 @@ def prepare_workdir(config: Any, workdir: str | Path, *, resume: bool = False, o
       Traceback (most recent call last):
       flowclass.runs.RunExistsError: workdir ... holds another run (a tabular_flow model, no checkpoint yet). ...
     """
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"config must be a config dataclass (e.g. flowclass.RunConfig); got {type(config).__name__}.")
+    if not isinstance(workdir, (str, os.PathLike)):
+        raise TypeError(f"workdir must be a path (str or pathlib.Path); got {type(workdir).__name__} {workdir!r}.")
+    _check_flag(resume, "resume")
+    _check_flag(overwrite, "overwrite")
     if resume and overwrite:
         raise ValueError("resume=True and overwrite=True exclude each other: continue the stored run, or delete it.")
     workdir = Path(workdir).absolute()

@@ -19,7 +19,7 @@ import functools
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -30,7 +30,7 @@ from flax import struct
 from tqdm.auto import tqdm
 
 from flowclass import sharding
-from flowclass._validation import check_inputs, check_labels, check_no_unlabelled
+from flowclass._validation import check_inputs, check_key, check_labels, check_no_unlabelled
 from flowclass.averaging import averaged_params, find_ema
 from flowclass.checkpoint import Checkpointer
 from flowclass.config import TrainConfig
@@ -83,6 +83,12 @@ def create_train_state(
     (:class:`~flowclass.bijectors.ActNorm`), which want a representative batch.
     ``loss_fn(apply_fn, variables, x, y) -> (loss, aux)`` is the objective the steps minimise.
 
+    Raises:
+      TypeError: ``model`` is not a Flax module, ``key`` not a JAX PRNG key, ``tx`` not an optax
+        transformation, ``loss_fn`` not callable.
+      ValueError: ``sample_x`` is not a finite float batch the model takes (for an image flow:
+        pixels in [0, 1]), or the initialised variables are not finite (the path is named).
+
     Example:
       >>> import jax, jax.numpy as jnp, optax, flowclass as fc
       >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
@@ -90,7 +96,23 @@ def create_train_state(
       >>> int(state.step), state.loss_fn is fc.flow_nll
       (0, True)
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a flax.linen.Module; got {type(model).__name__}.")
+    key = check_key(key, "key")
+    if not (hasattr(tx, "init") and hasattr(tx, "update")):
+        raise TypeError(f"tx must be an optax.GradientTransformation (with init and update); got {type(tx).__name__}.")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function loss_fn(apply_fn, variables, x, y) -> (loss, aux); "
+                        f"got {type(loss_fn).__name__}.")
+    sample_x = _as_array(sample_x, "sample_x")
+    check_inputs(sample_x, np.shape(sample_x)[1:], name="sample_x")
+    _check_domain(model.apply, sample_x, name="sample_x")
     variables = dict(jax.jit(model.init)(key, jnp.asarray(sample_x)))
+    bad = _non_finite_paths(variables)
+    if bad:
+        raise ValueError(f"the model's initial variables hold NaN/inf at {_describe_paths(bad)}: check the model's "
+                         "fixed values (e.g. class means) and sample_x (e.g. a constant channel for ActNorm's "
+                         "data-dependent initialisation).")
     params = variables.pop("params", {})
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -106,7 +128,8 @@ def create_train_state(
 
 def _as_means(aux: Mapping[str, Any], batch: int) -> Metrics:
     """A loss's ``aux`` as :class:`Mean` pairs: plain scalars are means over the ``batch`` examples."""
-    return {k: v if isinstance(v, Mean) else Mean(v * batch, jnp.float32(batch)) for k, v in aux.items()}
+    count = jnp.asarray(batch, jnp.result_type(float))  # float32, or float64 under jax_enable_x64
+    return {k: v if isinstance(v, Mean) else Mean(v * batch, count) for k, v in aux.items()}
 
 
 def _values(metrics: Metrics) -> dict:
@@ -131,15 +154,31 @@ def _eval_sums(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> Met
 
 
 _eval_sums_jit = jax.jit(_eval_sums)
+_train_step_jit = jax.jit(lambda state, batch: _values_step(state, batch), donate_argnums=0)
 
 
-@functools.partial(jax.jit, donate_argnums=0)
+def _values_step(state: TrainState, batch) -> tuple[TrainState, dict]:
+    state, metrics = _train_step(state, batch)
+    return state, _values(metrics)
+
+
+_eval_step_jit = jax.jit(lambda state, batch: _values(_eval_sums(state, batch)))
+
+
 def train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[TrainState, dict]:
     """One optimiser step on ``batch = (x, y)``: ``(state, batch) -> (state, metrics)``, the batch's
     metrics as scalar means (a semi-supervised loss's labelled-only metrics are NaN on a batch
     without labels).
 
-    Jitted with ``state`` donated: do not reuse the ``state`` you passed in.
+    Jitted with ``state`` donated: do not reuse the ``state`` you passed in. The batch is checked
+    first as :func:`check_data` says (shapes and dtypes always; values, i.e. finiteness, pixel
+    range and label range, when the arrays are concrete, which costs a copy of the batch to the
+    host for device arrays; inside your own ``jax.jit`` only shapes are checked). :func:`fit`
+    runs its steps on an unchecked compiled path after checking the whole training set once.
+
+    Raises:
+      TypeError: ``state`` is not a :class:`TrainState`, or ``batch`` not a pair ``(x, y)``.
+      ValueError: bad inputs or labels, named ``batch x`` / ``batch y`` (see :func:`check_data`).
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, flowclass as fc
@@ -148,14 +187,17 @@ def train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> tup
       >>> state, aux = train_step(state, (jnp.ones((8, 2)), jnp.zeros(8, jnp.int32)))
       >>> int(state.step), sorted(aux)[:3]
       (1, ['accuracy', 'bits_per_dim', 'cross_entropy'])
+      >>> train_step(state, (jnp.ones((8, 2)), jnp.full(8, 2)))
+      Traceback (most recent call last):
+      ValueError: batch y must hold labels in [0, 2); got values in [2, 2].
     """
-    state, metrics = _train_step(state, batch)
-    return state, _values(metrics)
+    return _train_step_jit(state, _check_batch(state, batch))
 
 
-@jax.jit
 def eval_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> dict:
     """The loss function's metrics on ``batch = (x, y)`` as scalar means, without updating.
+
+    Checks ``batch`` as :func:`train_step` does; the computation is jitted.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, flowclass as fc
@@ -165,7 +207,16 @@ def eval_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> dict
       >>> float(aux["loss"]) == float(aux["nll"]), int(state.step)
       (True, 0)
     """
-    return _values(_eval_sums(state, batch))
+    return _eval_step_jit(state, _check_batch(state, batch))
+
+
+def _check_batch(state: TrainState, batch) -> tuple:
+    _check_state(state)
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise TypeError(f"batch must be a pair (x, y) of arrays; got {type(batch).__name__}.")
+    x, y = (_as_array(a, f"batch {n}") for a, n in zip(batch, "xy", strict=True))
+    check_data(state, x, y, name="batch")
+    return x, y
 
 
 def _state_mesh(state_or_variables) -> jax.sharding.Mesh | None:
@@ -206,9 +257,10 @@ def accepts_unlabelled(loss_fn: LossFn) -> bool:
 def check_data(state: TrainState, x: np.ndarray | jax.Array, y: np.ndarray | jax.Array, *, name: str) -> None:
     """Validates a split ``(x, y)`` for ``state``'s model and loss before any work is done.
 
-    ``x``: a non-empty, finite float batch; ``y``: one integer label per example, in
-    ``[0, K)`` with ``K`` read from the model's logits, or ``-1`` (unlabelled) when the loss
-    accepts it. Raises ValueError naming ``name`` (e.g. ``'train'``).
+    ``x``: a non-empty, finite float batch (for an image flow, whose first layer is a
+    :class:`~flowclass.bijectors.LogitTransform`: pixels in ``[0, 1]``); ``y``: one integer label
+    per example (any integer dtype), in ``[0, K)`` with ``K`` read from the model's logits, or
+    ``-1`` (unlabelled) when the loss accepts it. Raises ValueError naming ``name`` (e.g. ``'train'``).
 
     Example:
       >>> import jax, jax.numpy as jnp, numpy as np, optax, flowclass as fc
@@ -221,21 +273,94 @@ def check_data(state: TrainState, x: np.ndarray | jax.Array, y: np.ndarray | jax
     if not isinstance(x, (np.ndarray, jax.Array)) or not isinstance(y, (np.ndarray, jax.Array)):
         raise TypeError(f"{name} must be a pair (x, y) of arrays; got ({type(x).__name__}, {type(y).__name__}).")
     check_inputs(x, np.shape(x)[1:], name=f"{name} x")
+    if np.ndim(y) == 1 and len(y) != len(x):
+        raise ValueError(f"{name} y has {len(y)} labels but {name} x has {len(x)} examples.")
+    _check_domain(state.apply_fn, x, name=f"{name} x")
     unlabelled_ok = accepts_unlabelled(state.loss_fn)
     if not unlabelled_ok and isinstance(y, np.ndarray) and np.issubdtype(y.dtype, np.integer) and np.any(y == -1):
         raise ValueError(f"{name} y holds unlabelled examples (label -1), but this loss does not accept them; "
                          "use a loss that handles unlabelled examples, such as make_semi_supervised_loss().")
     if not unlabelled_ok:
         check_no_unlabelled(y, name=f"{name} y")
-    try:
-        logits = jax.eval_shape(state.apply_fn, state.variables, jax.ShapeDtypeStruct((1, *np.shape(x)[1:]), x.dtype))
-        num_classes = int(logits.shape[-1]) if len(logits.shape) == 2 else None
-    except Exception:  # a model whose call does not give logits: the loss checks its labels itself
-        num_classes = None
+    num_classes = _num_classes(state.apply_fn, state.variables, np.shape(x)[1:], np.dtype(x.dtype))
     if num_classes is not None:
         check_labels(y, num_classes, batch=len(x), name=f"{name} y", allow_unlabelled=unlabelled_ok)
     elif len(y) != len(x):
         raise ValueError(f"{name} y has {len(y)} labels but {name} x has {len(x)} examples.")
+
+
+_NUM_CLASSES: dict = {}
+
+
+def _num_classes(apply_fn, variables, event_shape: tuple, dtype: np.dtype) -> int | None:
+    """``K`` from the shape of the model's logits (traced once per model and input shape), or ``None``
+    for a model whose call does not give ``(batch, K)`` logits."""
+    try:
+        cache_key: Any = (apply_fn, tuple(event_shape), dtype)
+        hash(cache_key)
+    except TypeError:
+        cache_key = None
+    if cache_key is not None and cache_key in _NUM_CLASSES:
+        return _NUM_CLASSES[cache_key]
+    try:
+        logits = jax.eval_shape(apply_fn, variables, jax.ShapeDtypeStruct((1, *event_shape), dtype))
+        num_classes = int(logits.shape[-1]) if len(logits.shape) == 2 else None
+    except Exception:  # a model whose call does not give logits: the loss checks its labels itself
+        num_classes = None
+    if cache_key is not None:
+        _NUM_CLASSES[cache_key] = num_classes
+    return num_classes
+
+
+def _input_bounds(apply_fn: Callable) -> tuple[float, float] | None:
+    """The box the inputs of ``apply_fn``'s model must lie in (:attr:`FlowClassifier.input_bounds
+    <flowclass.FlowClassifier.input_bounds>`: ``(0.0, 1.0)`` for the image flows), else ``None``.
+
+    Example:
+      >>> import flowclass as fc
+      >>> _input_bounds(fc.image_realnvp().apply), _input_bounds(fc.tabular_realnvp(2, 2).apply)
+      ((0.0, 1.0), None)
+    """
+    bounds = getattr(getattr(apply_fn, "__self__", None), "input_bounds", None)
+    return (float(bounds[0]), float(bounds[1])) if bounds is not None else None
+
+
+def _check_domain(apply_fn: Callable, x, *, name: str) -> None:
+    """Rejects inputs outside the model's :func:`input_bounds` (concrete arrays only)."""
+    bounds = _input_bounds(apply_fn)
+    if bounds is None or isinstance(x, jax.core.Tracer):
+        return
+    low, high = float(np.min(x)), float(np.max(x))
+    if low < bounds[0] or high > bounds[1]:
+        hint = " (8-bit pixels? divide by 255)" if high > 1.0 and high <= 255.0 and low >= 0.0 else ""
+        raise ValueError(f"{name} must hold pixels in [{bounds[0]:g}, {bounds[1]:g}] for this image flow (its first "
+                         f"layer is a LogitTransform); got values in [{low:g}, {high:g}]{hint}.")
+
+
+def _check_state(state: Any, name: str = "state") -> None:
+    if not isinstance(state, TrainState):
+        raise TypeError(f"{name} must be a flowclass.TrainState (see create_train_state); got {type(state).__name__}.")
+
+
+def _as_array(value: Any, name: str):
+    """A JAX or NumPy array as it is; anything NumPy reads as an array (lists, scalars) as a NumPy array."""
+    if isinstance(value, (np.ndarray, jax.Array)):
+        return value
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be an array; got {type(value).__name__} ({error}).") from error
+    if array.dtype == object:
+        raise TypeError(f"{name} must be an array of numbers; got {type(value).__name__} that NumPy reads as objects.")
+    if np.issubdtype(array.dtype, np.floating) and array.dtype != np.float32 and not jax.config.jax_enable_x64:
+        array = array.astype(np.float32)  # Python floats: float32 unless 64-bit mode is on
+    return array
+
+
+def _as_split(split: Any, name: str) -> tuple:
+    if not isinstance(split, (tuple, list)) or len(split) != 2:
+        raise TypeError(f"{name} must be a pair (x, y); got {type(split).__name__}.")
+    return _as_array(split[0], f"{name} x"), _as_array(split[1], f"{name} y")
 
 
 def evaluate(state: TrainState, x: np.ndarray | jax.Array, y: np.ndarray | jax.Array, *,
@@ -245,7 +370,8 @@ def evaluate(state: TrainState, x: np.ndarray | jax.Array, y: np.ndarray | jax.A
     examples, NaN when there are none).
 
     Raises:
-      ValueError: bad inputs or labels (see :func:`check_data`), ``batch_size < 1``.
+      TypeError: ``state`` is not a :class:`TrainState`.
+      ValueError: bad inputs or labels (see :func:`check_data`), ``batch_size`` not an integer ``>= 1``.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, flowclass as fc
@@ -255,7 +381,9 @@ def evaluate(state: TrainState, x: np.ndarray | jax.Array, y: np.ndarray | jax.A
       >>> sorted(metrics)
       ['accuracy', 'bits_per_dim', 'cross_entropy', 'loss', 'nll', 'nll_per_dim']
     """
+    _check_state(state)
     _check_size(batch_size, "batch_size")
+    x, y = _as_split((x, y), "evaluate")
     check_data(state, x, y, name="evaluate")
     return _mean_values(_evaluate_sums(state, x, y, batch_size))
 
@@ -278,8 +406,12 @@ def _mean_values(metrics: Mapping[str, Mean]) -> dict[str, float]:
 
 
 def _check_size(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+
+
+_INPUT_SPACE_METHODS = (None, "logits", "predict", "predict_proba", "class_log_likelihoods", "marginal_log_prob",
+                        "encode", "log_prob", "bits_per_dim")
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "method"))
@@ -297,6 +429,13 @@ def predict_logits(
 ) -> np.ndarray:
     """``apply_fn(variables, x)`` (logits, or another ``method``'s output) over ``x`` in batches.
 
+    ``x`` is anything NumPy reads as a float array of shape ``(n, ...)``, ``n >= 1``.
+
+    Raises:
+      TypeError: ``apply_fn`` not callable, ``variables`` not a mapping, ``method`` not a string.
+      ValueError: ``x`` not a non-empty finite float batch (for an image flow and a method on
+        inputs: pixels outside [0, 1]); ``batch_size`` not an integer ``>= 1``.
+
     Example:
       >>> import jax, jax.numpy as jnp, flowclass as fc
       >>> model = fc.tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
@@ -306,6 +445,18 @@ def predict_logits(
       >>> predict_logits(model.apply, variables, jnp.zeros((10, 2)), method="marginal_log_prob").shape
       (10,)
     """
+    if not callable(apply_fn):
+        raise TypeError(f"apply_fn must be a model's apply function (e.g. model.apply); got {type(apply_fn).__name__}.")
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"variables must be a mapping of variable collections ({{'params': ...}}); "
+                        f"got {type(variables).__name__}.")
+    _check_size(batch_size, "batch_size")
+    if method is not None and not isinstance(method, str):
+        raise TypeError(f"method must be the name of a model method (a str) or None; got {type(method).__name__}.")
+    x = _as_array(x, "x")
+    check_inputs(x, np.shape(x)[1:], name="x")
+    if method in _INPUT_SPACE_METHODS:
+        _check_domain(apply_fn, x, name="x")
     mesh = _state_mesh(variables)
     return np.concatenate([
         np.asarray(_apply(apply_fn, variables, _place(x[i : i + batch_size], mesh), method))
@@ -315,11 +466,69 @@ def predict_logits(
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss; ``best_state`` holds the last good selection."""
+    """Training produced a NaN or infinite loss or state.
 
-    def __init__(self, message: str, best_state: TrainState | None):
+    Attributes:
+      best_state: the selected state of the last completed epoch (finite), or ``None`` when no
+        epoch completed (the state passed to :func:`fit` is then untouched: ``fit`` trains a copy).
+      epoch: the 1-based epoch that failed (``None`` when not known).
+      quantity: the first non-finite quantity: ``'train_loss'``, or the path of the first
+        non-finite array of the state (e.g. ``'params/flow/layers_0/...'``, ``'opt_state/...'``).
+
+    The message names the quantity and the causes that fit it.
+    """
+
+    def __init__(self, message: str, best_state: TrainState | None, *, epoch: int | None = None,
+                 quantity: str | None = None):
         super().__init__(message)
         self.best_state = best_state
+        self.epoch = epoch
+        self.quantity = quantity
+
+
+def _leaf_name(path) -> str:
+    def name(key) -> str:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(key, attribute):
+                return str(getattr(key, attribute))
+        return str(key)
+    return "/".join(name(k) for k in path)
+
+
+def _float_leaves(tree) -> tuple[list[str], list]:
+    """Paths and leaves of the floating-point arrays of ``tree`` (integer counters cannot be NaN)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    pairs = [(_leaf_name(path), leaf) for path, leaf in flat
+             if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    return [p for p, _ in pairs], [leaf for _, leaf in pairs]
+
+
+@jax.jit
+def _finite_flags(tree) -> jax.Array:
+    """One bool per floating-point leaf of ``tree``: all its entries finite (one small array to fetch)."""
+    leaves = _float_leaves(tree)[1]
+    if not leaves:
+        return jnp.ones((0,), bool)
+    return jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])
+
+
+def _non_finite_paths(tree: Any, flags: np.ndarray | None = None) -> list[str]:
+    """The paths (``'params/flow/layers_0/kernel'``) of the floating-point arrays of ``tree`` that
+    hold a NaN or inf, in tree order; ``flags`` are :func:`_finite_flags` already fetched.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> _non_finite_paths({"params": {"a": jnp.ones(2), "b": jnp.array([1.0, jnp.nan])}, "step": jnp.int32(3)})
+      ['params/b']
+    """
+    paths = _float_leaves(tree)[0]
+    flags = np.asarray(jax.device_get(_finite_flags(tree))) if flags is None else flags
+    return [path for path, ok in zip(paths, flags, strict=True) if not ok]
+
+
+def _describe_paths(paths: list[str]) -> str:
+    more = f" (and {len(paths) - 1} more array(s))" if len(paths) > 1 else ""
+    return f"{paths[0]}{more}"
 
 
 @dataclasses.dataclass
@@ -392,8 +601,9 @@ class EpochRunner:
     The training set is put on the device(s) once; each epoch shuffles it with the epoch's key
     (dropping the last partial batch) and runs its ``len(x) // batch_size`` steps in blocks of at
     most ``max_steps_per_call`` (at most two compiled block shapes), with ``augment(key, x)``
-    inside the compiled step. The metrics are fetched once per epoch: no host sync per block,
-    except to read the clock when a ``deadline`` is set. The state passed in is donated.
+    inside the compiled step. The metrics and one finiteness flag per state array are fetched once
+    per epoch: no host sync per block, except to read the clock when a ``deadline`` is set. The
+    state passed in is donated.
 
     Example:
       >>> import jax, jax.numpy as jnp, numpy as np, optax, flowclass as fc
@@ -403,9 +613,9 @@ class EpochRunner:
       >>> runner = EpochRunner(state, (x, y), batch_size=16, max_steps_per_call=3)
       >>> runner.blocks
       [3, 1]
-      >>> state, metrics, out_of_time = runner.run(state, jax.random.key(1))
-      >>> int(state.step), metrics["loss"].count, out_of_time
-      (4, 64.0, False)
+      >>> state, metrics, out_of_time, non_finite = runner.run(state, jax.random.key(1))
+      >>> int(state.step), metrics["loss"].count, out_of_time, non_finite
+      (4, 64.0, False, [])
     """
 
     def __init__(self, state: TrainState, train: tuple, *, batch_size: int, max_steps_per_call: int = 100,
@@ -426,12 +636,14 @@ class EpochRunner:
         self.steps_run = 0  # steps trained by this runner, over all its epochs
 
     def run(self, state: TrainState, key: jax.Array, *, deadline: float | None = None,
-            on_block: Callable[[int], None] | None = None) -> tuple[TrainState, dict[str, Mean], bool]:
-        """Trains one epoch; returns ``(state, summed metrics, out_of_time)``. With ``deadline``
-        (a ``time.perf_counter()`` value) it stops after the first block that ends past it."""
-        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), self.num_examples))
+            on_block: Callable[[int], None] | None = None) -> EpochOutcome:
+        """Trains one epoch; returns an :class:`EpochOutcome` ``(state, metrics, out_of_time,
+        non_finite)``. With ``deadline`` (a ``time.perf_counter()`` value) it stops after the first
+        block that ends past it. The finiteness of the state is reduced on the device to one flag
+        per array and fetched with the metrics (the epoch's one host sync)."""
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), self.num_examples), np.int32)
         order = order[: self.steps * self.batch_size].reshape(self.steps, self.batch_size)
-        parts, row = [], 0
+        parts, row, out_of_time = [], 0, False
         for call, size in enumerate(self.blocks):
             block_key = jax.random.fold_in(key, call + 1)
             state, sums = self._compiled[size](state, self.data, order[row : row + size], block_key)
@@ -443,8 +655,31 @@ class EpochRunner:
             if deadline is not None:
                 jax.block_until_ready(sums)  # the clock must see the work, not its dispatch
                 if time.perf_counter() > deadline:
-                    return state, _sum_metrics(jax.device_get(parts)), True
-        return state, _sum_metrics(jax.device_get(parts)), False
+                    out_of_time = True
+                    break
+        arrays = _state_arrays(state)
+        parts, flags = jax.device_get((parts, _finite_flags(arrays)))
+        return EpochOutcome(state, _sum_metrics(parts), out_of_time, _non_finite_paths(arrays, np.asarray(flags)))
+
+
+class EpochOutcome(NamedTuple):
+    """What :meth:`EpochRunner.run` returns.
+
+    Attributes:
+      state: the state after the epoch's last step.
+      metrics: the training metrics summed over the steps, as :class:`~flowclass.losses.Mean` pairs.
+      out_of_time: the ``deadline`` stopped the epoch early.
+      non_finite: paths of the state's arrays (``params/...``, ``opt_state/...``) that hold NaN or
+        inf after the epoch, in tree order; empty when the state is finite.
+
+    >>> EpochOutcome._fields
+    ('state', 'metrics', 'out_of_time', 'non_finite')
+    """
+
+    state: TrainState
+    metrics: dict[str, Mean]
+    out_of_time: bool
+    non_finite: list[str]
 
 
 def _weights(state: TrainState) -> dict:
@@ -537,7 +772,17 @@ class FitCheckpoint:
         return state.replace(**items["state"]), meta["history"], meta["epoch"]
 
     def save(self, epoch: int, state: TrainState, selection: Selection, history: list[dict]) -> None:
+        """Writes checkpoint ``epoch``.
+
+        Raises:
+          FloatingPointError: ``state`` or the selected weights hold NaN/inf (named): a
+            non-finite state is never checkpointed.
+        """
         best = selection.best if selection.best is not None else _weights(state)
+        bad = _non_finite_paths({"state": _state_arrays(state), "best": best})
+        if bad:
+            raise FloatingPointError(f"refusing to checkpoint epoch {epoch}: it holds NaN/inf at "
+                                     f"{_describe_paths(bad)}.")
         meta = {"epoch": epoch, "best_epoch": selection.best_epoch, "best_score": selection.best_score,
                 "select": selection.select, "history": history}
         self.checkpointer.save(epoch, {"state": _state_arrays(state), "best": best}, meta)
@@ -553,26 +798,88 @@ def _epoch_row(sums: Mapping[str, Mean], val_metrics: Mapping[str, float], secon
     return row
 
 
-def _check_fit_inputs(state, train, val, config: TrainConfig, extra_val_metrics) -> None:
+def _check_fit_inputs(state, train, val, config: TrainConfig, extra_val_metrics) -> tuple[tuple, tuple]:
+    _check_state(state)
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a flowclass.TrainConfig; got {type(config).__name__}.")
+    train, val = _as_split(train, "train"), _as_split(val, "validation")
     for name, split in (("train", train), ("validation", val)):
-        if not isinstance(split, (tuple, list)) or len(split) != 2:
-            raise TypeError(f"{name} must be a pair (x, y); got {type(split).__name__}.")
         check_data(state, *split, name=name)
     if np.shape(val[0])[1:] != np.shape(train[0])[1:]:
         raise ValueError(f"validation x has examples of shape {np.shape(val[0])[1:]}; train x has "
                          f"{np.shape(train[0])[1:]}.")
     if config.batch_size > len(train[0]):
-        raise ValueError(f"config.batch_size must be in [1, {len(train[0])}] (the training set size); got "
-                         f"{config.batch_size}.")
-    probe = jax.device_get(_eval_sums_jit(state, _place((val[0][:8], val[1][:8]), None)))
+        raise ValueError(f"config.batch_size (train.batch_size) must be in [1, {len(train[0])}] (the training set "
+                         f"size); got {config.batch_size}.")
+    bad = _non_finite_paths(_state_arrays(state))
+    if bad:
+        raise ValueError(f"state holds NaN/inf before training, at {_describe_paths(bad)}: the model was built or "
+                         "initialised with non-finite values (e.g. NaN class means, or an initialisation batch with "
+                         "NaN), or it comes from a failed run; create a fresh one with create_train_state.")
+    probe, train_probe = jax.device_get((_eval_sums_jit(state, _place((val[0][:8], val[1][:8]), None)),
+                                         _eval_sums_jit(state, _place((train[0][:8], train[1][:8]), None))))
+    for name, sums in (("train", train_probe), ("validation", probe)):
+        if not math.isfinite(float(sums["loss"].total)):
+            raise ValueError(f"the loss is {float(sums['loss'].total)} on the first {name} examples at the state "
+                             "passed in, before any update: the model cannot evaluate these inputs (they are finite "
+                             "and their labels in range), so look at the model's fixed values or the data's scale.")
     if config.select not in probe:
         if extra_val_metrics is None:
             raise ValueError(f"config.select={config.select!r} is not a validation metric; they are {sorted(probe)}.")
     elif np.all(np.asarray(val[1]) == -1) and float(probe[config.select].count) == 0:
         raise ValueError(f"config.select={config.select!r} is computed on labelled examples, but the validation "
                          "set has none.")
+    return train, val
+
+
+def _first_bad_batch(state: TrainState, x, y, batch_size: int) -> int | None:
+    """The first example of the first batch of ``(x, y)`` on which the loss at ``state`` is not finite."""
+    mesh = _state_mesh(state)
+    totals = [_eval_sums_jit(state, _place((x[i : i + batch_size], y[i : i + batch_size]), mesh))["loss"].total
+              for i in range(0, len(x), batch_size)]
+    bad = np.flatnonzero(~np.isfinite(np.asarray(jax.device_get(totals), np.float64)))
+    return int(bad[0]) * batch_size if bad.size else None
+
+
+def _non_finite_error(epoch: int, outcome: EpochOutcome, initial: TrainState, selection: Selection, train: tuple,
+                      config: TrainConfig, *, augment, checkpoint: FitCheckpoint | None) -> NonFiniteLossError:
+    """The error for a failed epoch, naming the first non-finite quantity and the causes that fit it."""
+    loss = outcome.metrics["loss"].total
+    if not math.isfinite(loss):
+        quantity = "train_loss"
+        what = f"the training loss became {loss} in epoch {epoch}"
+        if outcome.non_finite:
+            what += f" (and the state holds NaN/inf, first at {_describe_paths(outcome.non_finite)})"
+    else:
+        quantity = outcome.non_finite[0]
+        what = (f"the state after epoch {epoch}'s last update holds NaN/inf at {_describe_paths(outcome.non_finite)}, "
+                "while the training loss (computed before each update) stayed finite: an update was non-finite")
+    bad_at = _first_bad_batch(initial, *train, config.eval_batch_size)
+    if bad_at is not None:
+        cause = (f"The loss is already non-finite at the parameters fit started from, on the training examples "
+                 f"[{bad_at}, {bad_at + config.eval_batch_size}): the inputs passed the checks (finite, labels in "
+                 "range, pixels in [0, 1] for image flows), so the model cannot evaluate them: look at its fixed "
+                 "values (class means, scales) and the data's scale; a lower learning rate will not help.")
+    else:
+        cause = ("The loss was finite on every training example at the parameters fit started from, and the inputs "
+                 "passed the checks (finite, labels in range, pixels in [0, 1] for image flows), so the data are not "
+                 "the cause: the optimisation diverged. Try a lower learning rate, gradient clipping "
+                 "(OptimConfig.clip_norm, make_optimizer(clip_norm=...)) or a warm-up (schedule='warmup_cosine').")
+        if augment is not None:
+            cause += " Also check that augment returns finite inputs in the model's domain (it runs after the checks)."
+    if selection.best is not None:
+        kept = (f"The best state so far (epoch {selection.best_epoch}, val_{selection.select} = "
+                f"{abs(selection.best_score):.6g}) is in .best_state, with the optimiser state fit started from.")
+        best_state = initial.replace(opt_state=jax.tree.map(jnp.copy, initial.opt_state), **selection.best)
+    else:
+        kept = ("No epoch completed, so .best_state is None; the state passed to fit is unchanged (fit trains a "
+                "copy of it).")
+        best_state = None
+    if checkpoint is not None:
+        last = checkpoint.checkpointer.latest_step
+        kept += (f" Epoch {epoch} was not checkpointed; the newest checkpoint is "
+                 + (f"epoch {last} (resume=True continues from it)." if last is not None else "none."))
+    return NonFiniteLossError(f"{what}; stopped. {cause} {kept}", best_state, epoch=epoch, quantity=quantity)
 
 
 def fit(
@@ -600,7 +907,10 @@ def fit(
     Labels ``-1`` (unlabelled) are accepted when the loss accepts them (:func:`accepts_unlabelled`).
 
     Args:
-      state: donated; use the returned states.
+      state: where training starts; not donated (``fit`` trains a copy), so it stays usable
+        whatever happens, e.g. after a :class:`NonFiniteLossError`.
+      key: a JAX PRNG key (``jax.random.key(seed)``; a legacy ``PRNGKey`` is accepted) for the
+        shuffles and ``augment``.
       config: the loop's options (:class:`flowclass.config.TrainConfig`, default ``TrainConfig()``); ``time_budget_s``
         stops training after the block in which that much training time has passed.
       checkpoint_dir: save a :class:`FitCheckpoint` every ``config.checkpoint_every_s`` seconds and
@@ -612,10 +922,18 @@ def fit(
         several. ``config.batch_size`` must divide evenly over it.
 
     Raises:
-      ValueError, TypeError: bad data, labels or options, before any training.
+      ValueError, TypeError: before any training: bad data (see :func:`check_data`; also
+        ``train``/``val`` length mismatches and a validation feature shape unlike the training
+        one), a ``state`` that is not a finite :class:`TrainState` or whose loss is already
+        non-finite on the data, a ``key`` that is not a PRNG key, a ``config`` that is not a
+        :class:`~flowclass.config.TrainConfig` or a batch larger than the training set.
       OSError, FileExistsError: an unusable or occupied ``checkpoint_dir``, before any training.
-      NonFiniteLossError: the training loss became NaN/inf; that epoch is not saved, and the
-        error carries the last good selected state.
+      NonFiniteLossError: after an epoch whose training loss (summed over its steps) or
+        resulting state (parameters, other variables, optimiser state; checked on the device,
+        fetched with the epoch's metrics) is NaN/inf. That epoch is neither validated, selected
+        nor checkpointed: a checkpoint never holds a non-finite state. The error names the
+        first non-finite quantity and its likely cause, and carries the last selected state
+        (``None`` if no epoch completed); the ``state`` passed in is untouched.
 
     Example:
       >>> import jax, optax, flowclass as fc
@@ -632,7 +950,8 @@ def fit(
       True
     """
     config = TrainConfig() if config is None else config
-    _check_fit_inputs(state, train, val, config, extra_val_metrics)
+    key = check_key(key, "key")
+    train, val = _check_fit_inputs(state, train, val, config, extra_val_metrics)
     mesh = mesh if mesh is not None or jax.device_count() == 1 else sharding.data_mesh()
     if mesh is not None:
         sharding.check_divisible(config.batch_size, mesh)
@@ -643,6 +962,7 @@ def fit(
     try:
         if checkpoint is not None:
             state, history, start_epoch = checkpoint.restore(state, selection)
+        initial, state = state, jax.tree.map(jnp.copy, state)  # the steps donate the copy; ``initial`` survives
         runner = EpochRunner(state, train, batch_size=config.batch_size, max_steps_per_call=config.max_steps_per_call,
                              augment=augment, mesh=mesh)
         averaging, train_start, epochs_run = find_ema(state.opt_state) is not None, time.perf_counter(), start_epoch
@@ -652,13 +972,12 @@ def fit(
                   disable=not progress, leave=False) as bar:
             for epoch in range(start_epoch + 1, config.epochs + 1):
                 epoch_start = time.perf_counter()
-                state, sums, out_of_time = runner.run(state, jax.random.fold_in(key, epoch - 1), deadline=deadline,
-                                                      on_block=bar.update)
-                if not math.isfinite(sums["loss"].total):
-                    raise NonFiniteLossError(
-                        f"training loss became non-finite in epoch {epoch}; stopped without saving it. The best state "
-                        f"so far (epoch {selection.best_epoch}) is in .best_state. Try a lower learning rate.",
-                        state.replace(**selection.best) if selection.best is not None else None)
+                outcome = runner.run(state, jax.random.fold_in(key, epoch - 1), deadline=deadline,
+                                     on_block=bar.update)
+                state, sums, out_of_time = outcome.state, outcome.metrics, outcome.out_of_time
+                if outcome.non_finite or not math.isfinite(sums["loss"].total):  # before validation and saving
+                    raise _non_finite_error(epoch, outcome, initial, selection, train, config, augment=augment,
+                                            checkpoint=checkpoint)
                 selected = averaged(state) if averaging else state
                 val_metrics = _mean_values(_evaluate_sums(selected, val[0], val[1], config.eval_batch_size))
                 if extra_val_metrics is not None:

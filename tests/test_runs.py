@@ -221,3 +221,62 @@ def test_stored_config_is_json_and_round_trips(trained):
 def test_config_values_are_validated_with_the_field_named(assignment, message):
     with pytest.raises((ValueError, TypeError), match=message):
         override(_tiny(), [assignment])
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (dict(config={"seed": 0}), TypeError, r"config must be a flowclass.RunConfig; got dict"),
+    (dict(config=fc.TrainConfig()), TypeError, r"config must be a flowclass.RunConfig; got TrainConfig"),
+    (dict(workdir=None), TypeError, r"workdir must be a path"),
+    (dict(resume="no"), TypeError, r"resume must be True or False"),
+    (dict(overwrite=1), TypeError, r"overwrite must be True or False"),
+    (dict(extra_val_metrics=3), TypeError, r"extra_val_metrics must be a function"),
+    (dict(splits="moons"), TypeError, r"splits must be Splits\(train, val, test\)"),
+    (dict(splits=_tabular_splits()[:2]), TypeError, r"splits must be Splits\(train, val, test\), .* of length 2"),
+    (dict(splits=runs.Splits((np.zeros((192, 3), np.float32), np.zeros(192, np.int32)), *_tabular_splits()[1:])),
+     ValueError, r"splits.train x has examples of shape \(3,\); config.model.input_shape is \(2,\)"),
+    (dict(splits=runs.Splits((_tabular_splits()[0][0], _tabular_splits()[0][1][:100]), *_tabular_splits()[1:])),
+     ValueError, r"splits.train y must hold one label per example: shape \(192,\); got shape \(100,\)"),
+    (dict(splits=runs.Splits((_tabular_splits()[0][0], _tabular_splits()[0][1] + 1), *_tabular_splits()[1:])),
+     ValueError, r"splits.train y must hold labels in \[0, 2\); got values in \[1, 2\]"),
+    (dict(splits=runs.Splits(_tabular_splits()[0], (_tabular_splits()[1][0] * np.nan, _tabular_splits()[1][1]),
+                             _tabular_splits()[2])), ValueError, r"splits.val x must be finite"),
+    (dict(config=_tiny(train=fc.TrainConfig(epochs=1, batch_size=500))), ValueError,
+     r"train.batch_size must be at most the 192 training examples; got 500"),
+])
+def test_bad_train_arguments_are_refused_before_the_workdir_is_touched(tmp_path, change, error, message):
+    args = dict(config=_tiny(), workdir=tmp_path / "run", splits=_tabular_splits(), progress=False)
+    args.update(change)
+    with pytest.raises(error, match=message):
+        runs.train(**args)
+    assert not (tmp_path / "run").exists()  # nothing was written: a corrected call starts cleanly
+
+
+def test_bad_pixels_are_refused_for_image_flows_before_the_workdir_is_touched(tmp_path):
+    config, make = FAMILIES["image_flow_fast"]
+    (x, y), val, test = make()
+    with pytest.raises(ValueError, match=r"splits.train x must hold pixels in \[0, 1\] for an image flow; got "
+                                         r"values in \[.*, 25[0-9.]*\]"):
+        runs.train(config, tmp_path / "run", splits=runs.Splits((x * 256, y), val, test), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_fields_are_type_checked_and_stored_in_their_json_form():
+    with pytest.raises(TypeError, match=r"model.num_classes must be an integer; got 2.5"):
+        fc.ModelConfig(num_classes=2.5)
+    with pytest.raises(TypeError, match=r"optim.learning_rate must be a number; got '1e-3'"):
+        fc.OptimConfig(learning_rate="1e-3")
+    with pytest.raises(TypeError, match=r"optim.warmup_steps must be int \| None; got 1.5"):
+        fc.OptimConfig(warmup_steps=1.5)
+    with pytest.raises(ValueError, match=r"model.means must be finite"):
+        fc.ModelConfig(means=((float("nan"), 0.0), (1.0, 0.0)))
+    with pytest.raises(ValueError, match=r"model.means must be one mean per class \(2 rows of equal length\)"):
+        fc.ModelConfig(means=((0.0, 0.0), (1.0,)))
+    with pytest.raises(TypeError, match=r"model must be a ModelConfig; got dict"):
+        fc.RunConfig(model={"kind": "fnn"})
+    # NumPy numbers and lists are stored as the JSON round trip gives them back
+    model = fc.ModelConfig(input_shape=[2], hidden=[16], num_couplings=np.int64(2), means=[[-4, 0], [4, 0]])
+    config = _tiny(model=model,
+                   train=fc.TrainConfig(epochs=np.int32(2), batch_size=64, checkpoint_every_s=0))
+    assert config.model.input_shape == (2,) and type(config.train.epochs) is int
+    assert fc.RunConfig.from_dict(json.loads(config.to_json())) == config
+    hash(config)

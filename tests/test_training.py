@@ -67,10 +67,11 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_good_state(moons, tm
         return poisoned, {**aux, "loss": poisoned}
 
     state = _flow_state(train[0], lr=3e-3, loss_fn=explodes_after_first_epoch)
-    with pytest.raises(fc.NonFiniteLossError, match=r"non-finite in epoch (\d+); stopped") as info:
+    with pytest.raises(fc.NonFiniteLossError, match=r"loss became nan in epoch (\d+); stopped") as info:
         fc.fit(state, train, val, key=jax.random.key(1), progress=False, checkpoint_dir=tmp_path / "ckpt",
                config=fc.TrainConfig(epochs=30, batch_size=64, checkpoint_every_s=0.0))
     bad_epoch = int(re.search(r"epoch (\d+);", str(info.value)).group(1))
+    assert info.value.epoch == bad_epoch > 1 and info.value.quantity == "train_loss"
     best = info.value.best_state
     assert best is not None
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(best.params))
@@ -171,3 +172,164 @@ def test_augment_runs_inside_the_step(moons):
     shifted = fc.fit(_flow_state(train[0]), train, val, key=jax.random.key(0), augment=shift, progress=False,
                      config=one)
     assert calls and shifted.history["train_loss"][0] > plain.history["train_loss"][0] + 100.0
+
+
+# ---- bad inputs at the training entry points: each refused up front, with the argument named ----
+
+def _small():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    return (x[:160], y[:160]), (x[160:], y[160:])
+
+
+def _tiny_state():
+    model = fc.tabular_realnvp(2, 2, num_couplings=2, hidden=(8,), means=((-4, 0), (4, 0)))
+    return fc.create_train_state(model, jax.random.key(0), np.zeros((1, 2), np.float32), optax.adam(1e-3),
+                                 fc.flow_nll)
+
+
+def _fit(**changes):
+    train, val = _small()
+    args = dict(state=_tiny_state(), train=train, val=val, key=jax.random.key(1),
+                config=fc.TrainConfig(epochs=1, batch_size=32), progress=False)
+    args.update(changes)
+    return lambda: fc.fit(**args)
+
+
+def _with(split, x=None, y=None):
+    return (split[0] if x is None else x, split[1] if y is None else y)
+
+
+TRAIN, VAL = _small()
+MODEL = fc.tabular_realnvp(2, 2, num_couplings=2, hidden=(8,), means=((-4, 0), (4, 0)))
+BAD_INPUTS = {
+    # fit: sizes (TrainConfig validates them when built), keys, labels, lengths, values
+    "fit batch_size=64.0": (lambda: fc.TrainConfig(batch_size=64.0), TypeError, r"train.batch_size must be an integer"),
+    "fit max_steps_per_call=0": (lambda: fc.TrainConfig(max_steps_per_call=0), ValueError,
+                                 r"train.max_steps_per_call must be an integer >= 1; got 0"),
+    "fit eval_batch_size=0": (lambda: fc.TrainConfig(eval_batch_size=0), ValueError,
+                              r"train.eval_batch_size must be an integer >= 1; got 0"),
+    "fit epochs=True": (lambda: fc.TrainConfig(epochs=True), TypeError, r"train.epochs must be an integer; got True"),
+    "fit checkpoint_every_s='1'": (lambda: fc.TrainConfig(checkpoint_every_s="1"), TypeError,
+                                   r"train.checkpoint_every_s must be a number"),
+    "fit select=3": (lambda: fc.TrainConfig(select=3), TypeError, r"train.select must be a string"),
+    "fit config=dict": (_fit(config={"epochs": 1}), TypeError, r"config must be a flowclass.TrainConfig; got dict"),
+    "fit key=1": (_fit(key=1), TypeError, r"key must be a JAX PRNG key \(jax.random.key\(seed\)\); got int 1"),
+    "fit key=keys": (_fit(key=jax.random.split(jax.random.key(0), 2)), TypeError, r"key must be a single JAX PRNG key"),
+    "fit key=float array": (_fit(key=np.zeros(2, np.float32)), TypeError, r"key must be a JAX PRNG key"),
+    "fit state=module": (_fit(state=MODEL), TypeError, r"state must be a flowclass.TrainState"),
+    "fit train triple": (_fit(train=(*TRAIN, None)), TypeError, r"train must be a pair \(x, y\)"),
+    "fit train y=-1": (_fit(train=_with(TRAIN, y=np.where(np.arange(160) == 7, -1, TRAIN[1]))), ValueError,
+                       r"train y holds unlabelled examples \(label -1\), but this loss does not accept them"),
+    "fit train y>=K": (_fit(train=_with(TRAIN, y=TRAIN[1] + 1)), ValueError,
+                       r"train y must hold labels in \[0, 2\); got values in \[1, 2\]"),
+    "fit val y>=K": (_fit(val=_with(VAL, y=VAL[1] * 5)), ValueError, r"validation y must hold labels in \[0, 2\)"),
+    "fit train y float": (_fit(train=_with(TRAIN, y=TRAIN[1].astype(np.float32))), ValueError,
+                          r"train y must hold integer class labels"),
+    "fit train lengths": (_fit(train=_with(TRAIN, y=TRAIN[1][:150])), ValueError,
+                          r"train y has 150 labels but train x has 160 examples"),
+    "fit val lengths": (_fit(val=_with(VAL, y=VAL[1][:30])), ValueError,
+                        r"validation y has 30 labels but validation x has 40 examples"),
+    "fit val shape": (_fit(val=_with(VAL, x=np.zeros((40, 3), np.float32))), ValueError, r"validation x"),
+    "fit train NaN": (_fit(train=_with(TRAIN, x=np.where(np.arange(160)[:, None] == 3, np.nan, TRAIN[0]))),
+                      ValueError, r"train x must be finite"),
+    "fit train int x": (_fit(train=_with(TRAIN, x=TRAIN[0].astype(np.int32))), ValueError,
+                        r"train x must be a floating-point array"),
+    "fit batch > data": (_fit(config=fc.TrainConfig(epochs=1, batch_size=500)), ValueError,
+                         r"config.batch_size \(train.batch_size\) must be in \[1, 160\]"),
+    # evaluate
+    "evaluate batch_size=0": (lambda: fc.evaluate(_tiny_state(), *VAL, batch_size=0), ValueError,
+                              r"batch_size must be an integer >= 1; got 0"),
+    "evaluate batch_size=2.0": (lambda: fc.evaluate(_tiny_state(), *VAL, batch_size=2.0), ValueError,
+                                r"batch_size must be an integer >= 1; got 2.0"),
+    "evaluate y=-1": (lambda: fc.evaluate(_tiny_state(), VAL[0], -np.ones(40, np.int32)), ValueError,
+                      r"evaluate y holds unlabelled examples"),
+    "evaluate y>=K": (lambda: fc.evaluate(_tiny_state(), VAL[0], VAL[1] + 2), ValueError,
+                      r"evaluate y must hold labels in \[0, 2\)"),
+    "evaluate lengths": (lambda: fc.evaluate(_tiny_state(), VAL[0], VAL[1][:5]), ValueError,
+                         r"evaluate y has 5 labels but evaluate x has 40 examples"),
+    "evaluate state=module": (lambda: fc.evaluate(MODEL, *VAL), TypeError, r"state must be a flowclass.TrainState"),
+    # predict_logits
+    "predict_logits batch_size=0": (lambda: fc.predict_logits(MODEL.apply, _tiny_state().variables, VAL[0],
+                                                              batch_size=0),
+                                    ValueError, r"batch_size must be an integer"),
+    "predict_logits NaN": (lambda: fc.predict_logits(MODEL.apply, _tiny_state().variables,
+                                                     np.full((3, 2), np.nan, np.float32)), ValueError,
+                           r"x must be finite"),
+    "predict_logits variables=None": (lambda: fc.predict_logits(MODEL.apply, None, VAL[0]), TypeError,
+                                      r"variables must be a mapping"),
+    "predict_logits method=1": (lambda: fc.predict_logits(MODEL.apply, _tiny_state().variables, VAL[0], method=1),
+                                TypeError, r"method must be the name of a model method"),
+    # train_step / eval_step
+    "train_step y>=K": (lambda: fc.train_step(_tiny_state(), (VAL[0], VAL[1] + 2)), ValueError,
+                        r"batch y must hold labels in \[0, 2\)"),
+    "train_step y=-1": (lambda: fc.train_step(_tiny_state(), (VAL[0], -np.ones(40, np.int32))), ValueError,
+                        r"batch y holds unlabelled examples"),
+    "train_step lengths": (lambda: fc.train_step(_tiny_state(), (VAL[0], VAL[1][:5])), ValueError,
+                           r"batch y has 5 labels but batch x has 40 examples"),
+    "train_step NaN": (lambda: fc.train_step(_tiny_state(), (np.full((4, 2), np.nan, np.float32), VAL[1][:4])),
+                       ValueError, r"batch x must be finite"),
+    "train_step batch=x": (lambda: fc.train_step(_tiny_state(), VAL[0]), TypeError, r"batch must be a pair \(x, y\)"),
+    "train_step state=dict": (lambda: fc.train_step({"params": {}}, VAL), TypeError,
+                              r"state must be a flowclass.TrainState"),
+    "eval_step y>=K": (lambda: fc.eval_step(_tiny_state(), (VAL[0], VAL[1] + 2)), ValueError,
+                       r"batch y must hold labels in \[0, 2\)"),
+    # create_train_state
+    "create key=1": (lambda: fc.create_train_state(MODEL, 1, VAL[0][:1], optax.adam(1e-3), fc.flow_nll), TypeError,
+                     r"key must be a JAX PRNG key"),
+    "create sample NaN": (lambda: fc.create_train_state(MODEL, jax.random.key(0), np.full((1, 2), np.nan, np.float32),
+                                                        optax.adam(1e-3), fc.flow_nll), ValueError,
+                          r"sample_x must be finite"),
+    "create tx=None": (lambda: fc.create_train_state(MODEL, jax.random.key(0), VAL[0][:1], None, fc.flow_nll),
+                       TypeError, r"tx must be an optax.GradientTransformation"),
+    "create loss_fn=None": (lambda: fc.create_train_state(MODEL, jax.random.key(0), VAL[0][:1], optax.adam(1e-3), None),
+                            TypeError, r"loss_fn must be a function"),
+    "create model=str": (lambda: fc.create_train_state("realnvp", jax.random.key(0), VAL[0][:1], optax.adam(1e-3),
+                                                       fc.flow_nll), TypeError, r"model must be a flax.linen.Module"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_training_entry_points_refuse_bad_inputs_naming_the_argument(case):
+    call, error, message = BAD_INPUTS[case]
+    with pytest.raises(error, match=message):
+        call()
+
+
+IMAGE_FLOW = fc.image_realnvp("fast", input_shape=(8, 8, 1), num_classes=3)
+
+
+def test_image_flows_refuse_pixels_outside_the_unit_interval_at_every_training_entry_point():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (16, 8, 8, 1)).astype(np.float32)  # raw 8-bit values, not scaled
+    labels = np.arange(16) % 3
+    message = r"must hold pixels in \[0, 1\] for this image flow .* \(8-bit pixels\? divide by 255\)"
+    with pytest.raises(ValueError, match="sample_x " + message):
+        fc.create_train_state(IMAGE_FLOW, jax.random.key(0), pixels, optax.adam(1e-3), fc.flow_nll)
+    state = fc.create_train_state(IMAGE_FLOW, jax.random.key(0), pixels / 255, optax.adam(1e-3), fc.flow_nll)
+    with pytest.raises(ValueError, match="train x " + message):
+        fc.fit(state, (pixels, labels), (pixels / 255, labels), key=jax.random.key(0), progress=False,
+               config=fc.TrainConfig(epochs=1, batch_size=8))
+    with pytest.raises(ValueError, match="evaluate x " + message):
+        fc.evaluate(state, pixels, labels)
+    with pytest.raises(ValueError, match="batch x " + message):
+        fc.train_step(state, (pixels, labels))
+    with pytest.raises(ValueError, match="^x " + message):
+        fc.predict_logits(state.apply_fn, state.variables, pixels)
+    with pytest.raises(ValueError, match=r"train y must hold labels in \[0, 3\); got values in \[1, 3\]"):
+        fc.fit(state, (pixels / 255, labels + 1), (pixels / 255, labels), key=jax.random.key(0), progress=False,
+               config=fc.TrainConfig(epochs=1, batch_size=8))
+    assert np.isfinite(fc.evaluate(state, pixels / 255, labels)["loss"])  # scaled pixels are fine
+
+
+def test_array_likes_and_legacy_keys_are_accepted():
+    (x, y), val = _small()
+    result = fc.fit(_tiny_state(), (x.tolist(), y.tolist()), val, key=jax.random.PRNGKey(1), progress=False,
+                    config=fc.TrainConfig(epochs=1, batch_size=32))
+    typed = fc.fit(_tiny_state(), (x, y), val, key=jax.random.key(1), progress=False,
+                   config=fc.TrainConfig(epochs=1, batch_size=32))
+    np.testing.assert_allclose(result.history["val_loss"], typed.history["val_loss"], rtol=1e-6)  # same numbers
+    assert fc.predict_logits(MODEL.apply, _tiny_state().variables, [[0.0, 0.0]]).shape == (1, 2)
+    # labels of any integer dtype
+    assert np.isfinite(fc.evaluate(_tiny_state(), val[0], val[1].astype(np.uint8))["loss"])
