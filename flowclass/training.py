@@ -105,7 +105,11 @@ def create_train_state(
         raise TypeError(f"loss_fn must be a function loss_fn(apply_fn, variables, x, y) -> (loss, aux); "
                         f"got {type(loss_fn).__name__}.")
     sample_x = _as_array(sample_x, "sample_x")
-    check_inputs(sample_x, np.shape(sample_x)[1:], name="sample_x")
+    try:
+        event_shape = tuple(model.event_shape)  # type: ignore[attr-defined]  # a FlowClassifier knows its inputs
+    except Exception:  # a model that does not say: its own call checks the shape
+        event_shape = tuple(np.shape(sample_x)[1:])
+    check_inputs(sample_x, event_shape, name="sample_x")
     _check_domain(model.apply, sample_x, name="sample_x")
     variables = dict(jax.jit(model.init)(key, jnp.asarray(sample_x)))
     bad = _non_finite_paths(variables)
