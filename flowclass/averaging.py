@@ -52,7 +52,10 @@ def params_ema(decay: float) -> optax.GradientTransformation:
       >>> float(params["w"]), round(float(averaged_params(opt_state)["w"]), 4)  # (0.25·2 + 0.5·4) / 0.75
       (4.0, 3.3333)
     """
-    decay = check_real(decay, "decay", minimum=0.0, maximum=1.0, open_max=True)
+    try:
+        decay = check_real(decay, "decay", minimum=0.0, maximum=1.0, open_max=True)
+    except ValueError:
+        raise ValueError(f"decay must be in [0, 1) (a finite number); got {decay!r}.") from None
 
     def init(params: Any) -> EmaState:
         return EmaState(ema=jax.tree.map(jnp.zeros_like, params), weight=jnp.zeros((), jnp.float32))

@@ -131,7 +131,7 @@ def _check_images(x: Any, name: str, bounds: tuple[float, float] | None) -> np.n
 
 
 def _check_shifts(shifts: Any) -> tuple[Shift, ...]:
-    message = f"shifts must be a non-empty sequence of (dy, dx) integer pairs; got {shifts!r}."
+    message = f"shifts must name at least one (dy, dx) translation, as a sequence of integer pairs; got {shifts!r}."
     if shifts is None or isinstance(shifts, (str, bytes)) or not isinstance(shifts, (Sequence, np.ndarray)):
         raise ValueError(message)
     pairs = []
@@ -169,7 +169,7 @@ def rule_logits(
 
     Raises:
       ValueError: ``rules`` is empty, repeats a rule or names one not in :data:`DECISION_RULES`
-        (one name alone is accepted as a string); ``x`` as in :func:`shift_logits`.
+        or is not a sequence (a single string included); ``x`` as in :func:`shift_logits`.
 
     Example:
       >>> import jax, flowclass as fc
@@ -180,9 +180,10 @@ def rule_logits(
       >>> {rule: value.shape for rule, value in logits.items()}
       {'plain': (4, 3), 'shift_marginal': (4, 3)}
     """
-    if rules is None or not isinstance(rules, (str, Sequence)):
-        raise ValueError(f"rules must name decision rules of {DECISION_RULES}; got {rules!r}.")
-    rules = (rules,) if isinstance(rules, str) else tuple(rules)
+    if rules is None or isinstance(rules, str) or not isinstance(rules, Sequence):
+        raise ValueError(f"rules must name decision rules of {DECISION_RULES} in a sequence (a tuple or list); "
+                         f"got {rules!r}.")
+    rules = tuple(rules)
     unknown = [rule for rule in rules if rule not in DECISION_RULES]
     if not rules or unknown or len(set(rules)) != len(rules):
         raise ValueError(f"rules must name each of {DECISION_RULES} at most once, and at least one; got {rules}.")

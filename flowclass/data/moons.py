@@ -86,6 +86,7 @@ def _class_log_density(x: jnp.ndarray, noise: float, t: jnp.ndarray) -> jnp.ndar
 
 
 def _check_points(x: ArrayLike) -> np.ndarray:
+    """``x`` as a NumPy array (its dtype kept: the cache key has it) after checking it is a finite ``(N, 2)`` batch."""
     from flowclass._validation import as_array, is_real_number_dtype
 
     x = np.asarray(as_array(x, "x"))
@@ -93,16 +94,20 @@ def _check_points(x: ArrayLike) -> np.ndarray:
         raise ValueError(f"x must be a non-empty array of shape (N, 2); got shape {x.shape}.")
     if not is_real_number_dtype(x.dtype):
         raise ValueError(f"x must hold real numbers; got dtype {x.dtype}.")
-    x = x.astype(np.float64)
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"x must be finite; got {int(np.sum(~np.isfinite(x)))} NaN/inf value(s).")
+    finite = np.isfinite(x.astype(np.float64))
+    if not finite.all():
+        raise ValueError(f"x must be finite; got {int(np.sum(~finite))} NaN/inf value(s).")
     return x
 
 
 def _check_noise(noise: float) -> float:
     from flowclass._validation import check_real
 
-    return check_real(noise, "noise", minimum=0.0, open_min=True)  # the density needs noise
+    try:
+        return check_real(noise, "noise", minimum=0.0, open_min=True)
+    except ValueError:
+        raise ValueError(f"noise must be a finite number > 0 (the moons density needs noise > 0); "
+                         f"got {noise!r}.") from None
 
 
 def _check_count(value: int, name: str) -> int:
@@ -125,7 +130,7 @@ def moons_class_log_density(x: ArrayLike, noise: float, *, num_nodes: int = 2048
     """
     noise, num_nodes = _check_noise(noise), _check_count(num_nodes, "num_nodes")
     chunk = _check_count(chunk, "chunk")
-    x = _check_points(x)
+    x = _check_points(x).astype(np.float64)
     t = jnp.asarray((np.arange(num_nodes) + 0.5) * np.pi / num_nodes, jnp.float32)
     pieces = []
     for start in range(0, len(x), chunk):
