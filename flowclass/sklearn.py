@@ -46,7 +46,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -255,6 +254,8 @@ class RealNVPClassifier(ClassifierMixin, BaseEstimator):
         _check_real(self.cross_entropy_weight, "cross_entropy_weight", 0.0)
         _check_real(self.unlabelled_weight, "unlabelled_weight", 0.0)
         _check_real(self.labelled_share, "labelled_share", 0.0, 1.0, open_low=True)
+        if self.labelled_share == 1.0:
+            raise ValueError("labelled_share must be < 1 (the rest of each epoch is unlabelled rows); got 1.0.")
         _check_real(self.input_noise, "input_noise", 0.0)
         _check_real(self.validation_fraction, "validation_fraction", 0.0, 0.5)
         if self.unlabelled_label is not None and (isinstance(self.unlabelled_label, bool)
@@ -302,7 +303,8 @@ class RealNVPClassifier(ClassifierMixin, BaseEstimator):
         if n_val < 1:
             return (X, t), None
         counts = np.bincount(t[pool] + 1)
-        stratify = t[pool] if not semi and np.all(counts[counts > 0] >= 2) and n_val >= len(counts[counts > 0]) else None
+        present = counts[counts > 0]
+        stratify = t[pool] if not semi and np.all(present >= 2) and n_val >= len(present) else None
         rest, val = train_test_split(pool, test_size=n_val, random_state=seed, stratify=stratify)
         train = np.setdiff1d(np.arange(len(X)), val) if semi else rest
         return (X[train], t[train]), (X[val], t[val])
@@ -341,7 +343,7 @@ class RealNVPClassifier(ClassifierMixin, BaseEstimator):
         epochs = math.ceil(self.max_steps / (len(train[0]) // batch))
         model = self._model(x.shape[1], k)
         init_key, fit_key = jax.random.split(jax.random.key(seed))
-        state = create_train_state(model, init_key, train[0][:batch], optax.adam(self.learning_rate), loss)
+        state = create_train_state(model, init_key, jnp.asarray(train[0][:batch]), optax.adam(self.learning_rate), loss)
         config = TrainConfig(epochs=epochs, batch_size=batch, eval_batch_size=max(batch, 256),
                              time_budget_s=self.time_budget_s,
                              select="marginal_nll" if semi else "cross_entropy")
@@ -374,13 +376,13 @@ class RealNVPClassifier(ClassifierMixin, BaseEstimator):
     def _class_means(self, num_features: int, num_classes: int) -> np.ndarray:
         if isinstance(self.means, str):
             return self.class_means_
-            means = np.asarray(self.means, dtype=np.float64)
-            if means.shape != (num_classes, num_features) or not np.all(np.isfinite(means)):
-                raise ValueError(f"means must be 'auto' or finite class means of shape (n_classes, n_features) = "
-                                 f"({num_classes}, {num_features}); got {self.means!r}.")
-            if len(np.unique(means, axis=0)) < num_classes:
-                raise ValueError(f"means must be distinct class means; got duplicates in {means.tolist()}.")
-            return means
+        means = np.asarray(self.means, dtype=np.float64)
+        if means.shape != (num_classes, num_features) or not np.all(np.isfinite(means)):
+            raise ValueError(f"means must be 'auto' or finite class means of shape (n_classes, n_features) = "
+                             f"({num_classes}, {num_features}); got {self.means!r}.")
+        if len(np.unique(means, axis=0)) < num_classes:
+            raise ValueError(f"means must be distinct class means; got duplicates in {means.tolist()}.")
+        return means
 
     def _model(self, num_features: int, num_classes: int):
         return tabular_realnvp(num_features, num_classes, num_couplings=self.num_couplings, hidden=tuple(self.hidden),
@@ -411,7 +413,7 @@ class RealNVPClassifier(ClassifierMixin, BaseEstimator):
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """``log p(k | x)`` with the fitted temperature, float64, shape ``(n_samples, K)``."""
         logits = self._joint_log_likelihood(X) / self.temperature_
-        return logits - logsumexp(logits, axis=1, keepdims=True)
+        return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """``p(k | x)``, float64, shape ``(n_samples, K)``, columns in the order of ``classes_``."""
@@ -431,7 +433,7 @@ class RealNVPClassifier(ClassifierMixin, BaseEstimator):
     def score_samples(self, X: Any) -> np.ndarray:
         """``log p(x) = logsumexp_k (log p(x | k) + log π_k)``: the flow's density of each row, in
         nats, in the units of the raw features; shape ``(n_samples,)``. Low values flag novelties."""
-        return logsumexp(self._joint_log_likelihood(X), axis=1)
+        return np.logaddexp.reduce(self._joint_log_likelihood(X), axis=1)
 
     def sample(self, n_samples: int = 1, *, y: Any = None, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Draws ``n_samples`` rows ``x = f⁻¹(μ_k + ε)`` in the units of the raw features.

@@ -17,7 +17,7 @@ def _ms(values, scale: float = 1.0, digits: int = 2) -> str:
 
 def _bold_best(cells: list[str], means: list[float], higher: bool) -> list[str]:
     best = max(means) if higher else min(means)
-    return [f"**{c}**" if m == best else c for c, m in zip(cells, means)]
+    return [f"**{c}**" if m == best else c for c, m in zip(cells, means, strict=True)]
 
 
 def classification_tables(results: dict) -> str:
@@ -114,7 +114,7 @@ def figure(results: dict, path: Path) -> None:
     if not panels:
         return
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-    for ax, task in zip(axes[0], panels):
+    for ax, task in zip(axes[0], panels, strict=False):
         data = results[task]
         if task == "few_labels":
             for d, budgets in data.items():
