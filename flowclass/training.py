@@ -518,7 +518,8 @@ def _finite_flags(tree) -> jax.Array:
 
 def _non_finite_paths(tree: Any, flags: np.ndarray | None = None) -> list[str]:
     """The paths (``'params/flow/layers_0/kernel'``) of the floating-point arrays of ``tree`` that
-    hold a NaN or inf, in tree order; ``flags`` are :func:`_finite_flags` already fetched.
+    hold a NaN or inf: parameters first, then other variable collections, then the optimiser
+    state, each in tree order; ``flags`` are :func:`_finite_flags` already fetched.
 
     Example:
       >>> import jax.numpy as jnp
@@ -527,7 +528,13 @@ def _non_finite_paths(tree: Any, flags: np.ndarray | None = None) -> list[str]:
     """
     paths = _float_leaves(tree)[0]
     flags = np.asarray(jax.device_get(_finite_flags(tree))) if flags is None else flags
-    return [path for path, ok in zip(paths, flags, strict=True) if not ok]
+    bad = [path for path, ok in zip(paths, flags, strict=True) if not ok]
+    return sorted(bad, key=_blame_order)  # stable: parameters first, then other variables, then the optimiser
+
+
+def _blame_order(path: str) -> int:
+    parts = path.split("/")
+    return next((i for i, part in enumerate(("params", "collections", "opt_state")) if part in parts[:2]), 3)
 
 
 def _describe_paths(paths: list[str]) -> str:
@@ -674,7 +681,7 @@ class EpochOutcome(NamedTuple):
       metrics: the training metrics summed over the steps, as :class:`~flowclass.losses.Mean` pairs.
       out_of_time: the ``deadline`` stopped the epoch early.
       non_finite: paths of the state's arrays (``params/...``, ``opt_state/...``) that hold NaN or
-        inf after the epoch, in tree order; empty when the state is finite.
+        inf after the epoch, parameters first (see :func:`_non_finite_paths`); empty when the state is finite.
 
     >>> EpochOutcome._fields
     ('state', 'metrics', 'out_of_time', 'non_finite')

@@ -64,6 +64,7 @@ def test_nan_in_the_first_epoch_leaves_the_callers_state_and_no_checkpoint(moons
     assert error.best_state is None
     message = str(error)
     assert "the training loss became nan in epoch 1" in message
+    assert "(and the state holds NaN/inf, first at params/flow/" in message  # parameters named before Adam's moments
     assert "No epoch completed, so .best_state is None" in message
     assert "the state passed to fit is unchanged" in message
     assert "best state so far" not in message
