@@ -29,7 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowclass.data.labels import UNLABELLED
+UNLABELLED = -1
+"""The label of an unlabelled example, as :data:`flowclass.data.labels.UNLABELLED` (not imported from
+there: ``flowclass.data`` imports this module; ``tests/test_validation.py`` checks they agree)."""
 
 
 def _dtype(x) -> np.dtype:

@@ -120,6 +120,12 @@ def test_shared_checks_name_the_argument(call, message):
         call()
 
 
+def test_unlabelled_is_the_data_modules_constant():
+    from flowclass import _validation
+
+    assert _validation.UNLABELLED == fc.data.UNLABELLED == -1
+
+
 def test_shared_checks_return_what_the_callers_use():
     assert check_bounds(None, np.ones((2, 2))) is None
     box = check_bounds((0, 1), np.zeros((2, 2)))

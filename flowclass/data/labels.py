@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from flowclass._validation import as_array, check_positive_int
+
 UNLABELLED = -1
 """The label of an example whose class is not known."""
 
@@ -25,8 +27,6 @@ def balanced_label_subset(y: ArrayLike, n_labels: int, *, seed: int = 0, num_cla
     >>> np.bincount(y[idx]).tolist()
     [1, 1, 1]
     """
-    from flowclass._validation import as_array, check_positive_int
-
     y = np.asarray(as_array(y, "y"))
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) == 0:
         raise ValueError(f"y must be a non-empty 1-D array of integer labels; got shape {y.shape}, dtype {y.dtype}.")
@@ -64,8 +64,6 @@ def hide_labels(y: ArrayLike, keep: ArrayLike) -> np.ndarray:
     >>> hide_labels(np.array([3, 1, 4, 1]), keep=[0, 2]).tolist()
     [3, -1, 4, -1]
     """
-    from flowclass._validation import as_array
-
     y = np.asarray(as_array(y, "y"))
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y must be a 1-D array of integer labels; got shape {y.shape}, dtype {y.dtype}.")

@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
+from flowclass._validation import as_array, check_int, check_positive_int, check_real, is_real_number_dtype
+
 
 def make_moons(n_samples: int, noise: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
     """``sklearn.datasets.make_moons`` as ``float32`` inputs and ``int32`` labels.
@@ -39,8 +41,6 @@ def make_moons(n_samples: int, noise: float, random_state: int) -> tuple[np.ndar
     ((100, 2), dtype('float32'), dtype('int32'), 50)
     """
     from sklearn.datasets import make_moons as sk_make_moons
-
-    from flowclass._validation import check_int, check_positive_int, check_real
 
     check_positive_int(n_samples, "n_samples")
     noise = check_real(noise, "noise", minimum=0.0)
@@ -63,8 +63,6 @@ def moons_splits(
     Raises:
       ValueError: as :func:`make_moons`, and for ``n_train`` not an integer in ``[1, n_samples)``.
     """
-    from flowclass._validation import check_int, check_positive_int
-
     check_positive_int(n_samples, "n_samples")
     n_train = check_int(n_train, "n_train", minimum=1)
     if n_train >= n_samples:
@@ -87,8 +85,6 @@ def _class_log_density(x: jnp.ndarray, noise: float, t: jnp.ndarray) -> jnp.ndar
 
 def _check_points(x: ArrayLike) -> np.ndarray:
     """``x`` as a NumPy array (its dtype kept: the cache key has it) after checking it is a finite ``(N, 2)`` batch."""
-    from flowclass._validation import as_array, is_real_number_dtype
-
     x = np.asarray(as_array(x, "x"))
     if x.ndim != 2 or x.shape[1] != 2 or len(x) == 0:
         raise ValueError(f"x must be a non-empty array of shape (N, 2); got shape {x.shape}.")
@@ -101,8 +97,6 @@ def _check_points(x: ArrayLike) -> np.ndarray:
 
 
 def _check_noise(noise: float) -> float:
-    from flowclass._validation import check_real
-
     try:
         return check_real(noise, "noise", minimum=0.0, open_min=True)
     except ValueError:
@@ -111,8 +105,6 @@ def _check_noise(noise: float) -> float:
 
 
 def _check_count(value: int, name: str) -> int:
-    from flowclass._validation import check_positive_int
-
     check_positive_int(value, name)
     return int(value)
 

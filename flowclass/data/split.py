@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from flowclass._validation import as_array, check_int, check_real
+
 
 def train_val_split(
     x: ArrayLike, y: ArrayLike, *, val_fraction: float = 0.1, seed: int = 0
@@ -24,8 +26,6 @@ def train_val_split(
     >>> len(xt), len(xv)
     (8, 2)
     """
-    from flowclass._validation import as_array, check_int, check_real  # _validation imports flowclass.data
-
     x, y = np.asarray(as_array(x, "x")), np.asarray(as_array(y, "y"))
     if x.ndim == 0 or y.ndim == 0:
         raise ValueError(f"x and y must be arrays of examples (a leading example axis); got shapes {x.shape} and "
