@@ -6,9 +6,11 @@ import math
 from typing import Sequence, cast
 
 import flax.linen as nn
+import numpy as np
 from jax.typing import DTypeLike
 from numpy.typing import ArrayLike
 
+from flowclass._validation import check_positive_int
 from flowclass.bijectors import (
     ActNorm,
     AffineCoupling,
@@ -24,6 +26,15 @@ from flowclass.distributions import ClassGaussians, Covariance, MeanInit, as_mea
 from flowclass.nets import MLP, Activation, ConvNet, GatedConvNet
 
 IMAGE_PRESETS = ("multiscale", "fast")
+
+
+def _check_widths(widths, name: str) -> tuple[int, ...]:
+    """``widths`` a sequence (not a string or a single int) of positive integers, as a tuple."""
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise ValueError(f"{name} must be a sequence of positive integers (layer widths); got {widths!r}.")
+    for i, width in enumerate(widths):
+        check_positive_int(width, f"{name}[{i}]")
+    return tuple(widths)
 
 
 def _class_gaussians(num_classes, event_shape, means, mean_scale, trainable_means, covariance, trainable_weights):
@@ -59,13 +70,23 @@ def tabular_realnvp(
     explicit ``(K, D)`` array, e.g. the slides' moons means ``((-4, 0), (4, 0))``. ``dtype`` is the
     conditioners' compute dtype.
 
+    Raises:
+      ValueError: ``num_features``, ``num_classes`` or ``num_couplings`` is not a positive integer
+        (a ``bool``, float, string or ``None`` included), ``hidden`` is not a sequence of positive
+        integers, or the base's arguments are refused (see :class:`ClassGaussians`); the message
+        names the argument.
+
     Example:
       >>> model = tabular_realnvp(2, 2, means=((-4, 0), (4, 0)))
       >>> len(model.flow.layers)
       5
     """
+    check_positive_int(num_features, "num_features")
+    check_positive_int(num_classes, "num_classes")
+    check_positive_int(num_couplings, "num_couplings")
+    hidden = _check_widths(hidden, "hidden")
     couplings = [
-        AffineCoupling(MLP(tuple(hidden), activation, dtype), mask_type="alternating", parity=i % 2)
+        AffineCoupling(MLP(hidden, activation, dtype), mask_type="alternating", parity=i % 2)
         for i in range(num_couplings)
     ]
     base = _class_gaussians(num_classes, (num_features,), means, mean_scale, trainable_means, covariance,
@@ -138,14 +159,26 @@ def image_realnvp(
 
     The base has one Gaussian per class over all ``H·W·C`` latent dimensions.
 
+    Raises:
+      ValueError: ``input_shape`` is not three positive integers with H and W divisible by 4,
+        ``num_classes`` is not a positive integer, ``preset`` is unknown, or the base's arguments
+        are refused; the message names the argument.
+
     Example:
       >>> model = image_realnvp("multiscale")
       >>> model.latent_shape
       (7, 7, 16)
     """
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3 or input_shape[0] % 4 or input_shape[1] % 4:
+    if isinstance(input_shape, np.ndarray) and input_shape.ndim == 1:
+        input_shape = tuple(input_shape)
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (H, W, C) with H and W divisible by 4; got {input_shape!r}.")
+    for i, size in enumerate(input_shape):
+        check_positive_int(size, f"input_shape[{i}]")
+    input_shape = tuple(int(size) for size in input_shape)
+    if input_shape[0] % 4 or input_shape[1] % 4:
         raise ValueError(f"input_shape must be (H, W, C) with H and W divisible by 4; got {input_shape}.")
+    check_positive_int(num_classes, "num_classes")
     if preset == "multiscale":
         layers, latent = _multiscale_image_flow(input_shape, dtype)
     elif preset == "fast":

@@ -64,15 +64,9 @@ K = 3  # classes of every model here
 N = 4  # examples per batch
 NAN, INF = float("nan"), float("inf")
 
-# Cases whose checks live in files other engineers are changing now (issue 20, points 1 and 3): expected
-# failures until those land (strict=False: they pass as soon as they do). Every other case of theirs must pass.
-PENDING = {
-    "builders": ("model builders: flows.py / distributions.py (engineer B)",
-                 {f"tabular_realnvp-num_features-{k}" for k in ("zero", "negative", "float", "bool", "none", "string")}
-                 | {f"tabular_realnvp-num_couplings-{k}" for k in ("zero", "negative", "float", "bool", "none",
-                                                                   "string")}
-                 | {f"image_realnvp-input_shape-{k}" for k in ("zero", "float", "string")}),
-}
+# Cases whose checks live in files other engineers are changing (strict=False: they pass as soon as the fix
+# lands), as {group: (reason, {case id, ...})}. Empty: every case must pass.
+PENDING: dict[str, tuple[str, set[str]]] = {}
 
 
 # --------------------------------------------------------------------------------------------
