@@ -3,6 +3,12 @@
 Every module checks its fields when it is built (widths, counts and kernel sizes positive
 integers; ``ValueError`` naming the field) and the rank of its input when it is called
 (convolutions take NHWC images; shapes are static, so this holds under ``jit`` too).
+
+Dtypes: ``dtype`` is a module's compute dtype (``None``: the inputs' and parameters' promoted
+dtype; e.g. ``jnp.bfloat16`` to compute in bfloat16), ``param_dtype`` the dtype its parameters are
+stored in. ``param_dtype=None`` (the default) follows the mode, :func:`default_param_dtype`:
+``float32``, or ``float64`` under ``jax_enable_x64``, never the compute dtype, so a bfloat16
+network keeps float32 (or float64) parameters.
 """
 
 from __future__ import annotations
@@ -21,6 +27,20 @@ from jax.typing import DTypeLike
 from flowclass._validation import check_int, check_positive_int
 
 Activation = Callable[[jnp.ndarray], jnp.ndarray]
+
+
+def default_param_dtype(param_dtype: DTypeLike | None = None) -> jnp.dtype:
+    """The dtype parameters are stored in: ``param_dtype`` if given, else the mode's float,
+    ``float32``, or ``float64`` under ``jax_enable_x64`` (Flax's own default stays ``float32``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> default_param_dtype(), default_param_dtype(jnp.bfloat16)
+      (dtype('float32'), dtype(bfloat16))
+    """
+    if param_dtype is not None:
+        return jnp.dtype(param_dtype)
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
 
 
 def _check_widths(widths, name: str) -> None:
@@ -91,6 +111,7 @@ class Conv(nn.Module):
     kernel_size: tuple[int, int]
     padding: str = "SAME"
     dtype: DTypeLike | None = None
+    param_dtype: DTypeLike | None = None
 
     def __post_init__(self) -> None:
         check_positive_int(self.features, "features")
@@ -111,8 +132,9 @@ class Conv(nn.Module):
         _check_images(x, "Conv")
         kh, kw = self.kernel_size
         shape = (kh, kw, x.shape[-1], self.features)
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        param_dtype = default_param_dtype(self.param_dtype)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, param_dtype)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), param_dtype)
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         if (kh, kw) == (1, 1):  # a matmul over channels: ~8% faster than XLA's 1x1 convolution on CPU
             return jnp.einsum("bhwc,co->bhwo", x, kernel[0, 0]) + bias
@@ -126,7 +148,8 @@ class MLP(nn.Module):
 
     Used as a coupling conditioner, where :class:`~flowclass.bijectors.AffineCoupling`
     adds the zero-initialised output projection. ``dtype`` sets the compute dtype
-    (e.g. ``jnp.bfloat16`` on TPU); parameters stay ``float32``.
+    (e.g. ``jnp.bfloat16`` on TPU); parameters are ``param_dtype``, by default ``float32``
+    (``float64`` under ``jax_enable_x64``).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -138,6 +161,7 @@ class MLP(nn.Module):
     hidden: Sequence[int] = (100, 100)
     activation: Activation = nn.relu
     dtype: DTypeLike | None = None
+    param_dtype: DTypeLike | None = None
 
     def __post_init__(self) -> None:
         _check_widths(self.hidden, "hidden")
@@ -145,15 +169,16 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        param_dtype = default_param_dtype(self.param_dtype)
         for width in self.hidden:
-            x = self.activation(nn.Dense(width, dtype=self.dtype)(x))
+            x = self.activation(nn.Dense(width, dtype=self.dtype, param_dtype=param_dtype)(x))
         return x
 
 
 class ConvNet(nn.Module):
     """Hidden ``k × k`` convolutions ``h_{l+1} = act(conv_l(h_l))`` over NHWC images, 'SAME'
     padding; no output layer (a coupling conditioner for image masks). ``dtype`` sets the
-    compute dtype; parameters stay ``float32``.
+    compute dtype; parameters are ``param_dtype`` (default: ``float32``, ``float64`` under x64).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -167,6 +192,7 @@ class ConvNet(nn.Module):
     kernel_size: int = 3
     activation: Activation = nn.relu
     dtype: DTypeLike | None = None
+    param_dtype: DTypeLike | None = None
 
     def __post_init__(self) -> None:
         _check_widths(self.features, "features")
@@ -180,12 +206,14 @@ class ConvNet(nn.Module):
         _check_images(x, "ConvNet")
         window = (self.kernel_size, self.kernel_size)
         for width in self.features:
-            x = self.activation(Conv(width, window, dtype=self.dtype)(x))
+            x = self.activation(Conv(width, window, dtype=self.dtype, param_dtype=self.param_dtype)(x))
         return x
 
 
 class FNN(nn.Module):
     """The slides' discriminative baseline: ``D → 100 → 100 → K`` with ReLU; returns logits.
+
+    Parameters are ``param_dtype``: by default ``float32``, ``float64`` under ``jax_enable_x64``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -198,6 +226,7 @@ class FNN(nn.Module):
     num_classes: int
     hidden: Sequence[int] = (100, 100)
     activation: Activation = nn.relu
+    param_dtype: DTypeLike | None = None
 
     def __post_init__(self) -> None:
         check_positive_int(self.num_classes, "num_classes")
@@ -206,8 +235,8 @@ class FNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        x = MLP(self.hidden, self.activation)(x)
-        return nn.Dense(self.num_classes)(x)
+        x = MLP(self.hidden, self.activation, param_dtype=self.param_dtype)(x)
+        return nn.Dense(self.num_classes, param_dtype=default_param_dtype(self.param_dtype))(x)
 
 
 def concat_elu(x: jnp.ndarray) -> jnp.ndarray:
@@ -226,19 +255,22 @@ class GatedConvBlock(nn.Module):
 
     features: int
     dtype: DTypeLike | None = None
+    param_dtype: DTypeLike | None = None
 
     @nn.compact
     def __call__(self, h: jnp.ndarray) -> jnp.ndarray:
-        out = Conv(self.features, (3, 3), dtype=self.dtype)(concat_elu(h))
-        out = Conv(2 * self.features, (1, 1), dtype=self.dtype)(concat_elu(out))
+        out = Conv(self.features, (3, 3), dtype=self.dtype, param_dtype=self.param_dtype)(concat_elu(h))
+        out = Conv(2 * self.features, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype)(concat_elu(out))
         value, gate = jnp.split(out, 2, axis=-1)
-        return nn.LayerNorm(dtype=self.dtype)(h + value * nn.sigmoid(gate))
+        norm = nn.LayerNorm(dtype=self.dtype, param_dtype=default_param_dtype(self.param_dtype))
+        return norm(h + value * nn.sigmoid(gate))
 
 
 class GatedConvNet(nn.Module):
     """The slides' coupling conditioner: conv3x3 to ``features``, ``num_blocks`` gated blocks,
     then ``concat_elu`` (the coupling adds the zero-initialised output projection). ``dtype``
-    sets the compute dtype; parameters stay ``float32``.
+    sets the compute dtype; parameters are ``param_dtype`` (default: ``float32``, ``float64``
+    under x64).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -251,6 +283,7 @@ class GatedConvNet(nn.Module):
     features: int = 32
     num_blocks: int = 3
     dtype: DTypeLike | None = None
+    param_dtype: DTypeLike | None = None
 
     def __post_init__(self) -> None:
         check_positive_int(self.features, "features")
@@ -260,9 +293,9 @@ class GatedConvNet(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         _check_images(x, "GatedConvNet")
-        h = Conv(self.features, (3, 3), dtype=self.dtype)(x)
+        h = Conv(self.features, (3, 3), dtype=self.dtype, param_dtype=self.param_dtype)(x)
         for _ in range(self.num_blocks):
-            h = GatedConvBlock(self.features, self.dtype)(h)
+            h = GatedConvBlock(self.features, self.dtype, self.param_dtype)(h)
         return concat_elu(h)
 
 
@@ -278,6 +311,7 @@ class CNN(nn.Module):
     """
 
     num_classes: int = 10
+    param_dtype: DTypeLike | None = None
 
     def __post_init__(self) -> None:
         check_positive_int(self.num_classes, "num_classes")
@@ -289,7 +323,8 @@ class CNN(nn.Module):
         if x.shape[1] < 11 or x.shape[2] < 11:
             raise ValueError(f"CNN takes x as images of at least 11 x 11 pixels (two valid convolutions, 7 x 7 and "
                              f"5 x 5); got shape {x.shape}.")
-        x = nn.relu(Conv(10, (7, 7), padding="VALID")(x))
-        x = nn.relu(Conv(10, (5, 5), padding="VALID")(x))
-        x = nn.relu(nn.Dense(50)(x.reshape(x.shape[0], -1)))
-        return nn.Dense(self.num_classes)(x)
+        param_dtype = default_param_dtype(self.param_dtype)
+        x = nn.relu(Conv(10, (7, 7), padding="VALID", param_dtype=param_dtype)(x))
+        x = nn.relu(Conv(10, (5, 5), padding="VALID", param_dtype=param_dtype)(x))
+        x = nn.relu(nn.Dense(50, param_dtype=param_dtype)(x.reshape(x.shape[0], -1)))
+        return nn.Dense(self.num_classes, param_dtype=param_dtype)(x)

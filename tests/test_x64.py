@@ -1,6 +1,7 @@
 """64-bit mode end to end: training, evaluation and attacks with ``jax_enable_x64``.
 
 x64 is process-global, so the run happens in a fresh subprocess; the other tests never see it.
+Parameters follow the mode: every parameter leaf is float64 there, float32 in this (32-bit) process.
 """
 
 import json
@@ -9,7 +10,49 @@ import subprocess
 import sys
 import textwrap
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
+
+import flowclass as fc
+from flowclass.bijectors import ActNorm, InvertibleConv1x1, LogitTransform
+
+
+def param_dtypes(x_dtype=np.float32) -> dict[str, list[str]]:
+    """The dtypes of every variable leaf of the models whose parameters must follow the mode: a trained
+    tabular flow, a trained FNN, a tabular flow with bfloat16 conditioners, and a small image flow with every
+    parametrised image layer (ActNorm, 1x1 conv, conv and gated-conv conditioners) on ``x_dtype`` pixels."""
+
+    def dtypes(tree):
+        return sorted({str(leaf.dtype) for leaf in jax.tree.leaves(tree)})
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 2)).astype(x_dtype)
+    y = (np.arange(32) % 2).astype(np.int32)
+    flow = fc.tabular_realnvp(2, 2, num_couplings=2, hidden=(8,), means=((-2.0, 0.0), (2.0, 0.0)))
+    flow_state = fc.create_train_state(flow, jax.random.key(0), x, optax.adam(1e-2), fc.flow_nll)
+    flow_state, _ = fc.train_step(flow_state, (x, y))
+    fnn_state = fc.create_train_state(fc.FNN(2, hidden=(8,)), jax.random.key(0), x, optax.adam(1e-2),
+                                      fc.cross_entropy)
+    fnn_state, _ = fc.train_step(fnn_state, (x, y))
+    bf16 = fc.tabular_realnvp(2, 2, num_couplings=2, hidden=(8,), dtype=jnp.bfloat16)
+    image = fc.FlowClassifier(fc.Chain([
+        LogitTransform(), ActNorm(), InvertibleConv1x1(),
+        fc.AffineCoupling(fc.ConvNet((4,)), mask_type="checkerboard", parity=0),
+        fc.AffineCoupling(fc.GatedConvNet(4, num_blocks=1), mask_type="checkerboard", parity=1),
+    ]), fc.ClassGaussians(2, (4, 4, 1)), input_shape=(4, 4, 1))
+    pixels = jnp.asarray(rng.uniform(0.1, 0.9, size=(2, 4, 4, 1)), x_dtype)
+    return {
+        "flow_params": dtypes(flow_state.params), "flow_variables": dtypes(flow_state.variables),
+        "flow_opt_state": dtypes([leaf for leaf in jax.tree.leaves(flow_state.opt_state)
+                                  if jnp.issubdtype(leaf.dtype, jnp.floating)]),
+        "fnn_params": dtypes(fnn_state.params),
+        "bf16_flow_params": dtypes(jax.eval_shape(bf16.init, jax.random.key(0), x[:1])["params"]),
+        "image_params": dtypes(jax.eval_shape(image.init, jax.random.key(0), pixels)["params"]),
+    }
+
 
 SCRIPT = textwrap.dedent(
     """
@@ -20,6 +63,7 @@ SCRIPT = textwrap.dedent(
     import flowclass as fc
     from flowclass import attacks, robustness
     from flowclass.data import moons_splits, train_val_split
+    from tests.test_x64 import param_dtypes
 
     (x, y), _ = moons_splits(0.1, n_samples=600, n_train=500)
     x = x.astype(np.float64)
@@ -59,6 +103,8 @@ SCRIPT = textwrap.dedent(
         "robust_adversarial_dtype": str(robust.adversarial.dtype),
         "robust_finite": bool(np.all(np.isfinite(robust.adversarial)) and np.all(np.isfinite(robust.margin))),
         "params_finite": all(bool(np.all(np.isfinite(leaf))) for leaf in jax.tree.leaves(result.state.params)),
+        "fit_params_dtypes": sorted({str(leaf.dtype) for leaf in jax.tree.leaves(result.state.params)}),
+        "param_dtypes": param_dtypes(np.float64),
     }))
     """
 )
@@ -67,7 +113,10 @@ SCRIPT = textwrap.dedent(
 @pytest.fixture(scope="module")
 def x64_run():
     env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests.test_x64 importable
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600,
+                          cwd=root)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -94,3 +143,16 @@ def test_attacks_run_in_64_bit_mode(x64_run):
     assert x64_run["pgd_inputs_dtype"] == "float64" and x64_run["pgd_probs_dtype"] == "float64"
     assert x64_run["pgd_finite"]
     assert x64_run["robust_adversarial_dtype"] == "float64" and x64_run["robust_finite"]
+
+
+def test_parameters_are_float64_in_64_bit_mode(x64_run):
+    """Flax's Dense/Conv/LayerNorm default to float32 parameters; ours follow the mode (nets.default_param_dtype)."""
+    assert x64_run["fit_params_dtypes"] == ["float64"]
+    dtypes = x64_run["param_dtypes"]
+    assert len(dtypes) == 6 and dtypes == dict.fromkeys(dtypes, ["float64"]), dtypes
+
+
+def test_parameters_are_float32_without_64_bit_mode():
+    assert not jax.config.jax_enable_x64
+    dtypes = param_dtypes()
+    assert len(dtypes) == 6 and dtypes == dict.fromkeys(dtypes, ["float32"]), dtypes

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flowclass.bijectors._log_det import at_least_float32, sum_event
 from flowclass.bijectors.base import Bijector, EventShape
 from flowclass.bijectors.masks import MaskType, build_mask
+from flowclass.nets import default_param_dtype
 
 
 class AffineCoupling(Bijector):
@@ -70,10 +71,13 @@ class AffineCoupling(Bijector):
             2 * channels,
             kernel_init=nn.initializers.zeros,
             bias_init=nn.initializers.zeros,
+            param_dtype=default_param_dtype(),  # float32, float64 under x64 (Flax's default is float32)
             name="zero_proj",
         )(hidden)
         raw_log_scale, shift = jnp.split(out, 2, axis=-1)
-        bound = self.param("log_scale_bound", self.scale_init, (channels,), dtype)
+        # Parameters in the mode's dtype (float64 under x64, also for float32 inputs), never below float32.
+        param_dtype = jnp.promote_types(dtype, default_param_dtype())
+        bound = self.param("log_scale_bound", self.scale_init, (channels,), param_dtype)
         log_scale = (1.0 - mask) * bound * jnp.tanh(raw_log_scale)
         shift = (1.0 - mask) * shift
         wide = x.astype(dtype)
