@@ -114,9 +114,13 @@ def create_train_state(
     variables = dict(jax.jit(model.init)(key, jnp.asarray(sample_x)))
     bad = _non_finite_paths(variables)
     if bad:
-        raise ValueError(f"the model's initial variables hold NaN/inf at {_describe_paths(bad)}: check the model's "
-                         "fixed values (e.g. class means) and sample_x (e.g. a constant channel for ActNorm's "
-                         "data-dependent initialisation).")
+        # sample_x was checked finite above, and ClassGaussians and ActNorm refuse or bound degenerate values,
+        # so what remains is a layer's own initialiser or a data-dependent one overflowing on huge inputs.
+        raise ValueError(f"the model's initial variables hold NaN/inf at {_describe_paths(bad)}: sample_x is finite, "
+                         "so check the initialisers and fixed values of the layers named (e.g. a custom layer's), "
+                         "and whether sample_x's magnitudes (largest |value| "
+                         f"{float(np.max(np.abs(np.asarray(sample_x, np.float64)))):.3g}) overflow a data-dependent "
+                         "initialisation such as ActNorm's in the model's dtype.")
     params = variables.pop("params", {})
     return TrainState(
         step=jnp.zeros((), jnp.int32),
