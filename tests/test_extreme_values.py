@@ -46,7 +46,8 @@ BIG = float(np.finfo(np.float32).max)
 RTOL = 1e-5
 # XLA's backend (LLVM) optimisations off: half the compile time, for code whose speed does not matter here
 # (float64 references, initialisations); the float32 layers under test compile as a user's would. XLA's
-# graph simplifications, which can change float results (see _JIT_FOLDS_LOGIT_SPLIT), run either way.
+# graph simplifications, which can change float results (LogitTransform guards its split of logit(α) with
+# an optimization barrier), run either way.
 _QUICK = {"xla_backend_optimization_level": 0}
 
 # latents / real-line inputs: zero, tiny, moderate, the logit's saturation points (17 in float32),
@@ -142,18 +143,8 @@ def _assert_matches(got, ref, what, *, elementwise=False, log_det=False):
     return float(relative.max())
 
 
-# Found when this test moved from eager to compiled calls (as users run the layers): XLA folds the two
-# constants of ``(y - logit_hi) - logit_lo`` in LogitTransform's inverse into one (``y + 2.94443893``), so the
-# split of logit(α) that keeps ``σ(y) − α`` exact near x = 0 is lost under jit: relative error 1e-4 at
-# y = −2.944 (eager: 1e-7). Fix in flowclass/bijectors/logit.py (e.g. ``lax.optimization_barrier`` on
-# ``y - logit_hi`` before subtracting ``logit_lo``), then drop this mark.
-_JIT_FOLDS_LOGIT_SPLIT = pytest.mark.xfail(
-    strict=True, reason="XLA folds (y - logit_hi) - logit_lo under jit: LogitTransform inverse near x = 0")
-
-
 @pytest.mark.parametrize("name, inverse", [
-    pytest.param(name, inverse, id=f"{name}-{'inverse' if inverse else 'forward'}",
-                 marks=[_JIT_FOLDS_LOGIT_SPLIT] if (name, inverse) == ("logit", True) else [])
+    pytest.param(name, inverse, id=f"{name}-{'inverse' if inverse else 'forward'}")
     for name in sorted(REGISTRY) for inverse in (False, True)])
 def test_extreme_inputs_match_float64(name, inverse):
     layer, variables, event_shape = _layer_and_variables(name)

@@ -141,8 +141,9 @@ class LogitTransform(Bijector):
         x = (jax.nn.sigmoid(y) - alpha) / scale
         if alpha > 0:
             # σ(y) − α = α σ(−y) expm1(y − logit α): no cancellation where x ≈ 0. y − logit_hi is
-            # exact there (Sterbenz), so d carries only the rounding of one subtraction.
-            d = (y - logit_hi) - logit_lo
+            # exact there (Sterbenz), so d carries only the rounding of one subtraction. The barrier
+            # stops XLA from folding the two constants into one under jit (which loses the split).
+            d = jax.lax.optimization_barrier(y - logit_hi) - logit_lo
             near = jnp.abs(d) < 1.0
             d = jnp.where(near, d, 0.0)  # keeps expm1 finite in the branch not taken (and its gradient)
             x = jnp.where(near, alpha * jax.nn.sigmoid(-y) * jnp.expm1(d) / scale, x)
