@@ -63,7 +63,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Callable, Literal, NamedTuple
+from typing import Callable, Literal, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -246,7 +246,7 @@ def likelihood_attack(
     steps = int(steps)
     if log_prior is None:
         log_prior = jnp.full((num_classes,), -math.log(num_classes), jnp.float32)
-    log_prior = as_array(log_prior, "log_prior")
+    log_prior = cast(jax.Array, as_array(log_prior, "log_prior"))
     if not is_real_number_dtype(log_prior.dtype):
         raise ValueError(f"log_prior must hold real numbers (log class weights); got dtype {log_prior.dtype}.")
     log_prior = jnp.asarray(log_prior, jnp.float32)

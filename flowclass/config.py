@@ -63,11 +63,11 @@ def _normalise(config: Any, section: str) -> None:
       TypeError: a value of the wrong type, naming the field (``train.batch_size``).
       ValueError: a value outside a ``Literal``'s choices.
     """
-    hints = _hints(type(config))
+    hints = _hints(type(config))  # type: ignore[arg-type]  # a class is hashable
     for field in dataclasses.fields(config):
         value, kind = getattr(config, field.name), hints[field.name]
         path = f"{section}.{field.name}" if section else field.name
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             if not isinstance(value, kind):
                 raise TypeError(f"{path} must be a {kind.__name__}; got {type(value).__name__}.")
             continue
@@ -154,7 +154,7 @@ class ModelConfig:
       True
       >>> ModelConfig(mean_scale=0)
       Traceback (most recent call last):
-      ValueError: model.mean_scale must be > 0; got 0.
+      ValueError: model.mean_scale must be > 0; got 0.0.
     """
 
     kind: ModelKind = "tabular_flow"

@@ -74,7 +74,7 @@ def interpolate(model: FlowClassifier, variables: Variables, x_a: ArrayLike, x_b
       >>> path.shape, path[2].round(3).tolist()  # the flow starts as the identity: a straight line
       ((5, 2), [1.0, 0.0])
     """
-    x_a, x_b = as_array(x_a, "x_a"), as_array(x_b, "x_b")
+    x_a, x_b = cast(jax.Array, as_array(x_a, "x_a")), cast(jax.Array, as_array(x_b, "x_b"))
     if x_a.shape != x_b.shape:
         raise ValueError(f"x_a and x_b must have the same shape; got {x_a.shape} and {x_b.shape}.")
     n = check_int(n, "n", minimum=2)  # both end points
@@ -83,8 +83,8 @@ def interpolate(model: FlowClassifier, variables: Variables, x_a: ArrayLike, x_b
     if single:
         x_a, x_b = x_a[None], x_b[None]
     bounds = model.input_bounds
-    x_a = check_inputs(x_a, model.event_shape, name="x_a", bounds=bounds)
-    x_b = check_inputs(x_b, model.event_shape, name="x_b", bounds=bounds)
+    x_a = cast(jax.Array, check_inputs(x_a, model.event_shape, name="x_a", bounds=bounds))
+    x_b = cast(jax.Array, check_inputs(x_b, model.event_shape, name="x_b", bounds=bounds))
     batch = x_a.shape[0]
     z, _ = model.apply(variables, jnp.concatenate([x_a, x_b]), method="encode")
     z_a, z_b = z[:batch, None], z[batch:, None]  # (B, 1, *latent)

@@ -351,7 +351,7 @@ def _check_splits(splits: Any, config: RunConfig) -> Splits:
             raise ValueError(f"splits.{name} y must hold one label per example: shape ({len(x)},); got shape "
                              f"{np.shape(y)}.")
         pairs.append((x, y))
-    return Splits(*pairs)
+    return Splits(*pairs)  # type: ignore[arg-type]  # each pair checked above: (x, y) arrays
 
 
 def _merge(first, second):

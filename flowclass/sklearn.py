@@ -124,7 +124,7 @@ def auto_means(num_classes: int, num_features: int, distance: float) -> np.ndarr
     >>> auto_means(2, 2, 4.0).round(3).tolist()
     [[2.828, 0.0], [0.0, 2.828]]
     >>> means = auto_means(3, 2, 4.0)
-    >>> np.linalg.norm(means[0] - means[1]).round(6), np.linalg.norm(means[1] - means[2]).round(6)
+    >>> float(np.linalg.norm(means[0] - means[1]).round(6)), float(np.linalg.norm(means[1] - means[2]).round(6))
     (4.0, 4.0)
     """
     if num_classes <= num_features:

@@ -106,7 +106,7 @@ def create_train_state(
                         f"got {type(loss_fn).__name__}.")
     sample_x = _as_array(sample_x, "sample_x")
     try:
-        event_shape = tuple(model.event_shape)  # type: ignore[attr-defined]  # a FlowClassifier knows its inputs
+        event_shape = tuple(model.event_shape)  # a FlowClassifier knows its inputs
     except Exception:  # a model that does not say: its own call checks the shape
         event_shape = tuple(np.shape(sample_x)[1:])
     check_inputs(sample_x, event_shape, name="sample_x")
@@ -360,7 +360,7 @@ def _as_array(value: Any, name: str):
         raise TypeError(f"{name} must be an array; got {type(value).__name__} ({error}).") from error
     if array.dtype == object:
         raise TypeError(f"{name} must be an array of numbers; got {type(value).__name__} that NumPy reads as objects.")
-    if np.issubdtype(array.dtype, np.floating) and array.dtype != np.float32 and not jax.config.jax_enable_x64:
+    if np.issubdtype(array.dtype, np.floating) and array.dtype != np.float32 and not jax.config.read("jax_enable_x64"):
         array = array.astype(np.float32)  # Python floats: float32 unless 64-bit mode is on
     return array
 
@@ -869,7 +869,7 @@ def _non_finite_error(epoch: int, outcome: EpochOutcome, initial: TrainState, se
         quantity = outcome.non_finite[0]
         what = (f"the state after epoch {epoch}'s last update holds NaN/inf at {_describe_paths(outcome.non_finite)}, "
                 "while the training loss (computed before each update) stayed finite: an update was non-finite")
-    bad_at = _first_bad_batch(initial, *train, config.eval_batch_size)
+    bad_at = _first_bad_batch(initial, train[0], train[1], config.eval_batch_size)
     if bad_at is not None:
         cause = (f"The loss is already non-finite at the parameters fit started from, on the training examples "
                  f"[{bad_at}, {bad_at + config.eval_batch_size}): the inputs passed the checks (finite, labels in "

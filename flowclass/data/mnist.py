@@ -43,7 +43,7 @@ import pickle
 import socket
 import zlib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -312,7 +312,7 @@ def load_idx_dir(directory: str | Path) -> Splits:
     ((2, 28, 28, 1), dtype('float32'), [3, 5])
     """
     directory = Path(directory)
-    splits = {}
+    splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split, (images_stem, labels_stem) in IDX_FILES.items():
         images_path = _find_idx(directory, images_stem, compare=True)
         labels_path = _find_idx(directory, labels_stem, compare=True)
@@ -439,7 +439,8 @@ def _build(obj, state) -> None:
         order = _text(state[1], "a byte order")
         if order not in ("<", ">", "|", "="):
             raise _Malformed(f"unknown byte order {order!r}")
-        obj.dtype, obj.built = (obj.dtype.newbyteorder(order) if order in "<>" else obj.dtype), True
+        byte_order = cast(Literal["<", ">"], order)
+        obj.dtype, obj.built = (obj.dtype.newbyteorder(byte_order) if order in "<>" else obj.dtype), True
         return
     if isinstance(obj, _PendingArray) and obj.array is None:
         if not isinstance(state, tuple) or len(state) != 5 or state[0] != 1:
