@@ -178,8 +178,11 @@ class RealNVPClassifier(ClassifierMixin, BaseEstimator):
       scaler_: the fitted :class:`sklearn.preprocessing.StandardScaler`.
       variables_: the flow's trained variables (a pytree of NumPy arrays).
       class_means_: the latent class means ``(K, D)`` (with ``means='auto'``).
-      class_prior_: ``π``, shape ``(K,)``. temperature_: ``T`` (``1.0`` without calibration).
-      n_iter_: epochs run. n_steps_: optimiser steps run. best_epoch_: the epoch kept.
+      class_prior_: ``π``, shape ``(K,)``.
+      temperature_: ``T`` (``1.0`` without calibration).
+      n_iter_: epochs run.
+      n_steps_: optimiser steps run.
+      best_epoch_: the epoch kept.
       history_: per-epoch training and validation metrics (``flowclass.fit``'s history).
 
     Raises:
