@@ -60,3 +60,20 @@ def test_bad_config_fields_are_named():
         TabularConfig(novelty_datasets=("moons",))
     with pytest.raises(ValueError, match="folds"):
         TabularConfig(folds=1)
+
+
+def test_a_task_cut_short_continues_after_the_last_saved_key():
+    saved, ran = [], []
+
+    def work(key):
+        ran.append(key)
+        if key == "c":
+            raise KeyboardInterrupt  # killed while working on "c"
+        return key.upper()
+
+    with pytest.raises(KeyboardInterrupt):
+        train._each(["a", "b", "c"], "t", False, {}, lambda out: saved.append(dict(out)), work)
+    assert saved[-1] == {"a": "A", "b": "B"}  # what a killed run leaves in <task>.partial.json
+    ran.clear()
+    out = train._each(["a", "b", "c"], "t", False, saved[-1], lambda out: None, lambda key: key * 2)
+    assert out == {"a": "A", "b": "B", "c": "cc"} and list(out) == ["a", "b", "c"]

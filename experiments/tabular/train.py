@@ -15,6 +15,7 @@ the flow with its own small grid; the outer test fold is touched once, after sel
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -50,6 +51,19 @@ TASK_DIR = "results"
 TABLE_FILE = report.TABLE_FILE
 FIGURE_FILE = report.FIGURE_FILE
 FLOW = "RealNVPClassifier (flowclass)"
+
+
+Save = Callable[[dict], None]
+
+
+def _each(keys, desc: str, progress: bool, done: dict, save: Save, work: Callable[[Any], Any]) -> dict:
+    """``{key: work(key)}`` in the order of ``keys``; keys already in ``done`` are kept, not rerun,
+    and after each key the results so far go to ``save`` (a killed run loses one key at most)."""
+    out = {key: done[key] for key in keys if key in done}
+    for key in tqdm([k for k in keys if k not in out], desc=desc, disable=not progress):
+        out[key] = work(key)
+        save(out)
+    return {key: out[key] for key in keys}
 
 
 def load_dataset(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -91,28 +105,31 @@ def _ece(proba: np.ndarray, y: np.ndarray) -> float:
     return float(metrics.expected_calibration_error(np.log(np.clip(proba, 1e-300, None)), y))
 
 
-def classification(config: TabularConfig, progress: bool) -> dict:
+def classification(config: TabularConfig, progress: bool, done: dict, save: Save) -> dict:
     """``{dataset: {model: {metric: [per fold]}}}``."""
-    out: dict = {}
-    for name in tqdm(config.datasets, desc="classification", disable=not progress):
-        X, y = load_dataset(name, config.seed)
-        y = np.unique(y, return_inverse=True)[1]
-        folds = StratifiedKFold(config.folds, shuffle=True, random_state=config.seed)
-        inner = StratifiedKFold(config.inner_folds, shuffle=True, random_state=config.seed)
-        out[name] = {}
-        for model, (estimator, grid) in classifiers(config).items():
-            rows: dict[str, list] = {"accuracy": [], "log_loss": [], "ece": [], "fit_s": [], "best_params": []}
-            for train, test in folds.split(X, y):
-                search = GridSearchCV(clone(estimator), grid, cv=inner, scoring="neg_log_loss", error_score=np.nan)
-                start = time.perf_counter()
-                search.fit(X[train], y[train])
-                rows["fit_s"].append(time.perf_counter() - start)
-                proba = search.predict_proba(X[test])
-                rows["accuracy"].append(accuracy_score(y[test], proba.argmax(1)))
-                rows["log_loss"].append(log_loss(y[test], proba, labels=np.arange(proba.shape[1])))
-                rows["ece"].append(_ece(proba, y[test]))
-                rows["best_params"].append({k: v for k, v in search.best_params_.items()})
-            out[name][model] = rows
+    return _each(config.datasets, "classification", progress, done, save,
+                 lambda name: _classification(config, name))
+
+
+def _classification(config: TabularConfig, name: str) -> dict:
+    X, y = load_dataset(name, config.seed)
+    y = np.unique(y, return_inverse=True)[1]
+    folds = StratifiedKFold(config.folds, shuffle=True, random_state=config.seed)
+    inner = StratifiedKFold(config.inner_folds, shuffle=True, random_state=config.seed)
+    out = {}
+    for model, (estimator, grid) in classifiers(config).items():
+        rows: dict[str, list] = {"accuracy": [], "log_loss": [], "ece": [], "fit_s": [], "best_params": []}
+        for train, test in folds.split(X, y):
+            search = GridSearchCV(clone(estimator), grid, cv=inner, scoring="neg_log_loss", error_score=np.nan)
+            start = time.perf_counter()
+            search.fit(X[train], y[train])
+            rows["fit_s"].append(time.perf_counter() - start)
+            proba = search.predict_proba(X[test])
+            rows["accuracy"].append(accuracy_score(y[test], proba.argmax(1)))
+            rows["log_loss"].append(log_loss(y[test], proba, labels=np.arange(proba.shape[1])))
+            rows["ece"].append(_ece(proba, y[test]))
+            rows["best_params"].append(dict(search.best_params_))
+        out[model] = rows
     return out
 
 
@@ -129,25 +146,26 @@ def detectors(config: TabularConfig, num_known: int) -> dict[str, Any]:
     }
 
 
-def novelty(config: TabularConfig, progress: bool) -> dict:
+def novelty(config: TabularConfig, progress: bool, done: dict, save: Save) -> dict:
     """``{dataset: {model: [AUROC per held-out class]}}``."""
-    out: dict = {}
-    for name in tqdm(config.novelty_datasets, desc="novelty", disable=not progress):
-        X, y = load_dataset(name, config.seed)
-        y = np.unique(y, return_inverse=True)[1]
-        train, test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=config.seed)
-        classes = np.unique(y)
-        out[name] = {model: [] for model in detectors(config, len(classes) - 1)}
-        for held_out in classes:
-            known = train[y[train] != held_out]
-            novel = y[test] == held_out
-            for model, detector in detectors(config, len(classes) - 1).items():
-                if model == FLOW:
-                    detector.fit(X[known], y[known])
-                else:
-                    detector.fit(X[known])
-                scores = detector.score_samples(X[test])
-                out[name][model].append(float(roc_auc_score(novel, -scores)))
+    return _each(config.novelty_datasets, "novelty", progress, done, save, lambda name: _novelty(config, name))
+
+
+def _novelty(config: TabularConfig, name: str) -> dict:
+    X, y = load_dataset(name, config.seed)
+    y = np.unique(y, return_inverse=True)[1]
+    train, test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=config.seed)
+    classes = np.unique(y)
+    out: dict[str, list] = {model: [] for model in detectors(config, len(classes) - 1)}
+    for held_out in classes:
+        known = train[y[train] != held_out]
+        novel = y[test] == held_out
+        for model, detector in detectors(config, len(classes) - 1).items():
+            if model == FLOW:
+                detector.fit(X[known], y[known])
+            else:
+                detector.fit(X[known])
+            out[model].append(float(roc_auc_score(novel, -detector.score_samples(X[test]))))
     return out
 
 
@@ -165,16 +183,20 @@ def few_label_models(config: TabularConfig) -> dict[str, Callable[[], Any]]:
     }
 
 
-def few_labels(config: TabularConfig, progress: bool) -> dict:
+def few_labels(config: TabularConfig, progress: bool, done: dict, save: Save) -> dict:
     """``{dataset: {labels_per_class: {model: [accuracy per draw]}}}``."""
+    return _each(config.few_label_datasets, "few labels", progress, done, save,
+                 lambda name: _few_labels(config, name))
+
+
+def _few_labels(config: TabularConfig, name: str) -> dict:
+    X, y = load_dataset(name, config.seed)
+    y = np.unique(y, return_inverse=True)[1]
+    train, test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=config.seed)
+    k = len(np.unique(y))
     out: dict = {}
-    jobs = [(d, n) for d in config.few_label_datasets for n in config.labels_per_class]
-    for name, per_class in tqdm(jobs, desc="few labels", disable=not progress):
-        X, y = load_dataset(name, config.seed)
-        y = np.unique(y, return_inverse=True)[1]
-        train, test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=config.seed)
-        k = len(np.unique(y))
-        result = out.setdefault(name, {}).setdefault(str(per_class), {m: [] for m in few_label_models(config)})
+    for per_class in config.labels_per_class:
+        result = out[str(per_class)] = {m: [] for m in few_label_models(config)}
         for draw in range(config.label_draws):
             keep = balanced_label_subset(y[train], per_class * k, seed=config.seed + draw, num_classes=k)
             partial = np.full(len(train), -1)
@@ -189,25 +211,33 @@ def few_labels(config: TabularConfig, progress: bool) -> dict:
     return out
 
 
-def timing(config: TabularConfig, progress: bool) -> dict:
+def timing(config: TabularConfig, progress: bool, done: dict, save: Save) -> dict:
     """``{model: {fit_s, predict_proba_s, rows}}``: default hyper-parameters, fit on digits."""
     X, y = load_dataset("digits", config.seed)
     rows = np.random.default_rng(config.seed).choice(len(X), config.timing_rows)
-    out = {}
-    for model, (estimator, _) in tqdm(classifiers(config).items(), desc="timing", disable=not progress):
-        estimator = clone(estimator)
+    models = classifiers(config)
+
+    def measure(model: str) -> dict:
+        estimator = clone(models[model][0])
         start = time.perf_counter()
         estimator.fit(X, y)
         fit_s = time.perf_counter() - start
         estimator.predict_proba(X[:10])  # compiled / warmed once, as a user's second call
         start = time.perf_counter()
         estimator.predict_proba(X[rows])
-        out[model] = {"fit_s": fit_s, "predict_proba_s": time.perf_counter() - start, "rows": config.timing_rows}
-    return out
+        return {"fit_s": fit_s, "predict_proba_s": time.perf_counter() - start, "rows": config.timing_rows}
+
+    return _each(list(models), "timing", progress, done, save, measure)
 
 
-TASKS: dict[str, Callable[[TabularConfig, bool], dict]] = {
+TASKS: dict[str, Callable[[TabularConfig, bool, dict, Save], dict]] = {
     "classification": classification, "novelty": novelty, "few_labels": few_labels, "timing": timing}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=float))
+    tmp.replace(path)  # atomic
 
 
 def train_and_evaluate(
@@ -224,7 +254,8 @@ def train_and_evaluate(
 
     Args:
       resume: continue the benchmark stored in ``workdir``: tasks whose ``results/<task>.json``
-        exists are read, not rerun; refused if ``config`` differs from the stored one.
+        exists are read, not rerun, and a task cut short continues after the last data set (or
+        model) it saved in ``results/<task>.partial.json``; refused if ``config`` differs.
       overwrite: delete the benchmark stored in ``workdir`` first.
       data_dir: unused (scikit-learn's data sets are bundled or generated); accepted as every
         experiment's entry point does.
@@ -246,10 +277,11 @@ def train_and_evaluate(
         if resume and path.exists():
             results[task] = json.loads(path.read_text())
             continue
-        results[task] = TASKS[task](config, progress)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results[task], indent=1, default=float))
-        tmp.replace(path)  # atomic: a listed task is complete
+        partial = workdir / TASK_DIR / f"{task}.partial.json"
+        done = json.loads(partial.read_text()) if resume and partial.exists() else {}
+        results[task] = TASKS[task](config, progress, done, functools.partial(_write_json, partial))
+        _write_json(path, results[task])  # a listed task is complete
+        partial.unlink(missing_ok=True)
     (workdir / TABLE_FILE).write_text(report.tables(results, config))
     if figures:
         report.figure(results, workdir / FIGURE_FILE)
