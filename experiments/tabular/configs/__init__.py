@@ -46,7 +46,7 @@ class TabularConfig:
     novelty_datasets: tuple[str, ...] = ("iris", "wine", "digits", "blobs")
     few_label_datasets: tuple[str, ...] = ("digits", "moons")
     folds: int = 5
-    inner_folds: int = 3
+    inner_folds: int = 2
     labels_per_class: tuple[int, ...] = (1, 5, 10)
     label_draws: int = 5
     flow_steps: int = 1000
