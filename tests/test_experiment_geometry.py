@@ -67,7 +67,7 @@ print("reloaded")
     ("directions=('z',)", "directions"),
     ("seeds=(1, 1)", "seeds"),
     ("run.seed=1", "run.seed"),
-    ("run.model.num_classes=3", "run must be a two-class"),
+    ("run.model.num_classes=3", "run.model.means must be one mean per class"),  # refused by ModelConfig first
     ("run.optim.learning_rate=0", "optim.learning_rate must be > 0"),
     ("fresh_size=0", "fresh_size"),
 ])

@@ -108,7 +108,7 @@ def test_a_run_left_in_a_new_workdir_is_refused_too(finished, tmp_path, monkeypa
 @pytest.mark.parametrize(("override", "field"), [
     ("grid=1", "grid must be an integer >= 2"),
     ("fnn.train.epochs=0", "train.epochs"),
-    ("unconditional_flow.model.num_classes=2", "unconditional_flow.model.num_classes"),
+    ("unconditional_flow.model.num_classes=2", "unconditional_flow.model.means must be one mean per class"),
     ("flow_classifier.data.noise=0.2", "flow_classifier.data.noise must equal fnn.data.noise"),
     ("threshold=1.5", "threshold must be in (0, 1)"),
 ])
