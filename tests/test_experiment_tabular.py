@@ -51,7 +51,7 @@ def test_resume_reads_finished_tasks_and_a_new_config_is_refused(finished, capsy
     assert (workdir / "results" / "novelty.json").stat().st_mtime_ns == mtime  # read, not rerun
     with pytest.raises(runs.RunExistsError):
         train.train_and_evaluate(dataclasses.replace(config, seed=1), workdir, progress=False)
-    with pytest.raises(SystemExit, match="seed"):
+    with pytest.raises(SystemExit, match="cannot resume"):
         entry.main(["--config", "quick", "--workdir", str(workdir), "--resume", "seed=1"])
 
 
