@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 
-import jax
 import joblib
 import numpy as np
 import pytest
@@ -26,20 +25,6 @@ EXPECTED_FAILED_CHECKS = {
         "so only one class is labelled and fit refuses; with unlabelled_label=None the check passes "
         "(test_minus_one_is_a_class_without_unlabelled_label)"),
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """The checks fit ~80 times on a handful of shapes: XLA's persistent cache compiles each once."""
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    before = {name: getattr(jax.config, name) for name in names}
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    yield
-    for name, value in before.items():
-        jax.config.update(name, value)
 
 
 @parametrize_with_checks([RealNVPClassifier(**SMALL)], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
