@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from typing import Any, Sequence
 
 import jax
@@ -53,6 +52,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from flowclass._validation import check_int, check_probability, check_real
 from flowclass.calibration import fit_temperature
 from flowclass.config import TrainConfig
 from flowclass.data.labels import UNLABELLED
@@ -76,18 +76,6 @@ without error would otherwise drive ``T`` towards 0 (ever sharper posteriors).""
 
 MIN_CALIBRATION_ROWS = 30
 """Labelled validation rows below which no temperature is fitted (``temperature_ = 1``)."""
-
-
-def _check_int(value: Any, name: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-
-
-def _check_real(value: Any, name: str, low: float, high: float = math.inf, *, open_low: bool = False) -> None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
-    if not (ok and (value > low if open_low else value >= low) and value <= high and math.isfinite(value)):
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{name} must be a number in {bracket}{low}, {high}]; got {value!r}.")
 
 
 @functools.lru_cache(maxsize=32)
@@ -241,29 +229,26 @@ class RealNVPClassifier(ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------------------- fitting
 
     def _check_params(self) -> None:
-        _check_int(self.num_couplings, "num_couplings")
+        check_int(self.num_couplings, "num_couplings", minimum=1)
         if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence) or not self.hidden:
             raise ValueError(f"hidden must be a non-empty sequence of widths; got {self.hidden!r}.")
         for width in self.hidden:
-            _check_int(width, "hidden[i]")
+            check_int(width, "hidden[i]", minimum=1)
         if isinstance(self.means, str) and self.means != "auto":
             raise ValueError(f"means must be 'auto' or an array of class means; got {self.means!r}.")
-        _check_real(self.mean_distance, "mean_distance", 0.0, open_low=True)
-        _check_int(self.max_steps, "max_steps")
+        check_real(self.mean_distance, "mean_distance", minimum=0.0, open_min=True)
+        check_int(self.max_steps, "max_steps", minimum=1)
         if self.time_budget_s is not None:
-            _check_real(self.time_budget_s, "time_budget_s", 0.0, open_low=True)
-        _check_int(self.batch_size, "batch_size")
-        _check_real(self.learning_rate, "learning_rate", 0.0, open_low=True)
-        _check_real(self.cross_entropy_weight, "cross_entropy_weight", 0.0)
-        _check_real(self.unlabelled_weight, "unlabelled_weight", 0.0)
-        _check_real(self.labelled_share, "labelled_share", 0.0, 1.0, open_low=True)
-        if self.labelled_share == 1.0:
-            raise ValueError("labelled_share must be < 1 (the rest of each epoch is unlabelled rows); got 1.0.")
-        _check_real(self.input_noise, "input_noise", 0.0)
-        _check_real(self.validation_fraction, "validation_fraction", 0.0, 0.5)
-        if self.unlabelled_label is not None and (isinstance(self.unlabelled_label, bool)
-                                                  or not isinstance(self.unlabelled_label, numbers.Integral)):
-            raise ValueError(f"unlabelled_label must be an integer or None; got {self.unlabelled_label!r}.")
+            check_real(self.time_budget_s, "time_budget_s", minimum=0.0, open_min=True)
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_real(self.learning_rate, "learning_rate", minimum=0.0, open_min=True)
+        check_real(self.cross_entropy_weight, "cross_entropy_weight", minimum=0.0)
+        check_real(self.unlabelled_weight, "unlabelled_weight", minimum=0.0)
+        check_probability(self.labelled_share, "labelled_share")
+        check_real(self.input_noise, "input_noise", minimum=0.0)
+        check_real(self.validation_fraction, "validation_fraction", minimum=0.0, maximum=0.5)
+        if self.unlabelled_label is not None:
+            check_int(self.unlabelled_label, "unlabelled_label")
         if not isinstance(self.calibrate, (bool, np.bool_)):
             raise ValueError(f"calibrate must be True or False; got {self.calibrate!r}.")
 
@@ -342,6 +327,7 @@ class RealNVPClassifier(ClassifierMixin, BaseEstimator):
         batch = min(self.batch_size, len(train[0]))
         # At most EVALUATIONS validation passes: small data sets are tiled into longer epochs.
         tiles = math.ceil(math.ceil(self.max_steps / EVALUATIONS) * batch / len(train[0]))
+        rows = train  # without a validation split, fit's history reports these rows, each once
         train = (np.tile(train[0], (tiles, 1)), np.tile(train[1], tiles)) if tiles > 1 else train
         epochs = math.ceil(self.max_steps / (len(train[0]) // batch))
         model = self._model(x.shape[1], k)
@@ -352,7 +338,7 @@ class RealNVPClassifier(ClassifierMixin, BaseEstimator):
                              select="marginal_nll" if semi else "cross_entropy")
         noise = float(self.input_noise)
         augment = (lambda key, xb: xb + noise * jax.random.normal(key, xb.shape, xb.dtype)) if noise else None
-        result = fit(state, train, val if val is not None else train, key=fit_key, config=config, augment=augment,
+        result = fit(state, train, val if val is not None else rows, key=fit_key, config=config, augment=augment,
                      progress=bool(self.verbose), desc="RealNVPClassifier")
         if val is None:  # nothing held out: keep the last epoch, not the one that fits the training rows best
             result_state, self.best_epoch_ = result.last_state, result.epochs_run
@@ -450,7 +436,7 @@ class RealNVPClassifier(ClassifierMixin, BaseEstimator):
           ``(X, y)``: float64 ``(n_samples, n_features_in_)`` and the labels ``(n_samples,)``.
         """
         check_is_fitted(self)
-        _check_int(n_samples, "n_samples")
+        check_int(n_samples, "n_samples", minimum=1)
         rng = check_random_state(random_state)
         if y is None:
             codes = rng.choice(len(self.classes_), size=n_samples, p=self.class_prior_)
