@@ -241,6 +241,27 @@ def check_positive_int(value: Any, name: str) -> None:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
 
 
+def check_widths(widths: Any, name: str) -> tuple[int, ...]:
+    """``widths`` as a tuple: a sequence (not a string or a single int) of positive integers, e.g. layer widths.
+
+    Raises:
+      ValueError: ``"{name} must be a sequence of positive integers (layer widths); got ..."``, or naming
+        the entry (``hidden[1]``).
+
+    >>> check_widths([64, 64], "hidden")
+    (64, 64)
+    >>> check_widths(64, "hidden")
+    Traceback (most recent call last):
+    ...
+    ValueError: hidden must be a sequence of positive integers (layer widths); got 64.
+    """
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise ValueError(f"{name} must be a sequence of positive integers (layer widths); got {widths!r}.")
+    for i, width in enumerate(widths):
+        check_positive_int(width, f"{name}[{i}]")
+    return tuple(widths)
+
+
 def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
     """``value`` as a Python int: an integer (Python, NumPy, 0-d integer array), not a bool, ``≥ minimum``.
 

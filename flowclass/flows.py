@@ -10,7 +10,7 @@ import numpy as np
 from jax.typing import DTypeLike
 from numpy.typing import ArrayLike
 
-from flowclass._validation import check_positive_int
+from flowclass._validation import check_positive_int, check_widths
 from flowclass.bijectors import (
     ActNorm,
     AffineCoupling,
@@ -26,15 +26,6 @@ from flowclass.distributions import ClassGaussians, Covariance, MeanInit, as_mea
 from flowclass.nets import MLP, Activation, ConvNet, GatedConvNet
 
 IMAGE_PRESETS = ("multiscale", "fast")
-
-
-def _check_widths(widths, name: str) -> tuple[int, ...]:
-    """``widths`` a sequence (not a string or a single int) of positive integers, as a tuple."""
-    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
-        raise ValueError(f"{name} must be a sequence of positive integers (layer widths); got {widths!r}.")
-    for i, width in enumerate(widths):
-        check_positive_int(width, f"{name}[{i}]")
-    return tuple(widths)
 
 
 def _class_gaussians(num_classes, event_shape, means, mean_scale, trainable_means, covariance, trainable_weights):
@@ -84,7 +75,7 @@ def tabular_realnvp(
     check_positive_int(num_features, "num_features")
     check_positive_int(num_classes, "num_classes")
     check_positive_int(num_couplings, "num_couplings")
-    hidden = _check_widths(hidden, "hidden")
+    hidden = check_widths(hidden, "hidden")
     couplings = [
         AffineCoupling(MLP(hidden, activation, dtype), mask_type="alternating", parity=i % 2)
         for i in range(num_couplings)

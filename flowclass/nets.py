@@ -24,7 +24,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.typing import DTypeLike
 
-from flowclass._validation import check_int, check_positive_int
+from flowclass._validation import check_int, check_positive_int, check_widths
 
 Activation = Callable[[jnp.ndarray], jnp.ndarray]
 
@@ -41,14 +41,6 @@ def default_param_dtype(param_dtype: DTypeLike | None = None) -> jnp.dtype:
     if param_dtype is not None:
         return jnp.dtype(param_dtype)
     return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
-
-
-def _check_widths(widths, name: str) -> None:
-    """``widths`` a sequence (not a string or a single int) of positive integers."""
-    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
-        raise ValueError(f"{name} must be a sequence of positive integers (layer widths); got {widths!r}.")
-    for i, width in enumerate(widths):
-        check_positive_int(width, f"{name}[{i}]")
 
 
 def _check_images(x, module: str) -> None:
@@ -164,7 +156,7 @@ class MLP(nn.Module):
     param_dtype: DTypeLike | None = None
 
     def __post_init__(self) -> None:
-        _check_widths(self.hidden, "hidden")
+        check_widths(self.hidden, "hidden")
         super().__post_init__()
 
     @nn.compact
@@ -195,7 +187,7 @@ class ConvNet(nn.Module):
     param_dtype: DTypeLike | None = None
 
     def __post_init__(self) -> None:
-        _check_widths(self.features, "features")
+        check_widths(self.features, "features")
         check_positive_int(self.kernel_size, "kernel_size")
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd ('SAME' padding); got {self.kernel_size}.")
@@ -230,7 +222,7 @@ class FNN(nn.Module):
 
     def __post_init__(self) -> None:
         check_positive_int(self.num_classes, "num_classes")
-        _check_widths(self.hidden, "hidden")
+        check_widths(self.hidden, "hidden")
         super().__post_init__()
 
     @nn.compact

@@ -52,7 +52,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from flowclass._validation import check_int, check_probability, check_real
+from flowclass._validation import check_int, check_probability, check_real, check_widths
 from flowclass.calibration import fit_temperature
 from flowclass.config import TrainConfig
 from flowclass.data.labels import UNLABELLED
@@ -230,10 +230,8 @@ class RealNVPClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         check_int(self.num_couplings, "num_couplings", minimum=1)
-        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence) or not self.hidden:
-            raise ValueError(f"hidden must be a non-empty sequence of widths; got {self.hidden!r}.")
-        for width in self.hidden:
-            check_int(width, "hidden[i]", minimum=1)
+        if not check_widths(self.hidden, "hidden"):
+            raise ValueError(f"hidden must hold at least one width; got {self.hidden!r}.")
         if isinstance(self.means, str) and self.means != "auto":
             raise ValueError(f"means must be 'auto' or an array of class means; got {self.means!r}.")
         check_real(self.mean_distance, "mean_distance", minimum=0.0, open_min=True)
