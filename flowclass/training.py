@@ -396,9 +396,9 @@ def evaluate(state: TrainState, x: np.ndarray | jax.Array, y: np.ndarray | jax.A
     return _mean_values(_evaluate_sums(state, x, y, batch_size))
 
 
-def _evaluate_sums(state: TrainState, x, y, batch_size: int) -> dict[str, Mean]:
+def _evaluate_sums(state: TrainState, x, y, batch_size: int, eval_sums: Callable = _eval_sums_jit) -> dict[str, Mean]:
     mesh = _state_mesh(state)
-    parts = [_eval_sums_jit(state, _place((x[i : i + batch_size], y[i : i + batch_size]), mesh))
+    parts = [eval_sums(state, _place((x[i : i + batch_size], y[i : i + batch_size]), mesh))
              for i in range(0, len(x), batch_size)]
     return _sum_metrics(jax.device_get(parts))
 
@@ -599,7 +599,23 @@ def _run_block(state, data, order, key, augment=None, batch_spec=None):
     return state, jax.tree.map(jnp.sum, metrics)
 
 
-_run_block_jit = jax.jit(_run_block, static_argnames=("augment", "batch_spec"), donate_argnums=0)
+def _fresh(fn: Callable) -> Callable:
+    """A new function object that calls ``fn``, to be jitted once per :func:`fit`.
+
+    JAX keys its compilation caches on the jitted Python function (weakly) and on the static
+    parts of the arguments (strongly): the state's optimiser, loss function and model, which are
+    new objects in every ``fit`` of, e.g., :class:`flowclass.sklearn.RealNVPClassifier`. A
+    module-level jit would therefore keep one set of executables per fit for the life of the
+    process (about 450 memory maps each on CPU: after ~140 fits ``mmap`` hits Linux's
+    ``vm.max_map_count`` and XLA's compiler crashes). Jitting a fresh function per fit lets its
+    executables go with it.
+    """
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return call
 
 
 def _block_layout(steps: int, max_steps_per_call: int) -> list[int]:
@@ -642,8 +658,9 @@ class EpochRunner:
         place = (lambda a: jax.device_put(a, sharding.replicated(mesh))) if mesh is not None else jnp.asarray
         self.data = (place(train[0]), place(train[1]))
         start = time.perf_counter()
+        run_block = jax.jit(_fresh(_run_block), static_argnames=("augment", "batch_spec"), donate_argnums=0)
         self._compiled = {
-            size: _run_block_jit.lower(state, self.data, jnp.zeros((size, batch_size), jnp.int32),
+            size: run_block.lower(state, self.data, jnp.zeros((size, batch_size), jnp.int32),
                                        jax.random.key(0), augment=augment, batch_spec=batch_spec).compile()
             for size in sorted(set(self.blocks))
         }
@@ -813,7 +830,8 @@ def _epoch_row(sums: Mapping[str, Mean], val_metrics: Mapping[str, float], secon
     return row
 
 
-def _check_fit_inputs(state, train, val, config: TrainConfig, extra_val_metrics) -> tuple[tuple, tuple]:
+def _check_fit_inputs(state, train, val, config: TrainConfig, extra_val_metrics,
+                      eval_sums: Callable) -> tuple[tuple, tuple]:
     _check_state(state)
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a flowclass.TrainConfig; got {type(config).__name__}.")
@@ -831,8 +849,8 @@ def _check_fit_inputs(state, train, val, config: TrainConfig, extra_val_metrics)
         raise ValueError(f"state holds NaN/inf before training, at {_describe_paths(bad)}: the model was built or "
                          "initialised with non-finite values (e.g. NaN class means, or an initialisation batch with "
                          "NaN), or it comes from a failed run; create a fresh one with create_train_state.")
-    probe, train_probe = jax.device_get((_eval_sums_jit(state, _place((val[0][:8], val[1][:8]), None)),
-                                         _eval_sums_jit(state, _place((train[0][:8], train[1][:8]), None))))
+    probe, train_probe = jax.device_get((eval_sums(state, _place((val[0][:8], val[1][:8]), None)),
+                                         eval_sums(state, _place((train[0][:8], train[1][:8]), None))))
     for name, sums in (("train", train_probe), ("validation", probe)):
         if not math.isfinite(float(sums["loss"].total)):
             raise ValueError(f"the loss is {float(sums['loss'].total)} on the first {name} examples at the state "
@@ -966,7 +984,8 @@ def fit(
     """
     config = TrainConfig() if config is None else config
     key = check_key(key, "key")
-    train, val = _check_fit_inputs(state, train, val, config, extra_val_metrics)
+    eval_sums = jax.jit(_fresh(_eval_sums))  # this fit's executables go with it (see _fresh)
+    train, val = _check_fit_inputs(state, train, val, config, extra_val_metrics, eval_sums)
     mesh = mesh if mesh is not None or jax.device_count() == 1 else sharding.data_mesh()
     if mesh is not None:
         sharding.check_divisible(config.batch_size, mesh)
@@ -994,7 +1013,7 @@ def fit(
                     raise _non_finite_error(epoch, outcome, initial, selection, train, config, augment=augment,
                                             checkpoint=checkpoint)
                 selected = averaged(state) if averaging else state
-                val_metrics = _mean_values(_evaluate_sums(selected, val[0], val[1], config.eval_batch_size))
+                val_metrics = _mean_values(_evaluate_sums(selected, val[0], val[1], config.eval_batch_size, eval_sums))
                 if extra_val_metrics is not None:
                     val_metrics.update({k: float(v) for k, v in extra_val_metrics(selected).items()})
                 selection.offer(epoch, val_metrics, weights=_weights(selected))
