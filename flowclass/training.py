@@ -865,17 +865,18 @@ def _check_fit_inputs(state, train, val, config: TrainConfig, extra_val_metrics,
     return train, val
 
 
-def _first_bad_batch(state: TrainState, x, y, batch_size: int) -> int | None:
+def _first_bad_batch(state: TrainState, x, y, batch_size: int, eval_sums: Callable) -> int | None:
     """The first example of the first batch of ``(x, y)`` on which the loss at ``state`` is not finite."""
     mesh = _state_mesh(state)
-    totals = [_eval_sums_jit(state, _place((x[i : i + batch_size], y[i : i + batch_size]), mesh))["loss"].total
+    totals = [eval_sums(state, _place((x[i : i + batch_size], y[i : i + batch_size]), mesh))["loss"].total
               for i in range(0, len(x), batch_size)]
     bad = np.flatnonzero(~np.isfinite(np.asarray(jax.device_get(totals), np.float64)))
     return int(bad[0]) * batch_size if bad.size else None
 
 
 def _non_finite_error(epoch: int, outcome: EpochOutcome, initial: TrainState, selection: Selection, train: tuple,
-                      config: TrainConfig, *, augment, checkpoint: FitCheckpoint | None) -> NonFiniteLossError:
+                      config: TrainConfig, *, augment, checkpoint: FitCheckpoint | None,
+                      eval_sums: Callable) -> NonFiniteLossError:
     """The error for a failed epoch, naming the first non-finite quantity and the causes that fit it."""
     loss = outcome.metrics["loss"].total
     if not math.isfinite(loss):
@@ -887,7 +888,7 @@ def _non_finite_error(epoch: int, outcome: EpochOutcome, initial: TrainState, se
         quantity = outcome.non_finite[0]
         what = (f"the state after epoch {epoch}'s last update holds NaN/inf at {_describe_paths(outcome.non_finite)}, "
                 "while the training loss (computed before each update) stayed finite: an update was non-finite")
-    bad_at = _first_bad_batch(initial, train[0], train[1], config.eval_batch_size)
+    bad_at = _first_bad_batch(initial, train[0], train[1], config.eval_batch_size, eval_sums)
     if bad_at is not None:
         cause = (f"The loss is already non-finite at the parameters fit started from, on the training examples "
                  f"[{bad_at}, {bad_at + config.eval_batch_size}): the inputs passed the checks (finite, labels in "
@@ -1011,7 +1012,7 @@ def fit(
                 state, sums, out_of_time = outcome.state, outcome.metrics, outcome.out_of_time
                 if outcome.non_finite or not math.isfinite(sums["loss"].total):  # before validation and saving
                     raise _non_finite_error(epoch, outcome, initial, selection, train, config, augment=augment,
-                                            checkpoint=checkpoint)
+                                            checkpoint=checkpoint, eval_sums=eval_sums)
                 selected = averaged(state) if averaging else state
                 val_metrics = _mean_values(_evaluate_sums(selected, val[0], val[1], config.eval_batch_size, eval_sums))
                 if extra_val_metrics is not None:
