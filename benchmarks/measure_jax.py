@@ -9,6 +9,9 @@ Measured per model and batch size:
 * XLA memory: ``compiled.memory_analysis()``: arguments + outputs − aliased (donated) + temporaries;
 * step time: median wall time of the compiled step, each call ended by ``jax.block_until_ready``,
   after warm-up calls.
+
+With ``spec['device'] == 'gpu'`` (``run.py --device gpu``) :func:`use_device` first checks that JAX's
+default backend is a GPU and sets the matmul precision; the data and state then live on it.
 """
 
 from __future__ import annotations
@@ -49,7 +52,33 @@ def build(name: str, num_couplings: int = 5) -> tuple[Any, LossFn, optax.Gradien
     raise ValueError(f"unknown model {name!r}.")
 
 
-def _median_time(
+def use_device(spec: dict) -> dict:
+    """Device set-up of a measuring process: nothing on the CPU (``{}``); for ``spec['device'] == 'gpu'``,
+    checks JAX's default backend, sets ``jax_default_matmul_precision`` to ``'highest'`` when
+    ``spec['gpu_precision'] == 'float32'`` (JAX's GPU default allows TF32), and returns
+    ``{'device_kind': ...}``.
+
+    Raises:
+      RuntimeError: a GPU was asked for and JAX's default backend is not one.
+    """
+    if spec.get("device", "cpu") != "gpu":
+        return {}
+    if jax.default_backend() != "gpu":
+        raise RuntimeError(f"--device gpu, but JAX's default backend is {jax.default_backend()!r} "
+                           f"({jax.devices()}); install a CUDA jaxlib or use --device cpu.")
+    if spec.get("gpu_precision", "tf32") == "float32":
+        jax.config.update("jax_default_matmul_precision", "highest")
+    return {"device_kind": jax.devices()[0].device_kind}
+
+
+def device_peak_mib() -> float | None:
+    """Peak memory in use on the default device (``None`` where the backend does not report it, e.g. CPU)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**20
+
+
+def median_time(
     fn: Callable[[], Any], warmup: int, min_repeats: int, min_seconds: float
 ) -> tuple[float, float, int]:
     """``(median, min, count)`` of the wall times of ``jax.block_until_ready(fn())`` after ``warmup`` calls;
@@ -69,7 +98,7 @@ def peak_matmul(n: int, repeats: int = 5) -> dict:
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     dot = jax.jit(jnp.dot).lower(a, b).compile()
-    _, seconds, _ = _median_time(lambda: dot(a, b), warmup=2, min_repeats=repeats, min_seconds=0.0)
+    _, seconds, _ = median_time(lambda: dot(a, b), warmup=2, min_repeats=repeats, min_seconds=0.0)
     return {"n": n, "seconds": seconds, "gflop_s": 2 * n**3 / seconds / 1e9}
 
 
@@ -110,7 +139,7 @@ def measure(spec: dict, x: np.ndarray, y: np.ndarray) -> dict:
         return holder["state"], aux
 
     timing = dict(warmup=spec["warmup"], min_repeats=spec["repeats"], min_seconds=spec["min_seconds"])
-    train_s, train_best_s, train_n = _median_time(train, **timing)
+    train_s, train_best_s, train_n = median_time(train, **timing)
     result = {"framework": "jax", "params": params, "devices": devices, "compile_s": compile_s,
               "flops_per_step": flops, "train_step_s": train_s, "train_best_step_s": train_best_s,
               "train_repeats": train_n, "train_best_ex_s": len(x) / train_best_s,
@@ -119,6 +148,8 @@ def measure(spec: dict, x: np.ndarray, y: np.ndarray) -> dict:
     if spec.get("infer", True):
         variables = holder["state"].variables
         logits = jax.jit(model.apply).lower(variables, batch[0]).compile()
-        infer_s, _, _ = _median_time(lambda: logits(variables, batch[0]), **timing)
+        infer_s, _, _ = median_time(lambda: logits(variables, batch[0]), **timing)
         result.update(infer_s=infer_s, infer_ex_s=len(x) / infer_s)
+    if spec.get("device", "cpu") == "gpu":
+        result["device_peak_mib"] = device_peak_mib()
     return result

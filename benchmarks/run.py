@@ -44,6 +44,8 @@ FULL = {"batches": {"moons_flow": (32, 64, 128, 256, 512, 1024), "mnist_fast_flo
         "warmup": 2, "repeats": 5, "min_seconds": 2.0}
 QUICK = {"batches": {"moons_flow": (32, 1024)}, "couplings": (1, 10), "peak_n": 1024,
          "warmup": 1, "repeats": 2, "min_seconds": 0.2, "image_batch": 32}
+# --device gpu: a GPU's matmul takes ~1 ms only from n = 8192; the MNIST flows' main rows also at a batch that fills it
+GPU = {"peak_n": 8192, "quick_peak_n": 4096, "extra_main_batch": 1024}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,6 +66,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--codegen", choices=("fast", "default"), default="fast",
                    help="XLA CPU code generation of every flowclass process: flowclass.runtime.fast_codegen_flags() "
                    "(default; the MNIST flows' main rows are then also measured with XLA's defaults), or XLA's.")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
+                   help="cpu (default): JAX on XLA host devices, PyTorch on CPU threads. gpu: JAX on its default "
+                   "backend (which must be a GPU), the PyTorch twins and their data on cuda (synchronised before "
+                   "each clock read); no host-device flag, CPU code generation, allocator rows or sharded rows, and "
+                   "the MNIST flows' main rows also at batch 1024. auto: gpu when JAX's default backend is a GPU, "
+                   "else cpu.")
+    p.add_argument("--gpu-precision", choices=("tf32", "float32"), default="tf32",
+                   help="--device gpu: float32 matmuls/convolutions in both frameworks with TF32 allowed (JAX's GPU "
+                   "default; PyTorch told so) or in full float32 (JAX precision 'highest', PyTorch TF32 off)")
+    p.add_argument("--min-seconds", type=float, default=None,
+                   help="at least this many seconds of timed steps per measurement (default 2, 0.2 with --quick)")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="start no measurement after this many seconds; those left are listed as skipped")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one measurement, JSON spec
     args = p.parse_args(argv)
     models = list(MODELS) if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
@@ -82,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--threads must be comma-separated integers; got {args.threads!r}")
     if args.host_devices < 1 or min(args.threads) < 1:
         p.error(f"--host-devices and --threads must be >= 1; got {args.host_devices} and {args.threads}")
+    if (args.min_seconds or 0) < 0 or (args.time_limit is not None and args.time_limit <= 0):
+        p.error(f"--min-seconds must be >= 0 and --time-limit > 0; got {args.min_seconds} and {args.time_limit}")
     return args
 
 
@@ -102,13 +119,15 @@ def worker(spec: dict) -> dict:
     if spec["kind"] == "peak":
         import measure_jax
 
-        result = measure_jax.peak_matmul(spec["n"])
+        device = measure_jax.use_device(spec)
+        result = {**measure_jax.peak_matmul(spec["n"]), **device}
     else:
         x, y = make_batch(spec["model"], spec["batch"])
         if spec["kind"] == "jax":
             import measure_jax
 
-            result = measure_jax.measure(spec, x, y)
+            device = measure_jax.use_device(spec)
+            result = {**measure_jax.measure(spec, x, y), **device}
         else:
             import torch_models
 
@@ -117,9 +136,11 @@ def worker(spec: dict) -> dict:
     return result
 
 
-def run_worker(spec: dict, env: dict[str, str]) -> dict:
-    """Runs :func:`worker` in a fresh interpreter; returns its JSON result, or ``{'error': ...}``."""
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+def run_worker(spec: dict, env: dict[str, str], script: Path | None = None) -> dict:
+    """Runs ``script --worker SPEC`` (this file's :func:`worker` by default; ``peers.py`` passes itself)
+    in a fresh interpreter; returns its JSON result (the last line of its stdout), or ``{'error': ...}``."""
+    script = Path(__file__).resolve() if script is None else script
+    proc = subprocess.run([sys.executable, str(script), "--worker", json.dumps(spec)],
                           capture_output=True, text=True, env=env, cwd=HERE)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
@@ -128,15 +149,26 @@ def run_worker(spec: dict, env: dict[str, str]) -> dict:
 
 
 def plan(args: argparse.Namespace) -> list[dict]:
-    """Every measurement of this run, in order (the sweeps after the main table)."""
+    """Every measurement of this run, in order (the sweeps after the main table).
+
+    With ``args.device == 'gpu'`` every spec carries ``device`` and ``gpu_precision``, and the CPU-only
+    variants (sharded over host devices, glibc malloc, default CPU code generation) are left out.
+    """
     cfg = QUICK if args.quick else FULL
+    gpu = getattr(args, "device", "cpu") == "gpu"
     timing = {k: cfg[k] for k in ("warmup", "repeats", "min_seconds")}
-    specs: list[dict] = [{"kind": "peak", "n": cfg["peak_n"], "section": "peak"}]
+    if getattr(args, "min_seconds", None) is not None:
+        timing["min_seconds"] = args.min_seconds
+    on_device = {"device": "gpu", "gpu_precision": args.gpu_precision} if gpu else {}
+    peak_n = (GPU["quick_peak_n"] if args.quick else GPU["peak_n"]) if gpu else cfg["peak_n"]
+    specs: list[dict] = [{"kind": "peak", "n": peak_n, "section": "peak", **on_device}]
 
     def add(section: str, model: str, batch: int, infer: bool, **extra: Any) -> None:
         common = {"section": section, "model": model, "batch": batch, "infer": infer, "sharded": False,
-                  "malloc": args.malloc, **timing, **extra}
-        if "jax" in args.frameworks:
+                  "malloc": args.malloc, **timing, **extra, **on_device}
+        if "jax" in args.frameworks and gpu:
+            specs.append({"kind": "jax", **common})
+        elif "jax" in args.frameworks:
             jax_specs = [{"kind": "jax", **common, "codegen": args.codegen}]
             if model in SHARDABLE and args.host_devices > 1 and not args.quick:
                 jax_specs.append({**jax_specs[-1], "sharded": True})
@@ -153,6 +185,8 @@ def plan(args: argparse.Namespace) -> list[dict]:
     for model in args.models:
         image = len(MODELS[model]["shape"]) == 3
         add("main", model, cfg.get("image_batch", MODELS[model]["batch"]) if image else MODELS[model]["batch"], True)
+        if gpu and model in SHARDABLE:
+            add("main", model, GPU["extra_main_batch"], True)
     if not args.no_scaling:
         for model, batches in cfg["batches"].items():
             if model in args.models:
@@ -170,8 +204,9 @@ def describe(spec: dict) -> str:
     variant = f" sharded×{spec['devices']}" if spec.get("sharded") else ""
     variant += f" threads={spec['threads']}" if "threads" in spec else ""
     variant += f" couplings={spec['num_couplings']}" if "num_couplings" in spec else ""
-    variant += " glibc-malloc" if spec.get("malloc") == "system" else ""
+    variant += " glibc-malloc" if spec.get("malloc") == "system" and "device" not in spec else ""
     variant += " default-codegen" if spec.get("codegen") == "default" else ""
+    variant += f" on {spec['device']}" if "device" in spec else ""
     return f"{spec['section']}: {spec['model']} {spec['kind']}{variant} batch={spec['batch']}"
 
 
@@ -217,9 +252,21 @@ def _fmt(value: Any, spec: str) -> str:
 def markdown(summary: dict) -> str:
     """The results as markdown tables (main, batch scaling, coupling scaling)."""
     peak = summary["peak"]
+    gpu = summary.get("device") == "gpu"
+    if gpu:
+        tf32 = summary["gpu_precision"] == "tf32"
+        setting = (f"{summary['date']}; {summary['machine']}; **{peak.get('device_kind', 'GPU')}**; "
+                   f"jax {summary['versions']['jax']}, flax {summary['versions']['flax']}, torch "
+                   f"{summary['versions'].get('torch', 'not installed')}; flowclass on JAX's GPU backend, the "
+                   "PyTorch twins (eager) and their data on cuda, each clock read after the device finished "
+                   "(jax.block_until_ready, torch.cuda.synchronize); float32 with "
+                   + ("TF32 allowed in matmuls and convolutions (JAX's default; torch allow_tf32)" if tf32 else
+                      "full-precision matmuls and convolutions (JAX precision 'highest', torch TF32 off)")
+                   + f"; {'quick' if summary['quick'] else 'full'} run, {summary['wall_s']:.0f} s.")
     lines = [
         "# flowclass vs PyTorch benchmark",
         "",
+    ] + ([setting] if gpu else [
         f"{summary['date']}; {summary['machine']}; jax {summary['versions']['jax']}, "
         f"flax {summary['versions']['flax']}, torch {summary['versions'].get('torch', 'not installed')}; "
         f"{summary['host_devices']} XLA host device(s), torch threads {summary['threads']} "
@@ -228,15 +275,20 @@ def markdown(summary: dict) -> str:
         f"XLA CPU code generation: {' '.join(summary.get('codegen_flags') or ['default'])}; "
         f"load average before the run {summary['load_average'][0]:.1f}; "
         f"{'quick' if summary['quick'] else 'full'} run, {summary['wall_s']:.0f} s.",
+    ]) + [
         "",
         f"float32 matmul peak (jnp.dot, n={peak['n']}): **{peak['gflop_s']:.1f} GFLOP/s**. "
         "Train ex/s: from the median step time after warm-up (in brackets: from the fastest step, which "
         "is less sensitive to other load on the machine). Ratio: flowclass / PyTorch examples per second "
         "(train median / logits median; in brackets: train fastest), against the fastest PyTorch thread count. "
         "GFLOP/s: XLA's FLOP count of the train step / median step time (torch rows: the count of their JAX twin). "
-        "Peak MiB: peak RSS of the measuring process (framework runtime included); "
-        "XLA MiB: the compiled step's buffers (memory_analysis).",
+        + ("Peak MiB: the device's peak memory in use (JAX memory_stats, torch.cuda.max_memory_allocated); "
+           if gpu else "Peak MiB: peak RSS of the measuring process (framework runtime included); ")
+        + "XLA MiB: the compiled step's buffers (memory_analysis).",
     ]
+    if summary.get("skipped"):
+        lines += ["", f"Not measured (--time-limit {summary['time_limit']:.0f} s reached): "
+                  + "; ".join(summary["skipped"]) + "."]
     titles = {"main": "Models", "batch_scaling": "Train throughput vs batch size",
               "coupling_scaling": "Moons flow: train throughput vs number of couplings (batch 128)"}
     header = ("| model | framework | params | batch | train ex/s (best) | infer ex/s "
@@ -248,7 +300,8 @@ def markdown(summary: dict) -> str:
         lines += ["", f"## {title}", "", header, "|" + "---|" * 12]
         for r in rows:
             name = r["model"] + (f" ({r['num_couplings']} couplings)" if section == "coupling_scaling" else "")
-            framework = "flowclass" if r["kind"] == "jax" else f"PyTorch ({r['threads']} thr.)"
+            framework = ("flowclass" if r["kind"] == "jax" else "PyTorch (cuda)" if gpu
+                         else f"PyTorch ({r['threads']} thr.)")
             if r.get("sharded"):
                 framework += f" sharded×{r['devices']}"
             if r.get("malloc") == "system" and summary.get("malloc") == "tcmalloc":
@@ -270,21 +323,68 @@ def markdown(summary: dict) -> str:
                 f"| {r['train_ex_s']:,.0f} ({r['train_best_ex_s']:,.0f}) "
                 f"| {_fmt(r.get('infer_ex_s'), ',.0f')} | {ratio} | {_fmt(r.get('gflop_s'), '.2f')} "
                 f"| {_fmt(r.get('pct_of_peak'), '.1f')} | {_fmt(r.get('compile_s'), '.1f')} "
-                f"| {r['peak_mib']:,.0f} | {_fmt(r.get('xla_mib'), ',.0f')} |"
+                f"| {_fmt(r.get('device_peak_mib') if gpu else r['peak_mib'], ',.0f')} "
+                f"| {_fmt(r.get('xla_mib'), ',.0f')} |"
             )
     return "\n".join(lines) + "\n"
 
 
-def versions() -> dict[str, str]:
+def versions(packages: tuple[str, ...] = ("jax", "jaxlib", "flax", "optax", "torch")) -> dict[str, str]:
+    """Installed versions of ``packages`` (those not installed are left out)."""
     from importlib import metadata
 
     found = {}
-    for package in ("jax", "jaxlib", "flax", "optax", "torch"):
+    for package in packages:
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             pass
     return found
+
+
+def worker_environments(host_devices: int, malloc: str) -> tuple[dict[str, dict[str, str]], str, str | None, list[str]]:
+    """The measuring processes' environments, before any import in them: ``({'system': env, 'tcmalloc': env},
+    malloc, tcmalloc, codegen_flags)``.
+
+    Each ``env`` is this process's environment with ``XLA_FLAGS`` set to the user's flags less those the
+    benchmark controls, plus ``--xla_force_host_platform_device_count=host_devices``, ``OMP_WAIT_POLICY=PASSIVE``
+    unless set, and ``LD_PRELOAD`` without (``'system'``) or with (``'tcmalloc'``) tcmalloc. ``malloc`` is the
+    allocator chosen (``'auto'`` becomes ``'tcmalloc'`` when installed, else ``'system'``), ``tcmalloc`` the
+    library found (or ``None``), ``codegen_flags`` the XLA flags of ``--codegen fast``, for the caller to append.
+    """
+    env = dict(os.environ)
+    codegen_flags = list(fast_codegen_flags())  # the rows compare these with XLA's defaults: drop the user's
+    controlled = {xla_option(f) for f in codegen_flags} | {"--xla_force_host_platform_device_count"}
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if xla_option(f) not in controlled]
+    env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={host_devices}"])
+    # PyTorch's OpenMP threads, left to libgomp's default wait policy, ran 10x slower on a machine
+    # with other load (measured); an explicit policy keeps the comparison about the frameworks.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    tcmalloc = find_tcmalloc()
+    if malloc == "auto":
+        malloc = "tcmalloc" if tcmalloc is not None else "system"
+    if malloc == "tcmalloc" and tcmalloc is None:
+        raise SystemExit("--malloc tcmalloc: no tcmalloc library found (apt install libtcmalloc-minimal4).")
+    preloads = [lib for lib in env.get("LD_PRELOAD", "").split() if "tcmalloc" not in lib]
+    malloc_env = {"system": {**env, "LD_PRELOAD": " ".join(preloads)},
+                  "tcmalloc": {**env, "LD_PRELOAD": " ".join([str(tcmalloc)] + preloads)}}
+    return malloc_env, malloc, tcmalloc, codegen_flags
+
+
+def jax_backend() -> str:
+    """JAX's default backend (``'cpu'``, ``'gpu'``, ``'tpu'``), asked of a fresh interpreter."""
+    proc = subprocess.run([sys.executable, "-c", "import jax; print(jax.default_backend())"],
+                          capture_output=True, text=True)
+    return proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 and proc.stdout.strip() else "cpu"
+
+
+def gpu_environments(malloc: str) -> tuple[dict[str, dict[str, str]], str, str | None, list[str]]:
+    """:func:`worker_environments` for ``--device gpu``: the user's ``XLA_FLAGS`` as they are (no host devices,
+    no CPU code generation), and glibc's allocator unless tcmalloc is asked for by name."""
+    malloc_env, malloc, tcmalloc, _ = worker_environments(1, "system" if malloc == "auto" else malloc)
+    for env in malloc_env.values():
+        env["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
+    return malloc_env, malloc, tcmalloc, []
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -294,28 +394,26 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     if "torch" in args.frameworks and "torch" not in versions():
         raise SystemExit("PyTorch is not installed: pip install -e '.[bench]', or pass --frameworks jax.")
-    env = dict(os.environ)
-    codegen_flags = list(fast_codegen_flags())  # the rows compare these with XLA's defaults: drop the user's
-    controlled = {xla_option(f) for f in codegen_flags} | {"--xla_force_host_platform_device_count"}
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if xla_option(f) not in controlled]
-    env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={args.host_devices}"])
-    # PyTorch's OpenMP threads, left to libgomp's default wait policy, ran 10x slower on a machine
-    # with other load (measured); an explicit policy keeps the comparison about the frameworks.
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    tcmalloc = find_tcmalloc()
-    if args.malloc == "auto":
-        args.malloc = "tcmalloc" if tcmalloc is not None else "system"
-    if args.malloc == "tcmalloc" and tcmalloc is None:
-        raise SystemExit("--malloc tcmalloc: no tcmalloc library found (apt install libtcmalloc-minimal4).")
-    preloads = [lib for lib in env.get("LD_PRELOAD", "").split() if "tcmalloc" not in lib]
-    malloc_env = {"system": {**env, "LD_PRELOAD": " ".join(preloads)},
-                  "tcmalloc": {**env, "LD_PRELOAD": " ".join([str(tcmalloc)] + preloads)}}
+    if args.device == "auto":
+        args.device = "gpu" if jax_backend() == "gpu" else "cpu"
+        print(f"--device auto: {args.device}", file=sys.stderr)
+    if args.device == "gpu":
+        malloc_env, args.malloc, tcmalloc, codegen_flags = gpu_environments(args.malloc)
+    else:
+        malloc_env, args.malloc, tcmalloc, codegen_flags = worker_environments(args.host_devices, args.malloc)
+    env = malloc_env["system"]
     start = time.perf_counter()
     load_average = os.getloadavg()  # other work on the machine shows up in every number below
     specs = plan(args)
     rows: list[dict] = []
     peak: dict = {}
+    skipped: list[str] = []
     for i, spec in enumerate(specs, 1):
+        if args.time_limit is not None and spec["kind"] != "peak" and time.perf_counter() - start > args.time_limit:
+            skipped = [describe({**s, "devices": args.host_devices}) for s in specs[i - 1:]]
+            print(f"--time-limit {args.time_limit:g} s reached: {len(skipped)} measurement(s) not started",
+                  file=sys.stderr)
+            break
         if spec.get("sharded"):
             spec["devices"] = args.host_devices
         t0 = time.perf_counter()
@@ -353,6 +451,10 @@ def main(argv: list[str] | None = None) -> dict:
         "host_devices": args.host_devices, "threads": args.threads,
         "peak": peak, "rows": rows, "wall_s": time.perf_counter() - start,
     }
+    if args.device == "gpu":
+        summary.update(device="gpu", gpu_precision=args.gpu_precision)
+    if args.time_limit is not None:
+        summary.update(time_limit=args.time_limit, skipped=skipped)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (args.out / "results.md").write_text(markdown(summary))

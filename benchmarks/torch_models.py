@@ -158,13 +158,16 @@ class ActNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.log_scale = nn.Parameter(torch.zeros(channels))
         self.register_buffer("initialized", torch.tensor(False))
+        self._seen_initialized = False  # a Python copy of the flag: reading the buffer on a GPU syncs every step
 
     def forward(self, x: torch.Tensor) -> LayerOut:
-        if not self.initialized:
-            with torch.no_grad():
-                self.bias.copy_(-x.mean((0, 2, 3)))
-                self.log_scale.copy_(-torch.log(x.std((0, 2, 3), unbiased=False) + 1e-6))
-                self.initialized.fill_(True)
+        if not self._seen_initialized:
+            if not self.initialized:
+                with torch.no_grad():
+                    self.bias.copy_(-x.mean((0, 2, 3)))
+                    self.log_scale.copy_(-torch.log(x.std((0, 2, 3), unbiased=False) + 1e-6))
+                    self.initialized.fill_(True)
+            self._seen_initialized = True
         log_det = x.shape[2] * x.shape[3] * self.log_scale.sum() * x.new_ones(x.shape[0])
         return (x + self.bias[:, None, None]) * torch.exp(self.log_scale)[:, None, None], log_det
 
@@ -365,19 +368,46 @@ def build(name: str, num_couplings: int = 5) -> tuple[nn.Module, Callable, float
     raise ValueError(f"unknown model {name!r}.")
 
 
-def _median_time(
-    fn: Callable[[], object], warmup: int, min_repeats: int, min_seconds: float
+def median_time(
+    fn: Callable[[], object], warmup: int, min_repeats: int, min_seconds: float,
+    sync: Callable[[], object] | None = None,
 ) -> tuple[float, float, int]:
     """``(median, min, count)`` of the wall times of ``fn()`` after ``warmup`` calls;
-    at least ``min_repeats`` calls and ``min_seconds`` of timed calls."""
-    for _ in range(warmup):
+    at least ``min_repeats`` calls and ``min_seconds`` of timed calls. ``sync`` (e.g.
+    ``torch.cuda.synchronize``) is called after each ``fn()``, before the clock is read."""
+
+    def call() -> None:
         fn()
+        if sync is not None:
+            sync()
+
+    for _ in range(warmup):
+        call()
     times: list[float] = []
     while len(times) < min_repeats or sum(times) < min_seconds:
         start = time.perf_counter()
-        fn()
+        call()
         times.append(time.perf_counter() - start)
     return float(np.median(times)), min(times), len(times)
+
+
+def use_device(spec: dict) -> torch.device:
+    """``cuda`` for ``spec['device'] == 'gpu'`` (TF32 allowed in matmuls and cuDNN convolutions as JAX's GPU
+    default, unless ``spec['gpu_precision'] == 'float32'``; cuDNN autotuning on, as XLA autotunes), else ``cpu``.
+
+    Raises:
+      RuntimeError: a GPU was asked for and PyTorch sees no CUDA device.
+    """
+    if spec.get("device", "cpu") != "gpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"--device gpu, but torch {torch.__version__} sees no CUDA device "
+                           f"(torch.version.cuda={torch.version.cuda}).")
+    tf32 = spec.get("gpu_precision", "tf32") == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
+    return torch.device("cuda")
 
 
 def measure(spec: dict, x: np.ndarray, y: np.ndarray) -> dict:
@@ -386,12 +416,15 @@ def measure(spec: dict, x: np.ndarray, y: np.ndarray) -> dict:
     A train step is ``zero_grad``, loss, ``backward``, optional global-norm clipping, ``Adam.step``.
     """
     torch.set_num_threads(spec["threads"])
+    device = use_device(spec)
     torch.manual_seed(0)
     model, loss_fn, clip = build(spec["model"], spec.get("num_couplings", 5))
+    model = model.to(device)
     xt = torch.as_tensor(x)
     if xt.dim() == 4:
         xt = xt.permute(0, 3, 1, 2).contiguous()
     yt = torch.as_tensor(y, dtype=torch.long)
+    xt, yt = xt.to(device), yt.to(device)
     with torch.no_grad():
         model(xt)  # data-dependent init (ActNorm), as flowclass's create_train_state
     params = sum(p.numel() for p in model.parameters())
@@ -410,14 +443,18 @@ def measure(spec: dict, x: np.ndarray, y: np.ndarray) -> dict:
             model(xt)
 
     batch = len(x)
-    timing = dict(warmup=spec["warmup"], min_repeats=spec["repeats"], min_seconds=spec["min_seconds"])
-    train_s, train_best_s, train_n = _median_time(train_step, **timing)
+    timing = dict(warmup=spec["warmup"], min_repeats=spec["repeats"], min_seconds=spec["min_seconds"],
+                  sync=torch.cuda.synchronize if device.type == "cuda" else None)
+    train_s, train_best_s, train_n = median_time(train_step, **timing)
     result = {"framework": "torch", "params": params, "train_step_s": train_s, "train_best_step_s": train_best_s,
               "train_repeats": train_n, "train_best_ex_s": len(x) / train_best_s,
               "train_ex_s": batch / train_s}
     if spec.get("infer", True):
-        infer_s, _, _ = _median_time(infer, **timing)
+        infer_s, _, _ = median_time(infer, **timing)
         result.update(infer_s=infer_s, infer_ex_s=batch / infer_s)
+    if device.type == "cuda":
+        result.update(device_kind=torch.cuda.get_device_name(),
+                      device_peak_mib=torch.cuda.max_memory_allocated() / 2**20)
     return result
 
 

@@ -1,12 +1,15 @@
-"""Smoke test of benchmarks/run.py: the moons flow and the FNN with tiny step counts (~30 s each).
+"""Smoke test of benchmarks/run.py: the moons flow and the FNN with tiny step counts (~30 s each); and of
+benchmarks/peers.py: each peer library's worker at tiny sizes.
 
-The PyTorch half is skipped when torch is not installed (``pip install -e '.[bench]'``).
+The PyTorch half and each peer library's test are skipped when it is not installed (``pip install -e '.[bench]'``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+PEERS = RUN.parent / "peers.py"
 
 
 def _load_run_module():
@@ -62,6 +66,7 @@ def test_jax_moons_and_fnn(tmp_path):
     assert summary["peak"]["gflop_s"] > 0
 
 
+@pytest.mark.slow
 def test_torch_twins_match_parameter_counts(tmp_path):
     pytest.importorskip("torch")
     summary = _run(tmp_path, "jax,torch")
@@ -101,3 +106,115 @@ def test_torch_twin_computes_the_same_log_likelihoods(model):
     with torch.no_grad():
         got = twin.class_log_likelihoods(xt).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+# --- benchmarks/peers.py ---
+
+MOONS_FLOW_PARAMS = 54_030  # flowclass's moons flow, as test_jax_moons_and_fnn asserts
+# A split coupling's conditioner sees only the kept half (1 input, not 2) and predicts only the transformed
+# half (2 outputs, not 4): per coupling, flowclass's masked conditioner has 100 input weights and 2 × 101
+# output weights that never act (they see or produce masked entries), and one log-scale bound a for a kept entry.
+DEAD_PER_COUPLING = 100 + 2 * 101 + 1
+SPLIT_PARAMS = MOONS_FLOW_PARAMS - 5 * DEAD_PER_COUPLING  # 52,515: the same function, with its learnt bounds a
+TINY = {"warmup": 0, "repeats": 1, "min_seconds": 0.0, "scan_steps": 2, "infer_points": 256, "fit_epochs": 1,
+        "fit_train": 256, "fit_val": 128, "threads": 1}
+
+
+def _peer_worker(library: str) -> dict:
+    run = _load_run_module()
+    result = run.run_worker({"library": library, "parts": ["fit", "speed"], **TINY}, dict(os.environ), script=PEERS)
+    assert "error" not in result, result.get("error")
+    return result
+
+
+def _identity_flow_nll() -> float:
+    """``−mean log N(x; μ_y, I)`` on peers.py's batch: every library's flow starts as the identity map."""
+    import numpy as np
+
+    x, y = _load_run_module().make_batch("moons_flow", 128)
+    means = np.array([[-4.0, 0.0], [4.0, 0.0]])
+    return float(np.mean(0.5 * ((x - means[y]) ** 2).sum(-1) + math.log(2 * math.pi)))
+
+
+@pytest.mark.parametrize(
+    "library, params, why",
+    [
+        ("distrax", MOONS_FLOW_PARAMS, "masked coupling with flowclass's conditioner: identical"),
+        ("flowjax", SPLIT_PARAMS - 5, "split coupling; its log-scale bound is fixed (not a parameter)"),
+        ("zuko", SPLIT_PARAMS - 5, "split coupling; its own log-scale clamp has no parameter"),
+        ("normflows", SPLIT_PARAMS, "split coupling with the learnt bound a in the param map"),
+    ],
+)
+def test_peer_worker_at_tiny_sizes(library, params, why):
+    """Each peer's worker runs every measurement; its model has the expected parameter count, starts as the
+    identity (so its loss is flowclass's, with the same base and class means) and gives finite log p."""
+    pytest.importorskip(library)
+    result = _peer_worker(library)
+    assert result["params"] == params, why
+    assert result["init_nll"] == pytest.approx(_identity_flow_nll(), rel=1e-5)
+    assert result["log_p_finite"] and math.isfinite(result["mean_log_p"])
+    assert result["train_ex_s"] > 0 and result["infer_ex_s"] > 0 and result["infer_points"] == TINY["infer_points"]
+    assert ("scan_ex_s" in result) == (library in ("distrax", "flowjax"))
+    if library == "flowjax":  # fit_to_data: its own training loop
+        assert result["fit_s"] > 0 and math.isfinite(result["fit_val_nll"]) and result["fit_train"] == 256
+
+
+def test_distrax_peer_is_flowclass_moons_flow():
+    """With flowclass's (perturbed) variables copied in, the distrax model computes the same log p(x | k)."""
+    pytest.importorskip("distrax")
+    import jax
+    import numpy as np
+
+    sys.path.insert(0, str(RUN.parent))
+    import measure_jax
+    import peers
+
+    x, _ = _load_run_module().make_batch("moons_flow", 16)
+    flow, _, _ = measure_jax.build("moons_flow")
+    variables = jax.jit(flow.init)(jax.random.key(0), x)
+    rng = np.random.default_rng(1)  # move the zero-initialised projections (and the bounds) off their init
+    variables = {**variables, "params": jax.tree.map(
+        lambda v: np.asarray(v) + 0.05 * rng.standard_normal(v.shape, np.float32), variables["params"])}
+    expected = jax.jit(lambda v, x: flow.apply(v, x, method="class_log_likelihoods"))(variables, x)
+
+    peer = peers.distrax_peer(x)
+    layers = variables["params"]["flow"]
+    params = {name: {**p["conditioner"], "zero_proj": p["zero_proj"], "log_scale_bound": p["log_scale_bound"]}
+              for name, p in layers.items()}
+    assert jax.tree.structure(params) == jax.tree.structure(peer.params(peer.carry))
+    got = jax.jit(peer.log_likelihoods)(params, x)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_peer_table_ratios_and_markdown():
+    sys.path.insert(0, str(RUN.parent))
+    import peers
+
+    rows = [{"library": "flowclass", "params": 54_030, "train_ex_s": 200.0, "train_best_ex_s": 250.0,
+             "scan_ex_s": 400.0, "infer_ex_s": 1000.0, "fit_s": 2.0, "fit_val_nll": 1.5},
+            {"library": "zuko", "params": 52_510, "train_ex_s": 100.0, "train_best_ex_s": 125.0, "infer_ex_s": 500.0},
+            {"library": "flowjax", "error": "worker exited with 1: boom"}]
+    peers.add_ratios(rows)
+    assert rows[1]["flowclass_ratio"] == {"train_ex_s": 2.0, "train_best_ex_s": 2.0, "infer_ex_s": 2.0}
+    summary = {"date": "today", "machine": "m", "versions": {"flowclass": "0", "zuko": "1.6.0"}, "quick": True,
+               "config": peers.QUICK, "load_average": (0.0, 0.0, 0.0), "omp_wait_policy": "PASSIVE",
+               "malloc": "system", "tcmalloc": None, "codegen_flags": [], "threads": 2, "rows": rows, "wall_s": 1.0}
+    table = peers.markdown(summary)
+    assert "| zuko 1.6.0 |" in table and "| 2.00 / — / 2.00 / — |" in table and "error: worker exited" in table
+
+
+def test_profile_step_splits_a_step_into_its_phases():
+    """benchmarks/profile_step.py's worker times forward, forward+backward and the whole step of flowclass's
+    moons flow; the table turns them into per-phase milliseconds and flowclass / PyTorch ratios."""
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        import profile_step
+    finally:
+        sys.path.remove(str(RUN.parent))
+    profile_step.TIMING.update(warmup=1, min_repeats=2, min_seconds=0.0)
+    phases = profile_step.worker({"model": "moons_flow", "batch": 16, "framework": "jax", "threads": 1})
+    assert set(phases) == set(profile_step.PHASES) and all(0 < t < 10 for t in phases.values())
+    rows = profile_step.table("m", 16, {"forward": 0.001, "forward+backward": 0.003, "step": 0.004},
+                              {"forward": 0.002, "forward+backward": 0.004, "step": 0.008})
+    assert "| | forward | 1.0 | 2.0 | 2.00× |" in rows and "| | backward | 2.0 | 2.0 | 1.00× |" in rows
+    assert "| | whole step | 4.0 | 8.0 | 2.00× |" in rows

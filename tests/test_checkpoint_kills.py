@@ -17,9 +17,12 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 import flowclass as fc
 from flowclass import runs
+
+pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
 
 EPOCHS = 100
 CHILD = textwrap.dedent(f"""

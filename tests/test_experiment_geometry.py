@@ -13,6 +13,8 @@ from experiments.geometry.configs import GeometryConfig, default
 from flowclass.config import from_dict, override
 from flowclass.runs import RESULTS_FILE, RunExistsError
 
+pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
+
 TINY = ["run.train.epochs=2", "run.train.batch_size=100", "run.data.train_subset=600", "run.data.val_size=100",
         "run.data.test_subset=300", "distances=(1.0, 4.0)", "directions=('diagonal',)", "seeds=(0,)",
         "fresh_size=2000"]

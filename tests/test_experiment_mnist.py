@@ -21,6 +21,8 @@ TINY = ["data.val_size=64", "train.batch_size=32", "train.eval_batch_size=64", "
 RELOAD = """
 import sys, json, numpy as np, flowclass as fc
 from flowclass.invariance import rule_logits
+
+pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
 workdir, data_dir = sys.argv[1:]
 model, variables, config = fc.load_run(workdir)
 x, y = fc.runs.load_splits(config, data_dir=data_dir).test

@@ -15,6 +15,8 @@ from experiments.moons.configs import MoonsConfig, default, noise0p1, noise0p5
 from flowclass.config import from_dict, override
 from flowclass.runs import RESULTS_FILE, RunExistsError
 
+pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
+
 ROOT = Path(__file__).parents[1]
 TINY = ["train.epochs=3", "train.batch_size=100", "data.train_subset=600", "data.val_size=100",
         "data.test_subset=300"]

@@ -16,6 +16,8 @@ from experiments.moons_attack.configs import MODELS, MoonsAttackConfig, quick
 from flowclass import runs
 from flowclass.config import TrainConfig
 
+pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
+
 
 def _tiny(config: MoonsAttackConfig) -> MoonsAttackConfig:
     """Two epochs of small models, a 3 × 3 grid, 10 test start points, a few steps."""

@@ -19,6 +19,8 @@ from experiments.robustness.configs import RobustnessConfig, default, epochs12_c
 from flowclass import runs
 from flowclass.data import write_idx
 
+pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
+
 SIDE, CLASSES = 12, 3
 
 

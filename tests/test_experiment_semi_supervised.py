@@ -20,6 +20,8 @@ TINY = ["run.data.train_subset=1200", "run.data.val_size=200", "run.data.labelle
 # compared with the ones the run wrote.
 RELOAD = """
 import sys, numpy as np, flowclass as fc
+
+pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
 for workdir in sys.argv[1:]:
     model, variables, config = fc.load_run(workdir)
     x, y = fc.runs.load_splits(config).test

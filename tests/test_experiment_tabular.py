@@ -11,6 +11,8 @@ from experiments.tabular import train
 from experiments.tabular.configs import TabularConfig, quick
 from flowclass import runs
 
+pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
+
 
 def _tiny() -> TabularConfig:
     return dataclasses.replace(quick.get_config(), datasets=("iris",), flow_steps=40, timing_rows=300)

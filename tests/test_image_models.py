@@ -22,6 +22,7 @@ def images():
     return x, rng.integers(0, 10, 64).astype(np.int32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["flow-fast", "flow-multiscale", "cnn"])
 def test_one_training_step(images, name):
     x, y = images

@@ -72,6 +72,7 @@ def _predict_in_fresh_process(workdir, x_path):
     return np.load(str(x_path) + ".logits.npy"), done.stdout.strip()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_load_run_in_a_fresh_process_predicts_as_the_run(family, tmp_path):
     config, make_splits = FAMILIES[family]

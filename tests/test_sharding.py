@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
+import pytest
 
 import flowclass as fc
 from flowclass.bijectors import ActNorm, AffineCoupling, Chain, FactorOut, InvertibleConv1x1, LogitTransform, Squeeze
@@ -69,6 +70,7 @@ def _compare() -> dict:
     return report
 
 
+@pytest.mark.slow
 def test_sharded_training_equals_single_device_training():
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}"
     env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}

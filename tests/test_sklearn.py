@@ -118,6 +118,7 @@ def test_predictions_do_not_depend_on_batch_size_and_compile_once(fitted, moons)
     assert fn._cache_size() == sizes_before == 1
 
 
+@pytest.mark.slow
 def test_pipeline_grid_search_and_cross_val_score():
     X, y = load_iris(return_X_y=True)
     pipe = make_pipeline(FunctionTransformer(np.log1p), RealNVPClassifier(**SMALL))
