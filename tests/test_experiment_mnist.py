@@ -16,13 +16,14 @@ from flowclass.runs import RunExistsError
 
 TINY = ["data.val_size=64", "train.batch_size=32", "train.eval_batch_size=64", "train.time_budget_s=None"]
 
+pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
+
 # In a fresh process: the stored run reloaded, its test split loaded again, the selected rule's
 # predictions compared with the ones the run wrote.
 RELOAD = """
 import sys, json, numpy as np, flowclass as fc
 from flowclass.invariance import rule_logits
 
-pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
 workdir, data_dir = sys.argv[1:]
 model, variables, config = fc.load_run(workdir)
 x, y = fc.runs.load_splits(config, data_dir=data_dir).test

@@ -16,12 +16,13 @@ TINY = ["run.data.train_subset=1200", "run.data.val_size=200", "run.data.labelle
         "run.train.batch_size=32", "run.train.epochs=1", "run.model.hidden=(16, 16)", "run.model.num_couplings=2",
         "fresh_size=2000"]
 
+pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
+
 # In a fresh process: every stored run reloaded, its test split loaded again, its predictions
 # compared with the ones the run wrote.
 RELOAD = """
 import sys, numpy as np, flowclass as fc
 
-pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
 for workdir in sys.argv[1:]:
     model, variables, config = fc.load_run(workdir)
     x, y = fc.runs.load_splits(config).test
