@@ -31,6 +31,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from flowclass.runtime import has_avx512
+
 import run  # benchmarks/run.py: worker environments, subprocess runner, versions, synthetic batches
 
 HERE = Path(__file__).resolve().parent
@@ -462,8 +464,8 @@ def cpu_model() -> str:
         return platform.processor() or "unknown CPU"
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
                 "unknown CPU")
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    return name + (" (AVX-512)" if "avx512f" in flags else " (AVX2)" if "avx2" in flags else "")
+    avx2 = any(line.startswith("flags") and "avx2" in line.split() for line in info.splitlines())
+    return name + (" (AVX-512)" if has_avx512(info) else " (AVX2)" if avx2 else "")
 
 
 def add_ratios(rows: list[dict]) -> None:
