@@ -22,6 +22,7 @@ from flowclass.losses import (
     flow_nll,
     make_flow_loss,
     make_semi_supervised_loss,
+    needs_key,
 )
 from flowclass.nets import CNN, FNN, MLP, Conv, ConvNet, GatedConvNet
 from flowclass.training import (
@@ -86,6 +87,7 @@ __all__ = [
     "image_realnvp",
     "make_flow_loss",
     "make_semi_supervised_loss",
+    "needs_key",
     "params_ema",
     "predict_logits",
     "restore_best",

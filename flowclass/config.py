@@ -211,6 +211,13 @@ class LossConfig:
         ``log2 num_bins``), or ``None``.
       posterior_temperature: ``T > 0`` of the cross-entropy term.
       unlabelled_weight: ``λ ≥ 0`` of the unlabelled examples' marginal NLL (semi-supervised).
+      labelled_weight: ``α ≥ 0`` of the labelled examples' joint NLL (semi-supervised).
+      consistency_weight: ``w ≥ 0`` of FlowGMM-cons's consistency term between the posteriors of
+        two perturbed copies of each unlabelled example (semi-supervised; 0: off). The second
+        copy is the run's image augmentation applied again (``data.shift``, ``rotate``,
+        ``scale``, dequantisation) or, on tabular data, Gaussian noise of std ``consistency_noise``.
+      consistency_rampup_steps: optimiser steps over which the weight rises linearly from 0.
+      consistency_noise: tabular data: the std of that noise (input units); must be 0 for images.
 
     Example:
       >>> LossConfig(nll_unit="bits_per_dim", num_bins=256, cross_entropy_weight=3.0).kind
@@ -223,6 +230,10 @@ class LossConfig:
     num_bins: int | None = None
     posterior_temperature: float = 1.0
     unlabelled_weight: float = 1.0
+    labelled_weight: float = 1.0
+    consistency_weight: float = 0.0
+    consistency_rampup_steps: int = 0
+    consistency_noise: float = 0.0
 
     def __post_init__(self):
         _normalise(self, "loss")
@@ -232,6 +243,15 @@ class LossConfig:
         _require(self.num_bins is None or self.num_bins >= 2, "loss.num_bins", ">= 2 or None", self.num_bins)
         _require(self.posterior_temperature > 0, "loss.posterior_temperature", "> 0", self.posterior_temperature)
         _require(self.unlabelled_weight >= 0, "loss.unlabelled_weight", ">= 0", self.unlabelled_weight)
+        _require(self.labelled_weight >= 0, "loss.labelled_weight", ">= 0", self.labelled_weight)
+        _require(self.consistency_weight >= 0, "loss.consistency_weight", ">= 0", self.consistency_weight)
+        _require(self.consistency_rampup_steps >= 0, "loss.consistency_rampup_steps", ">= 0",
+                 self.consistency_rampup_steps)
+        _require(self.consistency_noise >= 0, "loss.consistency_noise", ">= 0", self.consistency_noise)
+        semi = self.kind == "semi_supervised"
+        _require(semi or (self.consistency_weight == 0 and self.labelled_weight == 1.0),
+                 "loss.consistency_weight and loss.labelled_weight", "0 and 1 unless loss.kind='semi_supervised'",
+                 (self.consistency_weight, self.labelled_weight))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -416,6 +436,13 @@ class RunConfig:
             raise ValueError(f"data.dataset {self.data.dataset!r} does not fit model.kind {self.model.kind!r}.")
         if self.data.num_labels is not None and self.loss.kind != "semi_supervised":
             raise ValueError("data.num_labels (unlabelled training examples) needs loss.kind='semi_supervised'.")
+        if image_model and self.loss.consistency_noise:
+            raise ValueError(f"loss.consistency_noise must be 0 for images (the second copy is the run's image "
+                             f"augmentation applied again; noise would leave [0, 1]); got "
+                             f"{self.loss.consistency_noise}.")
+        if not image_model and self.loss.consistency_weight and not self.loss.consistency_noise:
+            raise ValueError("loss.consistency_weight > 0 on tabular data needs loss.consistency_noise > 0 (the std of "
+                             "the Gaussian noise that draws the second copy); got 0.")
         if self.data.num_labels is not None and self.train.select not in LABEL_FREE_METRICS:
             raise ValueError(f"with data.num_labels the validation labels are hidden: train.select must be one of "
                              f"{LABEL_FREE_METRICS}; got {self.train.select!r}.")

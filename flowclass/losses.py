@@ -126,32 +126,60 @@ flow_nll = make_flow_loss()
 def make_semi_supervised_loss(
     *,
     unlabelled_weight: float = 1.0,
+    labelled_weight: float = 1.0,
     cross_entropy_weight: float = 0.0,
     nll_unit: str = "nats",
     num_bins: int | None = None,
+    consistency_weight: float = 0.0,
+    consistency_rampup_steps: int = 0,
+    perturb: Callable[[jax.Array, jnp.ndarray], jnp.ndarray] | None = None,
 ) -> SemiSupervisedLoss:
     """FlowGMM's semi-supervised objective (Izmailov et al. 2020): labelled examples by their joint
     likelihood, unlabelled ones (label ``-1``) by the mixture marginal, optionally plus ``β`` times
-    the cross-entropy of the labelled examples' posterior:
+    the cross-entropy of the labelled examples' posterior and ``w(t)`` times a consistency term
+    between the posteriors of two perturbed copies of each unlabelled example (FlowGMM-cons):
 
-        L = (1/B) Σ_i [ m_i (−log p(x_i, y_i) / u + β · (−log p(y_i | x_i)))  +  λ (1 − m_i) (−log p(x_i)) / u ]
+        L = (1/B) Σ_i [ m_i (α (−log p(x_i, y_i)) / u + β · (−log p(y_i | x_i)))  +  λ (1 − m_i) (−log p(x_i)) / u ]
+              + w(t) · (1/B) Σ_i (1 − m_i) KL( sg p(· | x̃_i) ‖ p(· | x_i) ),       x̃ = perturb(key, x)
 
         log p(x, k) = log N(f(x); μ_k, Σ_k) + log π_k + log|det ∂f/∂x|,     log p(x) = logsumexp_k log p(x, k)
 
-    with ``m_i = 1`` for a labelled example, ``λ = unlabelled_weight`` and ``u`` as in
-    :func:`make_flow_loss`. Every example adds its own term to the batch mean, so ``L``
-    estimates the likelihood of the whole data set; to make a few labels count, repeat the
-    labelled examples in the training set or lower ``λ``. On a fully labelled batch with
-    uniform class weights ``L`` is :func:`make_flow_loss`'s loss plus the constant ``log K / u``.
+    with ``m_i = 1`` for a labelled example, ``α = labelled_weight``, ``λ = unlabelled_weight``,
+    ``u`` as in :func:`make_flow_loss`, ``sg`` the stop-gradient and ``w(t) = consistency_weight ·
+    min(1, (t + 1) / R)`` at optimiser step ``t`` (a linear ramp-up over ``R =
+    consistency_rampup_steps`` steps, as in FlowGMM's code; ``R = 0``: the full weight from the
+    start). Every example adds its own term to the batch mean, so without the consistency term
+    ``L`` estimates the likelihood of the whole data set; to make a few labels count, repeat the
+    labelled examples in the training set, raise ``α`` or ``β``, or lower ``λ``. On a fully labelled
+    batch with uniform class weights and ``α = 1``, ``L`` is :func:`make_flow_loss`'s loss plus the
+    constant ``log K / u``.
+
+    **Consistency.** ``x`` is the batch the trainer passes (in :func:`~flowclass.fit`, already
+    augmented: one perturbed copy); ``x̃ = perturb(key, x)`` draws a second perturbation of it
+    (for an :class:`~flowclass.data.ImagePipeline`'s ``augment``: new dequantisation noise in the
+    same 8-bit bins, a further random shift). The second copy's posterior is the target and
+    carries no gradient (costing one forward pass, no backward); the gradient flows through the
+    copy whose likelihood is trained. In image dimensions the posteriors are nearly one-hot, so
+    the term is the cross-entropy of ``p(· | x)`` against the class predicted for ``x̃`` —
+    FlowGMM-cons's pseudo-label, which its code scores with the class-conditional likelihood
+    instead. The term is 0 when the two copies are equal (``perturb`` the identity). The
+    loss then takes ``key`` (a JAX PRNG key) and ``step`` (the optimiser step ``t``) keyword
+    arguments; :func:`~flowclass.fit` passes them (:attr:`SemiSupervisedLoss.needs_key`).
+    Evaluation calls it without ``key``: no consistency term, the likelihood terms only.
 
     ``aux`` reports ``loss``, ``marginal_nll`` (``−log p(x)`` over all examples) and
     ``marginal_bits_per_dim``, ``labelled_fraction``, and over the labelled examples only, as
     :class:`Mean` pairs (so that :func:`~flowclass.fit` and :func:`~flowclass.evaluate` average
     them over the labelled examples): ``nll`` (class-conditional, as in :func:`make_flow_loss`),
-    ``nll_per_dim``, ``bits_per_dim``, ``cross_entropy`` and ``accuracy``.
+    ``nll_per_dim``, ``bits_per_dim``, ``cross_entropy`` and ``accuracy``; with a key and a
+    consistency term, ``consistency`` (the KL in nats, a :class:`Mean` over the unlabelled
+    examples), ``consistency_agreement`` (the fraction of unlabelled examples whose two copies get
+    the same class) and ``consistency_weight`` (``w(t)``).
 
     Raises:
-      ValueError: ``nll_unit`` not ``'nats'``/``'bits_per_dim'``; a negative weight.
+      ValueError: ``nll_unit`` not ``'nats'``/``'bits_per_dim'``; a negative weight or ramp-up;
+        ``consistency_weight > 0`` without ``perturb``.
+      TypeError: ``perturb`` not callable.
 
     Example:
       >>> import jax, jax.numpy as jnp, flowclass as fc
@@ -162,15 +190,31 @@ def make_semi_supervised_loss(
       >>> loss, aux = loss_fn(model.apply, variables, x, y)
       >>> float(aux["labelled_fraction"]), float(aux["accuracy"].count), loss_fn.accepts_unlabelled
       (0.5, 2.0, True)
+      >>> noisy = lambda key, x: x + 0.1 * jax.random.normal(key, x.shape)
+      >>> cons = make_semi_supervised_loss(consistency_weight=1.0, consistency_rampup_steps=100, perturb=noisy)
+      >>> loss, aux = cons(model.apply, variables, x, y, key=jax.random.key(1), step=49)
+      >>> cons.needs_key, float(aux["consistency_weight"]), float(aux["consistency"].count)
+      (True, 0.5, 2.0)
     """
     if nll_unit not in ("nats", "bits_per_dim"):
         raise ValueError(f"nll_unit must be 'nats' or 'bits_per_dim'; got {nll_unit!r}.")
-    if unlabelled_weight < 0 or cross_entropy_weight < 0:
-        raise ValueError(
-            f"unlabelled_weight and cross_entropy_weight must be >= 0; got {unlabelled_weight} and "
-            f"{cross_entropy_weight}."
-        )
-    return SemiSupervisedLoss(float(unlabelled_weight), float(cross_entropy_weight), nll_unit, num_bins)
+    weights = {"unlabelled_weight": unlabelled_weight, "labelled_weight": labelled_weight,
+               "cross_entropy_weight": cross_entropy_weight, "consistency_weight": consistency_weight,
+               "consistency_rampup_steps": consistency_rampup_steps}
+    for name, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{name} must be a number >= 0; got {value!r}.")
+    if int(consistency_rampup_steps) != consistency_rampup_steps:
+        raise ValueError(f"consistency_rampup_steps must be an integer (optimiser steps); "
+                         f"got {consistency_rampup_steps!r}.")
+    if perturb is not None and not callable(perturb):
+        raise TypeError(f"perturb must be a function (key, x) -> x or None; got {type(perturb).__name__}.")
+    if consistency_weight > 0 and perturb is None:
+        raise ValueError("consistency_weight > 0 needs perturb, a function (key, x) -> x drawing the second copy "
+                         "(e.g. an ImagePipeline's augment); got perturb=None.")
+    return SemiSupervisedLoss(float(unlabelled_weight), float(cross_entropy_weight), nll_unit, num_bins,
+                              labelled_weight=float(labelled_weight), consistency_weight=float(consistency_weight),
+                              consistency_rampup_steps=int(consistency_rampup_steps), perturb=perturb)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,15 +234,33 @@ class SemiSupervisedLoss:
     cross_entropy_weight: float = 0.0
     nll_unit: str = "nats"
     num_bins: int | None = None
+    labelled_weight: float = 1.0
+    consistency_weight: float = 0.0
+    consistency_rampup_steps: int = 0
+    perturb: Callable[[jax.Array, jnp.ndarray], jnp.ndarray] | None = None
     accepts_unlabelled: ClassVar[bool] = True
 
+    @property
+    def needs_key(self) -> bool:
+        """Whether training steps must pass ``key`` and ``step`` (a consistency term is on)."""
+        return self.consistency_weight > 0
+
+    def consistency_weight_at(self, step: Any) -> Any:
+        """``w(t) = consistency_weight · min(1, (t + 1) / R)``, the ramped weight at optimiser step ``t``."""
+        if not self.consistency_rampup_steps:
+            return jnp.asarray(self.consistency_weight, jnp.float32)
+        ramp = jnp.minimum(1.0, (jnp.asarray(step, jnp.float32) + 1.0) / self.consistency_rampup_steps)
+        return self.consistency_weight * ramp
+
     def __call__(
-        self, apply_fn: Callable[..., Any], variables: Variables, x: jnp.ndarray, y: jnp.ndarray
+        self, apply_fn: Callable[..., Any], variables: Variables, x: jnp.ndarray, y: jnp.ndarray, *,
+        key: jax.Array | None = None, step: Any = None,
     ) -> tuple[jnp.ndarray, dict[str, Any]]:
-        lam, beta = self.unlabelled_weight, self.cross_entropy_weight
+        lam, beta, alpha = self.unlabelled_weight, self.cross_entropy_weight, self.labelled_weight
         offset = math.log2(self.num_bins) if self.num_bins else 0.0
         per_class = apply_fn(variables, x, method="class_log_likelihoods")
-        log_joint = per_class + apply_fn(variables, method="log_weights")  # log p(x, k)
+        log_weights = apply_fn(variables, method="log_weights")
+        log_joint = per_class + log_weights  # log p(x, k)
         labelled = y != UNLABELLED
         mask = labelled.astype(log_joint.dtype)
         count = jnp.sum(mask)
@@ -209,7 +271,7 @@ class SemiSupervisedLoss:
         ce = optax.softmax_cross_entropy_with_integer_labels(log_joint, target[:, 0])
         dim = math.prod(x.shape[1:])
         unit = 1.0 if self.nll_unit == "nats" else dim * math.log(2.0)
-        nll_terms = mask * -joint + lam * (1.0 - mask) * -marginal
+        nll_terms = alpha * mask * -joint + lam * (1.0 - mask) * -marginal
         loss = jnp.mean(nll_terms) / unit
         if beta:
             loss = loss + beta * jnp.mean(mask * ce)
@@ -226,7 +288,34 @@ class SemiSupervisedLoss:
             "cross_entropy": Mean(jnp.sum(mask * ce), count),
             "accuracy": Mean(jnp.sum(mask * (jnp.argmax(log_joint, -1) == y)), count),
         }
+        if self.needs_key and key is not None:
+            if step is None:
+                raise ValueError("step (the optimiser step, for the consistency ramp-up) must be given with key.")
+            assert self.perturb is not None  # make_semi_supervised_loss checks it
+            other = jax.lax.stop_gradient(
+                apply_fn(variables, self.perturb(key, x), method="class_log_likelihoods") + log_weights)
+            target_log_p = jax.nn.log_softmax(other, axis=-1)
+            kl = jnp.sum(jnp.exp(target_log_p) * (target_log_p - jax.nn.log_softmax(log_joint, axis=-1)), axis=-1)
+            unlabelled = 1.0 - mask
+            weight = self.consistency_weight_at(step)
+            loss = loss + weight * jnp.mean(unlabelled * kl)
+            aux["loss"] = loss
+            agree = jnp.argmax(other, -1) == jnp.argmax(log_joint, -1)
+            aux["consistency"] = Mean(jnp.sum(unlabelled * kl), jnp.sum(unlabelled))
+            aux["consistency_agreement"] = Mean(jnp.sum(unlabelled * agree), jnp.sum(unlabelled))
+            aux["consistency_weight"] = weight
         return loss, aux
+
+
+def needs_key(loss_fn: Any) -> bool:
+    """Whether ``loss_fn`` draws random numbers in training (a consistency term) and so takes
+    ``key`` and ``step`` keyword arguments (its ``needs_key`` attribute).
+
+    >>> import flowclass as fc
+    >>> needs_key(fc.flow_nll), needs_key(fc.make_semi_supervised_loss())
+    (False, False)
+    """
+    return bool(getattr(loss_fn, "needs_key", False))
 
 
 def cross_entropy(

@@ -43,6 +43,7 @@ from flowclass.config import RESUMABLE_FIELDS, RunConfig, differences, from_dict
 from flowclass.data.labels import UNLABELLED, balanced_label_subset
 from flowclass.data.mnist import load_image_dataset
 from flowclass.data.moons import moons_splits
+from flowclass.data.noise import GaussianNoise
 from flowclass.data.pixels import ImagePipeline, image_pipeline
 from flowclass.data.split import train_val_split
 from flowclass.distributions import Covariance
@@ -145,9 +146,16 @@ def build_loss(config: RunConfig) -> LossFn:
     if loss.kind == "cross_entropy":
         return cross_entropy
     if loss.kind == "semi_supervised":
+        perturb = None
+        if loss.consistency_weight:  # the second copy: the run's augmentation again, or noise on tabular data
+            view = pipeline(config)
+            perturb = view.augment if view is not None else GaussianNoise(loss.consistency_noise)
         return make_semi_supervised_loss(unlabelled_weight=loss.unlabelled_weight,
+                                         labelled_weight=loss.labelled_weight,
                                          cross_entropy_weight=loss.cross_entropy_weight,
-                                         nll_unit=loss.nll_unit, num_bins=loss.num_bins)
+                                         nll_unit=loss.nll_unit, num_bins=loss.num_bins,
+                                         consistency_weight=loss.consistency_weight,
+                                         consistency_rampup_steps=loss.consistency_rampup_steps, perturb=perturb)
     return make_flow_loss(cross_entropy_weight=loss.cross_entropy_weight, nll_unit=loss.nll_unit,
                           num_bins=loss.num_bins, posterior_temperature=loss.posterior_temperature)
 

@@ -34,7 +34,7 @@ from flowclass._validation import check_inputs, check_key, check_labels, check_n
 from flowclass.averaging import averaged_params, find_ema
 from flowclass.checkpoint import Checkpointer
 from flowclass.config import TrainConfig
-from flowclass.losses import LossFn, Mean
+from flowclass.losses import LossFn, Mean, needs_key
 
 Augment = Callable[[jax.Array, jnp.ndarray], jnp.ndarray]
 Metrics = dict[str, Mean]
@@ -144,11 +144,13 @@ def _values(metrics: Metrics) -> dict:
     return {k: m.total / m.count for k, m in metrics.items()}
 
 
-def _train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[TrainState, Metrics]:
+def _train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray],
+                key: jax.Array | None = None) -> tuple[TrainState, Metrics]:
     x, y = batch
+    extra = {"key": key, "step": state.step} if needs_key(state.loss_fn) else {}
 
     def objective(params):
-        return state.loss_fn(state.apply_fn, {"params": params, **state.collections}, x, y)
+        return state.loss_fn(state.apply_fn, {"params": params, **state.collections}, x, y, **extra)
 
     (_, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
@@ -162,21 +164,23 @@ def _eval_sums(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> Met
 
 
 _eval_sums_jit = jax.jit(_eval_sums)
-_train_step_jit = jax.jit(lambda state, batch: _values_step(state, batch), donate_argnums=0)
+_train_step_jit = jax.jit(lambda state, batch, key: _values_step(state, batch, key), donate_argnums=0)
 
 
-def _values_step(state: TrainState, batch) -> tuple[TrainState, dict]:
-    state, metrics = _train_step(state, batch)
+def _values_step(state: TrainState, batch, key=None) -> tuple[TrainState, dict]:
+    state, metrics = _train_step(state, batch, key)
     return state, _values(metrics)
 
 
 _eval_step_jit = jax.jit(lambda state, batch: _values(_eval_sums(state, batch)))
 
 
-def train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[TrainState, dict]:
+def train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray], *,
+               key: jax.Array | None = None) -> tuple[TrainState, dict]:
     """One optimiser step on ``batch = (x, y)``: ``(state, batch) -> (state, metrics)``, the batch's
     metrics as scalar means (a semi-supervised loss's labelled-only metrics are NaN on a batch
-    without labels).
+    without labels). ``key`` (a JAX PRNG key) is required when the loss draws random numbers
+    (:func:`~flowclass.losses.needs_key`, e.g. a consistency term) and ignored otherwise.
 
     Jitted with ``state`` donated: do not reuse the ``state`` you passed in. The batch is checked
     first as :func:`check_data` says (shapes and dtypes always; values, i.e. finiteness, pixel
@@ -186,7 +190,8 @@ def train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> tup
 
     Raises:
       TypeError: ``state`` is not a :class:`TrainState`, or ``batch`` not a pair ``(x, y)``.
-      ValueError: bad inputs or labels, named ``batch x`` / ``batch y`` (see :func:`check_data`).
+      ValueError: bad inputs or labels, named ``batch x`` / ``batch y`` (see :func:`check_data`);
+        no ``key`` for a loss that needs one.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, flowclass as fc
@@ -199,7 +204,18 @@ def train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> tup
       Traceback (most recent call last):
       ValueError: batch y must hold labels in [0, 2); got values in [2, 2].
     """
-    return _train_step_jit(state, _check_batch(state, batch))
+    if needs_key(getattr(state, "loss_fn", None)):
+        if key is None:
+            raise ValueError("key must be a JAX PRNG key (jax.random.key(seed)): state.loss_fn draws random numbers "
+                             "(a consistency term); got key=None.")
+        typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()
+        raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)  # jax.random.PRNGKey
+        if not (typed or raw):
+            raise TypeError(f"key must be a single JAX PRNG key (jax.random.key(seed)); got {type(key).__name__} "
+                            f"{getattr(key, 'dtype', '')} {getattr(key, 'shape', '')}.")
+    else:
+        key = None
+    return _train_step_jit(state, _check_batch(state, batch), key)
 
 
 def eval_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray]) -> dict:
@@ -589,7 +605,7 @@ def _run_block(state, data, order, key, augment=None, batch_spec=None):
             y = jax.lax.with_sharding_constraint(y, batch_spec)
         if augment is not None:
             x = augment(step_key, x)
-        return _train_step(state, (x, y))
+        return _train_step(state, (x, y), jax.random.fold_in(step_key, 1))
 
     if order.shape[0] == 1:
         return one_step(state, order[0], key)

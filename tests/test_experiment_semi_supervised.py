@@ -1,5 +1,5 @@
-"""experiments/semi_supervised end to end on a tiny moons config: both runs, scores, figure,
-reload in a fresh process, and the workdir refusals."""
+"""experiments/semi_supervised end to end on a tiny moons config with a consistency term: the
+three runs, scores, figure, reload in a fresh process, and the workdir refusals."""
 
 import json
 import subprocess
@@ -15,6 +15,8 @@ from flowclass.runs import RunExistsError, read_config
 TINY = ["run.data.train_subset=1200", "run.data.val_size=200", "run.data.labelled_share=0.3",
         "run.train.batch_size=32", "run.train.epochs=1", "run.model.hidden=(16, 16)", "run.model.num_couplings=2",
         "fresh_size=2000"]
+CONSISTENCY = ["run.loss.consistency_weight=1.0", "run.loss.consistency_noise=0.1",
+               "run.loss.consistency_rampup_steps=20"]
 
 pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
 
@@ -34,26 +36,38 @@ print("same predictions")
 
 def test_moons_end_to_end_reloads_in_a_fresh_process(tmp_path, monkeypatch):
     monkeypatch.setenv("FLOWCLASS_CACHE", str(tmp_path / "cache"))  # the Bayes labels of the fresh points
-    config = override(default.get_config(), TINY)
+    config = override(default.get_config(), [*TINY, *CONSISTENCY])
     workdir = tmp_path / "experiment"
     summary = train.train_and_evaluate(config, workdir, progress=False)
-    ssl, lab = summary["models"]["semi_supervised"], summary["models"]["labelled_only"]
-    assert summary["rows"] == {"semi_supervised": 1410, "labelled_only": 420}  # 10 labels x 42 + 990 unlabelled
+    cons, ssl, lab = (summary["models"][name] for name in ("consistency", "semi_supervised", "labelled_only"))
+    # 10 labels x 42 + 990 unlabelled
+    assert summary["rows"] == {"consistency": 1410, "semi_supervised": 1410, "labelled_only": 420}
+    # the consistency run is the config's run; the other two have no consistency term
+    assert read_config(workdir / "seed0" / "consistency") == config.run
+    for name in ("semi_supervised", "labelled_only"):
+        sub = read_config(workdir / "seed0" / name)
+        assert sub.loss.consistency_weight == 0 and sub.loss.consistency_rampup_steps == 0, name
+    assert read_config(workdir / "seed0" / "semi_supervised") == override(
+        config.run, ["loss.consistency_weight=0.0", "loss.consistency_rampup_steps=0"])
+    history = json.loads((workdir / "seed0" / "consistency" / "results.json").read_text())
+    assert history["steps"] == cons["steps"] == ssl["steps"]
     # the baseline: the repeated labelled rows alone, at least as many steps on a schedule as long
     ssl_steps, lab_config = ssl["steps"], read_config(workdir / "seed0" / "labelled_only")
     assert ssl_steps == 1410 // 32 and lab_config.data.labelled_only and lab_config.optim.schedule_steps == ssl_steps
     assert ssl_steps <= lab["steps"] < ssl_steps + 420 // 32 and lab_config.train.epochs == lab["epochs_run"]
-    for model in (ssl, lab):
+    for model in (cons, ssl, lab):
         assert 0.5 < model["fresh_acc"] <= 1 and model["fresh_acc_std"] == 0.0 and len(model["per_seed"]) == 1
         assert "val_marginal_nll" in model["per_seed"][0]
-    assert summary["gain_points"] == pytest.approx(100 * (ssl["fresh_acc"] - lab["fresh_acc"]))
+    assert summary["gain_points"] == pytest.approx({"consistency": 100 * (cons["fresh_acc"] - lab["fresh_acc"]),
+                                                    "semi_supervised": 100 * (ssl["fresh_acc"] - lab["fresh_acc"])})
     assert 0.9 < summary["bayes_fresh_acc"] < 0.97
     assert json.loads((workdir / "results.json").read_text())["gain_points"] == summary["gain_points"]
     assert train.read_experiment(workdir) == config
-    assert "| 0.25 |" in (workdir / train.TABLE_FILE).read_text()
+    table = (workdir / train.TABLE_FILE).read_text()
+    assert "| 0.25 |" in table and "| consistency | semi supervised | labelled only |" in table
     assert (workdir / "decision_boundaries.png").stat().st_size > 20_000
 
-    runs = [str(workdir / "seed0" / name) for name in train.MODELS]
+    runs = [str(workdir / "seed0" / name) for name in config.models]
     done = subprocess.run([sys.executable, "-c", RELOAD, *runs], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "same predictions" in done.stdout, done.stderr[-3000:]
 

@@ -218,10 +218,30 @@ def test_stored_config_is_json_and_round_trips(trained):
     ("modle.kind=fnn", r"unknown config section 'modle'"),
     ("model.kind=fnn", r"loss.kind 'flow' does not fit model.kind 'fnn'"),
     ("decision_rules=('plain', 'shift_marginal')", r"needs model.kind='image_flow'"),
+    ("loss.consistency_weight=1.0", r"loss.consistency_weight and loss.labelled_weight must be 0 and 1 unless"),
+    ("loss.consistency_rampup_steps=-1", r"loss.consistency_rampup_steps must be >= 0"),
 ])
 def test_config_values_are_validated_with_the_field_named(assignment, message):
     with pytest.raises((ValueError, TypeError), match=message):
         override(_tiny(), [assignment])
+
+
+def test_the_consistency_term_is_built_from_the_runs_augmentation_or_noise():
+    semi = override(_tiny(), ["loss.kind=semi_supervised", "loss.labelled_weight=3.0"])
+    assert not runs.build_loss(semi).needs_key and runs.build_loss(semi).labelled_weight == 3.0
+    with pytest.raises(ValueError, match="needs loss.consistency_noise > 0"):
+        override(semi, ["loss.consistency_weight=1.0"])
+    tabular = runs.build_loss(override(semi, ["loss.consistency_weight=1.0", "loss.consistency_noise=0.2"]))
+    assert tabular.needs_key and tabular.perturb == fc.data.GaussianNoise(0.2)
+    image = fc.RunConfig(model=fc.ModelConfig(kind="image_flow", input_shape=(28, 28, 1), num_classes=10),
+                         loss=fc.LossConfig(kind="semi_supervised", consistency_weight=2.0,
+                                            consistency_rampup_steps=100),
+                         data=fc.DataConfig(dataset="mnist", shift=2, num_labels=100), train=fc.TrainConfig(
+                             select="marginal_nll"))
+    loss = runs.build_loss(image)
+    assert loss.perturb == runs.pipeline(image).augment and loss.consistency_rampup_steps == 100
+    with pytest.raises(ValueError, match="loss.consistency_noise must be 0 for images"):
+        override(image, ["loss.consistency_noise=0.1"])
 
 
 @pytest.mark.parametrize("change, error, message", [

@@ -140,7 +140,7 @@ def test_unlabelled_labels_need_to_be_asked_for():
     with pytest.raises(ValueError, match="validation set has none"):
         fc.fit(semi, (x, y), (x, np.full(8, -1, np.int32)), key=jax.random.key(0),
                config=fc.TrainConfig(epochs=1, batch_size=4, select="accuracy"))
-    with pytest.raises(ValueError, match="unlabelled_weight and cross_entropy_weight must be >= 0"):
+    with pytest.raises(ValueError, match="unlabelled_weight must be a number >= 0; got -1.0"):
         make_semi_supervised_loss(unlabelled_weight=-1.0)
 
 
@@ -162,3 +162,124 @@ def test_balanced_label_subset():
         balanced_label_subset(hidden, 4)
     with pytest.raises(ValueError, match="num_classes is 3"):
         balanced_label_subset(y, 6, num_classes=3)
+
+
+# ---------------------------------------------------------------- consistency (FlowGMM-cons)
+
+def _shift(amount):
+    return lambda key, x: x + amount  # a deterministic "perturbation", to compare with closed forms
+
+
+def _posteriors(model, v, x):
+    return jax.nn.log_softmax(model.apply(v, x, method="class_log_likelihoods") + model.apply(v, method="log_weights"))
+
+
+def test_consistency_is_zero_when_the_two_copies_are_equal():
+    model, v = _model_and_variables()
+    x = jax.random.normal(jax.random.key(2), (8, 2))
+    y = jnp.array([0, -1, 2, -1, -1, 1, -1, 0])
+    base, base_aux = _jit_loss(make_semi_supervised_loss(cross_entropy_weight=0.5))(model.apply, v, x, y)
+    cons = make_semi_supervised_loss(cross_entropy_weight=0.5, consistency_weight=3.0, perturb=lambda key, x: x)
+    loss, aux = jax.jit(cons, static_argnums=0)(model.apply, v, x, y, key=jax.random.key(0), step=0)
+    assert float(aux["consistency"].total) == pytest.approx(0.0, abs=1e-5)
+    assert float(aux["consistency"].count) == 4  # the unlabelled examples
+    assert float(aux["consistency_agreement"].total) == 4
+    np.testing.assert_allclose(loss, base, rtol=1e-6)
+    # evaluation (no key) leaves the term out; the likelihood metrics are the base loss's
+    _, eval_aux = _jit_loss(cons)(model.apply, v, x, y)
+    assert "consistency" not in eval_aux
+    np.testing.assert_allclose(eval_aux["marginal_nll"], base_aux["marginal_nll"], rtol=1e-6)
+
+
+def test_consistency_is_the_kl_from_the_perturbed_copy_over_unlabelled_examples_with_a_ramp():
+    model, v = _model_and_variables()
+    x = jax.random.normal(jax.random.key(2), (8, 2))
+    y = jnp.array([0, -1, 2, -1, -1, 1, -1, 0])
+    unlabelled = np.asarray(y == -1, np.float32)
+    target, pred = _posteriors(model, v, x + 0.7), _posteriors(model, v, x)
+    kl = np.sum(np.exp(target) * (target - pred), axis=-1)
+    assert np.sum(unlabelled * kl) > 0.1  # the shift moves the posteriors: a real test
+    base, _ = _jit_loss(make_semi_supervised_loss())(model.apply, v, x, y)
+    cons = jax.jit(make_semi_supervised_loss(consistency_weight=2.0, consistency_rampup_steps=10, perturb=_shift(0.7)),
+                   static_argnums=0)
+    for step, weight in ((0, 0.2), (4, 1.0), (9, 2.0), (500, 2.0)):
+        loss, aux = cons(model.apply, v, x, y, key=jax.random.key(0), step=step)
+        np.testing.assert_allclose(aux["consistency_weight"], weight, rtol=1e-6)
+        np.testing.assert_allclose(aux["consistency"].total, np.sum(unlabelled * kl), rtol=1e-4)
+        np.testing.assert_allclose(loss, base + weight * np.mean(unlabelled * kl), rtol=1e-5)
+    agree = np.argmax(target, -1) == np.argmax(pred, -1)
+    np.testing.assert_allclose(aux["consistency_agreement"].total, np.sum(unlabelled * agree))
+
+
+def test_consistency_gradient_flows_through_the_trained_copy_only():
+    """The perturbed copy's posterior is a constant target: the gradient is that of the
+    cross-entropy of p(· | x) against the fixed target (the target's entropy has none)."""
+    model, v = _model_and_variables()
+    x = jax.random.normal(jax.random.key(2), (8, 2))
+    y = jnp.full(8, UNLABELLED)
+    cons = make_semi_supervised_loss(unlabelled_weight=0.0, consistency_weight=1.0, perturb=_shift(0.7))
+    target = np.exp(_posteriors(model, v, x + 0.7))  # computed outside: no gradient can reach it
+
+    def by_hand(params):
+        return -jnp.mean(jnp.sum(target * _posteriors(model, {**v, "params": params}, x), axis=-1))
+
+    def by_loss(params):
+        return cons(model.apply, {**v, "params": params}, x, y, key=jax.random.key(0), step=0)[0]
+
+    got, expected = jax.jit(jax.grad(by_loss))(v["params"]), jax.jit(jax.grad(by_hand))(v["params"])
+    assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(expected)) > 1e-3
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_labelled_weight_scales_the_labelled_joint_likelihood():
+    model, v = _model_and_variables()
+    x = jax.random.normal(jax.random.key(2), (8, 2))
+    y = jnp.array([0, -1, 2, -1, -1, 1, -1, 0])
+    log_joint = model.apply(v, x, method="class_log_likelihoods") + model.apply(v, method="log_weights")
+    labelled = np.asarray(y >= 0)
+    joint = np.asarray(log_joint)[np.arange(8), np.where(labelled, y, 0)]
+    marginal = np.asarray(jax.nn.logsumexp(log_joint, -1))
+    loss, _ = _jit_loss(make_semi_supervised_loss(labelled_weight=3.0))(model.apply, v, x, y)
+    np.testing.assert_allclose(loss, np.mean(np.where(labelled, -3.0 * joint, -marginal)), rtol=1e-5)
+
+
+def test_consistency_arguments_are_checked():
+    with pytest.raises(ValueError, match="consistency_weight > 0 needs perturb"):
+        make_semi_supervised_loss(consistency_weight=1.0)
+    with pytest.raises(TypeError, match="perturb must be a function"):
+        make_semi_supervised_loss(consistency_weight=1.0, perturb=0.1)
+    with pytest.raises(ValueError, match="consistency_rampup_steps must be a number >= 0; got -5"):
+        make_semi_supervised_loss(consistency_rampup_steps=-5)
+    with pytest.raises(ValueError, match="labelled_weight must be a number >= 0; got nan"):
+        make_semi_supervised_loss(labelled_weight=float("nan"))
+    with pytest.raises(ValueError, match="std must be a finite number > 0; got 0"):
+        fc.data.GaussianNoise(0)
+    assert not fc.needs_key(make_semi_supervised_loss(perturb=_shift(1.0)))  # weight 0: no term, no key
+
+
+def test_training_with_consistency_needs_a_key_and_fit_passes_one_per_step():
+    model, v = _model_and_variables(2)
+    loss = make_semi_supervised_loss(consistency_weight=1.0, consistency_rampup_steps=4,
+                                     perturb=fc.data.GaussianNoise(0.3))
+    (x, y), _ = moons_splits(0.1)
+    x, y = x[:256], np.where(np.arange(256) < 16, y[:256], UNLABELLED).astype(np.int32)
+    state = fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), loss)
+    batch = (x[:64], y[:64])
+    with pytest.raises(ValueError, match="key must be a JAX PRNG key.*got key=None"):
+        fc.train_step(state, batch)
+    with pytest.raises(TypeError, match="key must be a single JAX PRNG key"):
+        fc.train_step(state, batch, key=jax.random.split(jax.random.key(0), 2))
+    metrics = [fc.eval_step(state, batch)]
+    for seed in (1, 2):
+        fresh = fc.create_train_state(model, jax.random.key(0), x[:1], optax.adam(1e-3), loss)
+        _, aux = fc.train_step(fresh, batch, key=jax.random.key(seed))
+        metrics.append(aux)
+    assert "consistency" not in metrics[0]
+    assert metrics[1]["consistency"] != metrics[2]["consistency"]  # the key draws the second copy
+    assert metrics[1]["consistency_weight"] == pytest.approx(0.25)
+    result = fc.fit(state, (x, y), (x[:64], np.full(64, UNLABELLED, np.int32)), key=jax.random.key(1),
+                    config=fc.TrainConfig(epochs=2, batch_size=64, select="marginal_nll"), progress=False)
+    history = result.history
+    assert history["train_consistency_weight"][0] < history["train_consistency_weight"][1] == pytest.approx(1.0)
+    assert np.all(np.isfinite(history["train_consistency"])) and "val_consistency" not in history

@@ -1,13 +1,17 @@
 """FlowGMM with a few labels against the same flow trained on the labels alone.
 
-:func:`train_and_evaluate` trains, for every seed, two runs of the same flow with the same loss
+:func:`train_and_evaluate` trains, for every seed, runs of the same flow with the same loss
 (:func:`flowclass.losses.make_semi_supervised_loss`): ``semi_supervised``, on the few labelled
 examples (repeated to ``run.data.labelled_share`` of the rows) plus the unlabelled rest, and
 ``labelled_only``, on the repeated labelled rows alone, for the same number of optimiser steps
-on the same learning-rate schedule (and, on MNIST, the same time budget). Both select their
-epoch without labels (``run.train.select``, e.g. the marginal NLL ``−log p(x)`` of the held-out
-unlabelled examples). Moons are scored on fresh points against the Bayes-optimal classifier,
-MNIST on its test set.
+on the same learning-rate schedule (and, on MNIST, the same time budget). When the run has a
+consistency term (``run.loss.consistency_weight > 0``, FlowGMM-cons), it is the ``consistency``
+model, and ``semi_supervised`` is the same run without the term (``without_consistency``). All
+select their epoch without labels (``run.train.select``, e.g. the marginal NLL ``−log p(x)`` of
+the held-out unlabelled examples). Moons are scored on fresh points against the Bayes-optimal
+classifier, images on their test set. On images, every epoch also records, as a diagnostic
+that nothing selects on, how the held-out validation images fall into the class Gaussians
+against their hidden labels (``val_hidden_accuracy``, ``val_assigned_share_<k>``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -29,9 +33,9 @@ from flowclass.data import UNLABELLED, bayes_labels, default_cache_dir, make_moo
 EXPERIMENT_FILE = "experiment.json"
 TABLE_FILE = "table.md"
 PREDICTIONS_FILE = "test_predictions.npy"
-MODELS = ("semi_supervised", "labelled_only")
-FIGURES = ("decision_boundaries.png", *(f"{kind}_{name}.png" for kind in ("prototypes", "interpolations")
-                                        for name in MODELS))
+BASELINE = "labelled_only"
+ASSIGNMENT_FIGURE = "assignment.png"
+DIAGNOSTIC_SIZE = 2000  # held-out validation images whose hidden labels the diagnostic reads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +47,15 @@ class ExperimentConfig:
         the labelled-only baseline is derived from it (:func:`baseline_config`).
       num_seeds: seeds ``run.seed, run.seed + 1, …`` (each draws its own labelled subset); the
         tables report mean ± std over them.
+      without_consistency: when ``run`` has a consistency term, also train it without (the
+        ``semi_supervised`` model; the run itself is ``consistency``).
       fresh_size, fresh_random_state: moons: the fresh ``make_moons`` points scored against the
         Bayes-optimal classifier (its labels cached in ``$FLOWCLASS_CACHE``).
     """
 
     run: RunConfig
     num_seeds: int = 1
+    without_consistency: bool = True
     fresh_size: int = 200_000
     fresh_random_state: int = 20_260_101
 
@@ -72,10 +79,25 @@ class ExperimentConfig:
     def seeds(self) -> tuple[int, ...]:
         return tuple(range(self.run.seed, self.run.seed + self.num_seeds))
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models trained per seed, the labelled-only baseline last."""
+        if not self.run.loss.consistency_weight:
+            return ("semi_supervised", BASELINE)
+        return ("consistency", "semi_supervised", BASELINE) if self.without_consistency else ("consistency", BASELINE)
+
+    @property
+    def figures(self) -> tuple[str, ...]:
+        if self.run.data.dataset == "moons":
+            return ("decision_boundaries.png",)
+        return (ASSIGNMENT_FIGURE, *(f"{kind}_{name}.png" for kind in ("prototypes", "interpolations")
+                                     for name in self.models))
+
 
 def baseline_config(run: RunConfig, splits: runs.Splits) -> RunConfig:
     """The labelled-only run of ``run`` (whose data are ``splits``): the repeated labelled rows
-    alone, for as many optimiser steps as ``run`` takes, on a schedule of the same length."""
+    alone, for as many optimiser steps as ``run`` takes, on a schedule of the same length (no
+    consistency term: it has no unlabelled examples)."""
     y_train = splits.train[1]
     batch = run.train.batch_size
     steps = run.optim.schedule_steps or run.train.epochs * (len(y_train) // batch)
@@ -84,7 +106,8 @@ def baseline_config(run: RunConfig, splits: runs.Splits) -> RunConfig:
         raise ValueError(f"run.train.batch_size={batch} exceeds the {labelled_rows} repeated labelled rows of the "
                          "labelled-only baseline: raise run.data.labelled_share or lower the batch size.")
     epochs = math.ceil(steps / (labelled_rows // batch))
-    return override(run, ["data.labelled_only=True", f"optim.schedule_steps={steps}", f"train.epochs={epochs}"])
+    return override(run, ["data.labelled_only=True", f"optim.schedule_steps={steps}", f"train.epochs={epochs}",
+                          "loss.consistency_weight=0.0", "loss.consistency_rampup_steps=0"])
 
 
 def plan(config: ExperimentConfig, workdir: Path, data_dir=None) -> dict[Path, RunConfig]:
@@ -93,9 +116,38 @@ def plan(config: ExperimentConfig, workdir: Path, data_dir=None) -> dict[Path, R
     for seed in config.seeds:
         run = dataclasses.replace(config.run, seed=seed)
         splits = runs.load_splits(run, data_dir=data_dir)
-        planned[workdir / f"seed{seed}" / MODELS[0]] = run
-        planned[workdir / f"seed{seed}" / MODELS[1]] = baseline_config(run, splits)
+        for name in config.models:
+            if name == BASELINE:
+                sub = baseline_config(run, splits)
+            elif name == "semi_supervised" and run.loss.consistency_weight:
+                sub = override(run, ["loss.consistency_weight=0.0", "loss.consistency_rampup_steps=0"])
+            else:
+                sub = run
+            planned[workdir / f"seed{seed}" / name] = sub
     return planned
+
+
+def assignment_diagnostic(run: RunConfig, data_dir=None) -> Callable[[fc.TrainState], dict[str, float]] | None:
+    """Images: ``state -> {hidden_accuracy, assigned_share_<k>}`` on the first
+    :data:`DIAGNOSTIC_SIZE` held-out validation images, scored against their labels, which the
+    run itself never sees (its validation labels are hidden): the fraction put into the right
+    Gaussian and the share put into each Gaussian ``k``. A diagnostic for the docs' figure;
+    ``train.select`` cannot name it (it is checked to be label-free). ``None`` on moons."""
+    if run.data.dataset == "moons":
+        return None
+    labelled = override(run, ["data.num_labels=None", "loss.kind=flow", "loss.consistency_weight=0.0",
+                              "loss.consistency_rampup_steps=0", "loss.labelled_weight=1.0"])
+    x_val, y_val = runs.load_splits(labelled, data_dir=data_dir).val
+    x_val, y_val = x_val[:DIAGNOSTIC_SIZE], y_val[:DIAGNOSTIC_SIZE]
+    k = run.model.num_classes
+
+    def diagnostic(state: fc.TrainState) -> dict[str, float]:
+        predicted = fc.predict_logits(state.apply_fn, state.variables, x_val, batch_size=500).argmax(-1)
+        shares = np.bincount(predicted, minlength=k) / len(predicted)
+        return {"hidden_accuracy": float(np.mean(predicted == y_val)),
+                **{f"assigned_share_{c}": float(shares[c]) for c in range(k)}}
+
+    return diagnostic
 
 
 def train_and_evaluate(
@@ -125,14 +177,18 @@ def train_and_evaluate(
     start = time.perf_counter()
     workdir = Path(workdir).absolute()
     planned = plan(config, workdir, data_dir)
-    owned = (*(f"seed{seed}" for seed in config.seeds), TABLE_FILE, *FIGURES)  # the sub-runs follow from config
+    owned = (*(f"seed{seed}" for seed in config.seeds), TABLE_FILE, *config.figures)  # sub-runs follow from config
     runs.prepare_workdir(config, workdir, resume=resume, overwrite=overwrite, config_file=EXPERIMENT_FILE, owned=owned)
     moons = config.run.data.dataset == "moons"
     fresh = fresh_points(config) if moons else None
-    results: dict[str, list[dict]] = {name: [] for name in MODELS}
+    results: dict[str, list[dict]] = {name: [] for name in config.models}
     shown = {}
+    diagnostics: dict[int, Any] = {}
     for sub, run_config in planned.items():
-        run = runs.train(run_config, sub, data_dir=data_dir, resume=resume, overwrite=overwrite, progress=progress)
+        if run_config.seed not in diagnostics:
+            diagnostics[run_config.seed] = assignment_diagnostic(run_config, data_dir)
+        run = runs.train(run_config, sub, data_dir=data_dir, resume=resume, overwrite=overwrite, progress=progress,
+                         extra_val_metrics=diagnostics[run_config.seed])
         entry = evaluate_run(run, fresh)
         runs.write_results(sub, entry)
         results[sub.name].append(entry)
@@ -191,7 +247,8 @@ def summarize(config: ExperimentConfig, results: dict[str, list[dict]], shown: d
     summary: dict[str, Any] = {
         "dataset": run.data.dataset, "noise": run.data.noise if run.data.dataset == "moons" else None,
         "num_labels": run.data.num_labels, "seeds": list(config.seeds),
-        "rows": {name: shown[name].splits.train[0].shape[0] for name in MODELS},
+        "models_order": list(config.models),
+        "rows": {name: shown[name].splits.train[0].shape[0] for name in config.models},
         "time_budget_s": run.train.time_budget_s, "models": {},
     }
     score = "fresh_acc" if fresh is not None else "test_acc"
@@ -205,7 +262,9 @@ def summarize(config: ExperimentConfig, results: dict[str, list[dict]], shown: d
                 model[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         summary["models"][name] = model
     summary["score"] = score
-    summary["gain_points"] = 100 * (summary["models"][MODELS[0]][score] - summary["models"][MODELS[1]][score])
+    baseline = summary["models"][BASELINE][score]
+    summary["gain_points"] = {name: 100 * (summary["models"][name][score] - baseline)
+                              for name in config.models if name != BASELINE}
     if fresh is not None:
         summary["bayes_fresh_acc"] = float(np.mean(fresh[2] == fresh[1]))
         summary["fresh_size"] = config.fresh_size
@@ -213,35 +272,41 @@ def summarize(config: ExperimentConfig, results: dict[str, list[dict]], shown: d
 
 
 def table(s: dict) -> str:
-    """The summary as Markdown: one row per model (MNIST) or one row for the noise level (moons)."""
+    """The summary as Markdown: one row per model (images) or one row for the noise level (moons)."""
     def pct(model: dict, key: str) -> str:
         spread = f" ± {100 * model[key + '_std']:.2f}" if len(s["seeds"]) > 1 else ""
         return f"{100 * model[key]:.2f}{spread}"
 
-    ssl, lab = s["models"][MODELS[0]], s["models"][MODELS[1]]
+    names = s["models_order"]
+    title = {name: name.replace("_", " ") for name in names}
     seeds = f"{'mean ± std over ' if len(s['seeds']) > 1 else ''}seeds {s['seeds']}"
     if s["dataset"] == "moons":
+        gains = [name for name in names if name != BASELINE]
         return "\n".join([
             f"Two moons, noise {s['noise']:g}, {s['num_labels']} labels (balanced), the rest unlabelled; accuracy (%) "
             f"on {s['fresh_size']:,} fresh points, {seeds}.", "",
-            "| noise | semi-supervised | labelled only | gain (points) | Bayes |", "|---|---|---|---|---|",
-            f"| {s['noise']:g} | {pct(ssl, 'fresh_acc')} | {pct(lab, 'fresh_acc')} | {s['gain_points']:+.2f} | "
-            f"{100 * s['bayes_fresh_acc']:.2f} |",
+            "| noise | " + " | ".join(title[n] for n in names) + " | " + " | ".join(f"gain of {title[n]} (points)"
+                                                                           for n in gains) + " | Bayes |",
+            "|---" * (2 + len(names) + len(gains)) + "|",
+            f"| {s['noise']:g} | " + " | ".join(pct(s["models"][n], "fresh_acc") for n in names) + " | "
+            + " | ".join(f"{s['gain_points'][n]:+.2f}" for n in gains) + f" | {100 * s['bayes_fresh_acc']:.2f} |",
         ]) + "\n"
     budget = "" if s["time_budget_s"] is None else f", {s['time_budget_s'] / 60:g} min per model"
     lines = [f"{s['dataset']}, {s['num_labels']} labels (balanced), {seeds}{budget}.", "",
-             "| model | test acc (%) | bits/dim p(x \\| y) | bits/dim p(x) | epochs | steps | train s |",
-             "|---|---|---|---|---|---|---|"]
-    for name in MODELS:
+             "| model | test acc (%) | gain (points) | bits/dim p(x \\| y) | bits/dim p(x) | epochs | steps "
+             "| train s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in names:
         m = s["models"][name]
-        lines.append(f"| {name.replace('_', ' ')} | {pct(m, 'test_acc')} | {m['test_bits_per_dim']:.3f} | "
+        gain = f"{s['gain_points'][name]:+.2f}" if name != BASELINE else "—"
+        lines.append(f"| {title[name]} | {pct(m, 'test_acc')} | {gain} | {m['test_bits_per_dim']:.3f} | "
                      f"{m['test_marginal_bits_per_dim']:.3f} | {m['epochs_run']:.0f} | {m['steps']:.0f} | "
                      f"{m['train_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
 def save_moons_figure(config: ExperimentConfig, shown: dict, out: Path) -> None:
-    """``decision_boundaries.png``: both models of the first seed, the labelled points as stars."""
+    """``decision_boundaries.png``: every model of the first seed, the labelled points as stars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,8 +316,8 @@ def save_moons_figure(config: ExperimentConfig, shown: dict, out: Path) -> None:
 
     noise = config.run.data.noise
     x_show, y_show = make_moons(1500, noise, 1)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), constrained_layout=True)
-    for ax, name in zip(axes, MODELS, strict=True):
+    fig, axes = plt.subplots(1, len(config.models), figsize=(5.5 * len(config.models), 4.3), constrained_layout=True)
+    for ax, name in zip(axes, config.models, strict=True):
         run = shown[name]
         state = run.result.state
         x, y = run.splits.train
@@ -279,7 +344,8 @@ def save_image_figures(config: ExperimentConfig, shown: dict, out: Path) -> None
 
     from flowclass.generation import class_samples, image_grid, interpolate, prototypes
 
-    for name in MODELS:
+    save_assignment_figure(config, shown, out)
+    for name in config.models:
         run = shown[name]
         model, v = run.model, run.result.state.variables
         x_test, y_test = run.splits.test
@@ -302,3 +368,36 @@ def save_image_figures(config: ExperimentConfig, shown: dict, out: Path) -> None
             ax.set_title(f"{name.replace('_', ' ')}: latent interpolations between test images")
             fig.savefig(out / f"interpolations_{name}.png", dpi=110)
         plt.close("all")
+
+
+def save_assignment_figure(config: ExperimentConfig, shown: dict, out: Path) -> None:
+    """``assignment.png``: per model of the first seed, over its epochs, the fraction of held-out
+    validation images put into the Gaussian of their (hidden) class, and the share put into each
+    Gaussian (a class the mixture marginal starves or floods shows as a line far from 1/K)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = config.run.model.num_classes
+    names = [name for name in config.models if "val_hidden_accuracy" in shown[name].result.history]
+    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.6 * (1 + len(names)), 3.8), constrained_layout=True)
+    for name in names:
+        history = shown[name].result.history
+        epochs = np.arange(1, len(history["val_hidden_accuracy"]) + 1)
+        axes[0].plot(epochs, 100 * np.asarray(history["val_hidden_accuracy"]), marker="o", label=name.replace("_", " "))
+    axes[0].set(xlabel="epoch", ylabel="validation images in their class's Gaussian (%)",
+                title="assignment accuracy (hidden labels)")
+    axes[0].legend(fontsize=8)
+    for ax, name in zip(axes[1:], names, strict=True):
+        history = shown[name].result.history
+        epochs = np.arange(1, len(history["val_hidden_accuracy"]) + 1)
+        for c in range(k):
+            ax.plot(epochs, 100 * np.asarray(history[f"val_assigned_share_{c}"]), marker=".", label=str(c))
+        ax.axhline(100 / k, color="k", lw=0.8, ls="--")
+        ax.set(xlabel="epoch", ylabel="share of validation images (%)", title=f"{name.replace('_', ' ')}: per Gaussian")
+        ax.legend(fontsize=7, ncol=2, title="Gaussian")
+    fig.suptitle(f"{config.run.data.dataset}, {config.run.data.num_labels} labels, seed {config.run.seed}: how "
+                 "held-out images settle into the class Gaussians")
+    fig.savefig(out / ASSIGNMENT_FIGURE, dpi=110)
+    plt.close(fig)

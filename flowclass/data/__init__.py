@@ -21,12 +21,14 @@ from flowclass.data.moons import (
     moons_log_density,
     moons_splits,
 )
+from flowclass.data.noise import GaussianNoise
 from flowclass.data.pixels import ImagePipeline, image_pipeline
 from flowclass.data.split import train_val_split
 
 __all__ = [
     "UNLABELLED",
     "DataNotFoundError",
+    "GaussianNoise",
     "ImagePipeline",
     "balanced_label_subset",
     "bayes_labels",
