@@ -208,11 +208,7 @@ def train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray], *,
         if key is None:
             raise ValueError("key must be a JAX PRNG key (jax.random.key(seed)): state.loss_fn draws random numbers "
                              "(a consistency term); got key=None.")
-        typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()
-        raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)  # jax.random.PRNGKey
-        if not (typed or raw):
-            raise TypeError(f"key must be a single JAX PRNG key (jax.random.key(seed)); got {type(key).__name__} "
-                            f"{getattr(key, 'dtype', '')} {getattr(key, 'shape', '')}.")
+        key = check_key(key)
     else:
         key = None
     return _train_step_jit(state, _check_batch(state, batch), key)

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from experiments.semi_supervised import main, train
@@ -99,3 +100,20 @@ def test_a_batch_larger_than_the_labelled_rows_is_refused_before_training(tmp_pa
     with pytest.raises(ValueError, match="run.train.batch_size=512"):
         train.train_and_evaluate(config, tmp_path, progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_assignment_figure_is_drawn_over_optimiser_steps(tmp_path):
+    from experiments.semi_supervised.configs import mnist_1000labels
+
+    config = mnist_1000labels.get_config()
+    assert config.models == ("consistency", "semi_supervised", "labelled_only")
+    assert train.assignment_diagnostic(default.get_config().run) is None  # moons: no hidden-label diagnostic
+
+    def history(epochs):
+        shares = {f"val_assigned_share_{c}": [0.1] * epochs for c in range(10)}
+        return {"val_hidden_accuracy": list(np.linspace(0.9, 0.95, epochs)), **shares}
+
+    histories = {"consistency": (history(2), 843), "semi_supervised": (history(2), 843),
+                 "labelled_only": (history(5), 421)}
+    train.plot_assignment(config, histories, tmp_path / "assignment.png")
+    assert (tmp_path / "assignment.png").stat().st_size > 20_000

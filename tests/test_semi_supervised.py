@@ -268,7 +268,7 @@ def test_training_with_consistency_needs_a_key_and_fit_passes_one_per_step():
     batch = (x[:64], y[:64])
     with pytest.raises(ValueError, match="key must be a JAX PRNG key.*got key=None"):
         fc.train_step(state, batch)
-    with pytest.raises(TypeError, match="key must be a single JAX PRNG key"):
+    with pytest.raises(TypeError, match="key must be a single JAX PRNG key; got an array of keys"):
         fc.train_step(state, batch, key=jax.random.split(jax.random.key(0), 2))
     metrics = [fc.eval_step(state, batch)]
     for seed in (1, 2):

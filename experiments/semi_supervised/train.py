@@ -20,7 +20,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
@@ -371,33 +371,42 @@ def save_image_figures(config: ExperimentConfig, shown: dict, out: Path) -> None
 
 
 def save_assignment_figure(config: ExperimentConfig, shown: dict, out: Path) -> None:
-    """``assignment.png``: per model of the first seed, over its epochs, the fraction of held-out
-    validation images put into the Gaussian of their (hidden) class, and the share put into each
-    Gaussian (a class the mixture marginal starves or floods shows as a line far from 1/K)."""
+    """``assignment.png`` for the first seed's runs (see :func:`plot_assignment`)."""
+    histories = {name: (run.result.history, len(run.splits.train[0]) // run.config.train.batch_size)
+                 for name, run in shown.items()}
+    plot_assignment(config, histories, out / ASSIGNMENT_FIGURE)
+
+
+def plot_assignment(config: ExperimentConfig, histories: dict[str, tuple[Mapping[str, Any], int]], path: Path) -> None:
+    """Per model (``{name: (history, steps per epoch)}``), over the optimiser steps at the ends of
+    its epochs, the fraction of held-out validation images put into the Gaussian of their
+    (hidden) class, and the share put into each Gaussian (a class the mixture marginal starves
+    or floods shows as a line far from 1/K)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     k = config.run.model.num_classes
-    names = [name for name in config.models if "val_hidden_accuracy" in shown[name].result.history]
+    names = [name for name in config.models if "val_hidden_accuracy" in histories[name][0]]
     fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.6 * (1 + len(names)), 3.8), constrained_layout=True)
     for name in names:
-        history = shown[name].result.history
-        epochs = np.arange(1, len(history["val_hidden_accuracy"]) + 1)
-        axes[0].plot(epochs, 100 * np.asarray(history["val_hidden_accuracy"]), marker="o", label=name.replace("_", " "))
-    axes[0].set(xlabel="epoch", ylabel="validation images in their class's Gaussian (%)",
+        history, per_epoch = histories[name]
+        steps = per_epoch * np.arange(1, len(history["val_hidden_accuracy"]) + 1)
+        axes[0].plot(steps, 100 * np.asarray(history["val_hidden_accuracy"]), marker="o", label=name.replace("_", " "))
+    axes[0].set(xlabel="optimiser step", ylabel="validation images in their class's Gaussian (%)",
                 title="assignment accuracy (hidden labels)")
     axes[0].legend(fontsize=8)
     for ax, name in zip(axes[1:], names, strict=True):
-        history = shown[name].result.history
-        epochs = np.arange(1, len(history["val_hidden_accuracy"]) + 1)
+        history, per_epoch = histories[name]
+        steps = per_epoch * np.arange(1, len(history["val_hidden_accuracy"]) + 1)
         for c in range(k):
-            ax.plot(epochs, 100 * np.asarray(history[f"val_assigned_share_{c}"]), marker=".", label=str(c))
+            ax.plot(steps, 100 * np.asarray(history[f"val_assigned_share_{c}"]), marker=".", label=str(c))
         ax.axhline(100 / k, color="k", lw=0.8, ls="--")
-        ax.set(xlabel="epoch", ylabel="share of validation images (%)", title=f"{name.replace('_', ' ')}: per Gaussian")
+        ax.set(xlabel="optimiser step", ylabel="share of validation images (%)",
+               title=f"{name.replace('_', ' ')}: per Gaussian")
         ax.legend(fontsize=7, ncol=2, title="Gaussian")
     fig.suptitle(f"{config.run.data.dataset}, {config.run.data.num_labels} labels, seed {config.run.seed}: how "
                  "held-out images settle into the class Gaussians")
-    fig.savefig(out / ASSIGNMENT_FIGURE, dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
