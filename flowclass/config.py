@@ -243,8 +243,9 @@ class LossConfig:
         _require(self.num_bins is None or self.num_bins >= 2, "loss.num_bins", ">= 2 or None", self.num_bins)
         _require(self.posterior_temperature > 0, "loss.posterior_temperature", "> 0", self.posterior_temperature)
         _require(self.unlabelled_weight >= 0, "loss.unlabelled_weight", ">= 0", self.unlabelled_weight)
-        _require(self.labelled_weight >= 0, "loss.labelled_weight", ">= 0", self.labelled_weight)
-        _require(self.consistency_weight >= 0, "loss.consistency_weight", ">= 0", self.consistency_weight)
+        _require(0 <= self.labelled_weight < math.inf, "loss.labelled_weight", "finite and >= 0", self.labelled_weight)
+        _require(0 <= self.consistency_weight < math.inf, "loss.consistency_weight", "finite and >= 0",
+                 self.consistency_weight)
         _require(self.consistency_rampup_steps >= 0, "loss.consistency_rampup_steps", ">= 0",
                  self.consistency_rampup_steps)
         _require(self.consistency_noise >= 0, "loss.consistency_noise", ">= 0", self.consistency_noise)

@@ -162,7 +162,10 @@ def make_semi_supervised_loss(
     copy whose likelihood is trained. In image dimensions the posteriors are nearly one-hot, so
     the term is the cross-entropy of ``p(· | x)`` against the class predicted for ``x̃`` —
     FlowGMM-cons's pseudo-label, which its code scores with the class-conditional likelihood
-    instead. The term is 0 when the two copies are equal (``perturb`` the identity). The
+    instead. Units: the KL is in nats per unlabelled example, whatever ``nll_unit``; with the NLL in
+    bits/dim a weight ``w`` therefore weighs ``D log 2`` times more against the likelihood than
+    the same ``w`` against an NLL in nats (FlowGMM's code keeps every term in nats).
+    The term is 0 when the two copies are equal (``perturb`` the identity). The
     loss then takes ``key`` (a JAX PRNG key) and ``step`` (the optimiser step ``t``) keyword
     arguments; :func:`~flowclass.fit` passes them (:attr:`SemiSupervisedLoss.needs_key`).
     Evaluation calls it without ``key``: no consistency term, the likelihood terms only.
@@ -202,8 +205,8 @@ def make_semi_supervised_loss(
                "cross_entropy_weight": cross_entropy_weight, "consistency_weight": consistency_weight,
                "consistency_rampup_steps": consistency_rampup_steps}
     for name, value in weights.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"{name} must be a number >= 0; got {value!r}.")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
     if int(consistency_rampup_steps) != consistency_rampup_steps:
         raise ValueError(f"consistency_rampup_steps must be an integer (optimiser steps); "
                          f"got {consistency_rampup_steps!r}.")
@@ -239,6 +242,11 @@ class SemiSupervisedLoss:
     consistency_rampup_steps: int = 0
     perturb: Callable[[jax.Array, jnp.ndarray], jnp.ndarray] | None = None
     accepts_unlabelled: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if self.consistency_weight > 0 and not callable(self.perturb):
+            raise ValueError("consistency_weight > 0 needs perturb, a function (key, x) -> x drawing the second copy "
+                             f"(e.g. an ImagePipeline's augment); got perturb={self.perturb!r}.")
 
     @property
     def needs_key(self) -> bool:
@@ -291,7 +299,7 @@ class SemiSupervisedLoss:
         if self.needs_key and key is not None:
             if step is None:
                 raise ValueError("step (the optimiser step, for the consistency ramp-up) must be given with key.")
-            assert self.perturb is not None  # make_semi_supervised_loss checks it
+            assert self.perturb is not None  # __post_init__ checks it
             other = jax.lax.stop_gradient(
                 apply_fn(variables, self.perturb(key, x), method="class_log_likelihoods") + log_weights)
             target_log_p = jax.nn.log_softmax(other, axis=-1)

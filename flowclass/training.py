@@ -589,6 +589,9 @@ class FitResult:
     train_samples_per_s: float
 
 
+_LOSS_KEY_DATA = 0x7F4A7C15  # fold_in(key, d) equals split(key, n)[d] for d < n: keep clear of augment's splits
+
+
 def _run_block(state, data, order, key, augment=None, batch_spec=None):
     """Train steps over the rows of ``order`` (``(steps, batch)`` indices into ``data``); returns the
     state and the step metrics summed (a single row runs without a loop)."""
@@ -601,7 +604,7 @@ def _run_block(state, data, order, key, augment=None, batch_spec=None):
             y = jax.lax.with_sharding_constraint(y, batch_spec)
         if augment is not None:
             x = augment(step_key, x)
-        return _train_step(state, (x, y), jax.random.fold_in(step_key, 1))
+        return _train_step(state, (x, y), jax.random.fold_in(step_key, _LOSS_KEY_DATA))
 
     if order.shape[0] == 1:
         return one_step(state, order[0], key)

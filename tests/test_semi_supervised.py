@@ -140,7 +140,7 @@ def test_unlabelled_labels_need_to_be_asked_for():
     with pytest.raises(ValueError, match="validation set has none"):
         fc.fit(semi, (x, y), (x, np.full(8, -1, np.int32)), key=jax.random.key(0),
                config=fc.TrainConfig(epochs=1, batch_size=4, select="accuracy"))
-    with pytest.raises(ValueError, match="unlabelled_weight must be a number >= 0; got -1.0"):
+    with pytest.raises(ValueError, match="unlabelled_weight must be a finite number >= 0; got -1.0"):
         make_semi_supervised_loss(unlabelled_weight=-1.0)
 
 
@@ -249,10 +249,14 @@ def test_consistency_arguments_are_checked():
         make_semi_supervised_loss(consistency_weight=1.0)
     with pytest.raises(TypeError, match="perturb must be a function"):
         make_semi_supervised_loss(consistency_weight=1.0, perturb=0.1)
-    with pytest.raises(ValueError, match="consistency_rampup_steps must be a number >= 0; got -5"):
+    with pytest.raises(ValueError, match="consistency_rampup_steps must be a finite number >= 0; got -5"):
         make_semi_supervised_loss(consistency_rampup_steps=-5)
-    with pytest.raises(ValueError, match="labelled_weight must be a number >= 0; got nan"):
+    with pytest.raises(ValueError, match="labelled_weight must be a finite number >= 0; got nan"):
         make_semi_supervised_loss(labelled_weight=float("nan"))
+    with pytest.raises(ValueError, match="consistency_weight must be a finite number >= 0; got inf"):
+        make_semi_supervised_loss(consistency_weight=float("inf"), perturb=_shift(1.0))
+    with pytest.raises(ValueError, match="consistency_weight > 0 needs perturb"):
+        fc.SemiSupervisedLoss(consistency_weight=1.0)
     with pytest.raises(ValueError, match="std must be a finite number > 0; got 0"):
         fc.data.GaussianNoise(0)
     assert not fc.needs_key(make_semi_supervised_loss(perturb=_shift(1.0)))  # weight 0: no term, no key

@@ -389,6 +389,8 @@ def plot_assignment(config: ExperimentConfig, histories: dict[str, tuple[Mapping
 
     k = config.run.model.num_classes
     names = [name for name in config.models if "val_hidden_accuracy" in histories[name][0]]
+    if not names:  # runs trained before the diagnostic existed (e.g. resumed)
+        return
     fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.6 * (1 + len(names)), 3.8), constrained_layout=True)
     for name in names:
         history, per_epoch = histories[name]

@@ -1,5 +1,5 @@
 """MNIST with 100 balanced labels, FlowGMM-cons: 5 label draws (seeds 0-4); otherwise as
-``mnist_1000labels.py`` (the 100 labels are repeated to half of the rows: 2 epochs are 1,690 steps)."""
+``mnist_1000labels.py`` (the 100 labels are repeated to half of the rows: 2 epochs are 1,714 steps)."""
 
 from flowclass.config import override
 
