@@ -212,9 +212,6 @@ def make_semi_supervised_loss(
                          f"got {consistency_rampup_steps!r}.")
     if perturb is not None and not callable(perturb):
         raise TypeError(f"perturb must be a function (key, x) -> x or None; got {type(perturb).__name__}.")
-    if consistency_weight > 0 and perturb is None:
-        raise ValueError("consistency_weight > 0 needs perturb, a function (key, x) -> x drawing the second copy "
-                         "(e.g. an ImagePipeline's augment); got perturb=None.")
     return SemiSupervisedLoss(float(unlabelled_weight), float(cross_entropy_weight), nll_unit, num_bins,
                               labelled_weight=float(labelled_weight), consistency_weight=float(consistency_weight),
                               consistency_rampup_steps=int(consistency_rampup_steps), perturb=perturb)
