@@ -41,8 +41,10 @@ def test_one_training_step(images, name):
     assert float(after["loss"]) < float(before["loss"])
     if name != "cnn":
         assert 0.5 < float(after["bits_per_dim"]) < 12
-        z, log_det = model.apply(state.variables, batch[0], method="encode")
+        # jitted as users run them (op by op, the multi-scale flow's encode and sample took 8-10 s each)
+        z, log_det = jax.jit(lambda v, x: model.apply(v, x, method="encode"))(state.variables, batch[0])
         assert z.shape[1:] == model.latent_shape and np.prod(model.latent_shape) == 784
-        x_back, _ = model.apply(state.variables, z, method="decode")
+        x_back, _ = jax.jit(lambda v, z: model.apply(v, z, method="decode"))(state.variables, z)
         np.testing.assert_allclose(x_back, batch[0], atol=2e-4)
-        assert model.apply(state.variables, jax.random.key(1), 3, 2, method="sample").shape == (2, 28, 28, 1)
+        sample = jax.jit(lambda v, k: model.apply(v, k, 3, 2, method="sample"))(state.variables, jax.random.key(1))
+        assert sample.shape == (2, 28, 28, 1)
