@@ -211,6 +211,8 @@ class LossConfig:
         ``log2 num_bins``), or ``None``.
       posterior_temperature: ``T > 0`` of the cross-entropy term.
       unlabelled_weight: ``λ ≥ 0`` of the unlabelled examples' marginal NLL (semi-supervised).
+      unlabelled_rampup_steps: optimiser steps over which ``λ`` rises linearly from 0 (a warm
+        start on the labelled terms; semi-supervised; 0: the full weight from the start).
       labelled_weight: ``α ≥ 0`` of the labelled examples' joint NLL (semi-supervised).
       consistency_weight: ``w ≥ 0`` of FlowGMM-cons's consistency term between the posteriors of
         two perturbed copies of each unlabelled example (semi-supervised; 0: off). The second
@@ -234,6 +236,7 @@ class LossConfig:
     consistency_weight: float = 0.0
     consistency_rampup_steps: int = 0
     consistency_noise: float = 0.0
+    unlabelled_rampup_steps: int = 0
 
     def __post_init__(self):
         _normalise(self, "loss")
@@ -249,10 +252,14 @@ class LossConfig:
         _require(self.consistency_rampup_steps >= 0, "loss.consistency_rampup_steps", ">= 0",
                  self.consistency_rampup_steps)
         _require(self.consistency_noise >= 0, "loss.consistency_noise", ">= 0", self.consistency_noise)
+        _require(self.unlabelled_rampup_steps >= 0, "loss.unlabelled_rampup_steps", ">= 0",
+                 self.unlabelled_rampup_steps)
         semi = self.kind == "semi_supervised"
-        _require(semi or (self.consistency_weight == 0 and self.labelled_weight == 1.0),
-                 "loss.consistency_weight and loss.labelled_weight", "0 and 1 unless loss.kind='semi_supervised'",
-                 (self.consistency_weight, self.labelled_weight))
+        _require(semi or (self.consistency_weight == 0 and self.labelled_weight == 1.0
+                          and self.unlabelled_rampup_steps == 0),
+                 "loss.consistency_weight, loss.labelled_weight and loss.unlabelled_rampup_steps",
+                 "0, 1 and 0 unless loss.kind='semi_supervised'",
+                 (self.consistency_weight, self.labelled_weight, self.unlabelled_rampup_steps))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -133,26 +133,30 @@ def make_semi_supervised_loss(
     consistency_weight: float = 0.0,
     consistency_rampup_steps: int = 0,
     perturb: Callable[[jax.Array, jnp.ndarray], jnp.ndarray] | None = None,
+    unlabelled_rampup_steps: int = 0,
 ) -> SemiSupervisedLoss:
     """FlowGMM's semi-supervised objective (Izmailov et al. 2020): labelled examples by their joint
     likelihood, unlabelled ones (label ``-1``) by the mixture marginal, optionally plus ``β`` times
     the cross-entropy of the labelled examples' posterior and ``w(t)`` times a consistency term
     between the posteriors of two perturbed copies of each unlabelled example (FlowGMM-cons):
 
-        L = (1/B) Σ_i [ m_i (α (−log p(x_i, y_i)) / u + β · (−log p(y_i | x_i)))  +  λ (1 − m_i) (−log p(x_i)) / u ]
+        L = (1/B) Σ_i [ m_i (α (−log p(x_i, y_i)) / u + β · (−log p(y_i | x_i)))  +  λ(t) (1 − m_i) (−log p(x_i)) / u ]
               + w(t) · (1/B) Σ_i (1 − m_i) KL( sg p(· | x̃_i) ‖ p(· | x_i) ),       x̃ = perturb(key, x)
 
         log p(x, k) = log N(f(x); μ_k, Σ_k) + log π_k + log|det ∂f/∂x|,     log p(x) = logsumexp_k log p(x, k)
 
-    with ``m_i = 1`` for a labelled example, ``α = labelled_weight``, ``λ = unlabelled_weight``,
-    ``u`` as in :func:`make_flow_loss`, ``sg`` the stop-gradient and ``w(t) = consistency_weight ·
-    min(1, (t + 1) / R)`` at optimiser step ``t`` (a linear ramp-up over ``R =
-    consistency_rampup_steps`` steps, as in FlowGMM's code; ``R = 0``: the full weight from the
-    start). Every example adds its own term to the batch mean, so without the consistency term
-    ``L`` estimates the likelihood of the whole data set; to make a few labels count, repeat the
-    labelled examples in the training set, raise ``α`` or ``β``, or lower ``λ``. On a fully labelled
-    batch with uniform class weights and ``α = 1``, ``L`` is :func:`make_flow_loss`'s loss plus the
-    constant ``log K / u``.
+    with ``m_i = 1`` for a labelled example, ``α = labelled_weight``, ``u`` as in
+    :func:`make_flow_loss`, ``sg`` the stop-gradient and ``w(t) = consistency_weight · min(1, (t +
+    1) / R)`` at optimiser step ``t`` (a linear ramp-up over ``R = consistency_rampup_steps``
+    steps, as in FlowGMM's code; ``R = 0``: the full weight from the start). ``λ(t) =
+    unlabelled_weight · min(1, (t + 1) / R_u)`` likewise, ``R_u = unlabelled_rampup_steps``: a warm
+    start on the labelled terms, which place the class Gaussians before the unlabelled examples'
+    marginal pulls on them (not in FlowGMM's code; evaluation uses the full ``λ``). Every example
+    adds its own term to the batch mean, so without the consistency term ``L`` estimates the
+    likelihood of the whole data set; to make a few labels count, repeat the labelled examples in
+    the training set, raise ``α`` or ``β``, or lower ``λ``. On a fully labelled batch with uniform
+    class weights and ``α = 1``, ``L`` is :func:`make_flow_loss`'s loss plus the constant
+    ``log K / u``.
 
     **Consistency.** ``x`` is the batch the trainer passes (in :func:`~flowclass.fit`, already
     augmented: one perturbed copy); ``x̃ = perturb(key, x)`` draws a second perturbation of it
@@ -165,10 +169,11 @@ def make_semi_supervised_loss(
     instead. Units: the KL is in nats per unlabelled example, whatever ``nll_unit``; with the NLL in
     bits/dim a weight ``w`` therefore weighs ``D log 2`` times more against the likelihood than
     the same ``w`` against an NLL in nats (FlowGMM's code keeps every term in nats).
-    The term is 0 when the two copies are equal (``perturb`` the identity). The
-    loss then takes ``key`` (a JAX PRNG key) and ``step`` (the optimiser step ``t``) keyword
-    arguments; :func:`~flowclass.fit` passes them (:attr:`SemiSupervisedLoss.needs_key`).
-    Evaluation calls it without ``key``: no consistency term, the likelihood terms only.
+    The term is 0 when the two copies are equal (``perturb`` the identity). With a consistency
+    term or a ramp-up of ``λ`` the loss takes ``key`` (a JAX PRNG key) and ``step`` (the optimiser
+    step ``t``) keyword arguments; :func:`~flowclass.fit` passes them
+    (:attr:`SemiSupervisedLoss.needs_key`). Evaluation calls it without ``key``: no consistency
+    term, the likelihood terms at full weight.
 
     ``aux`` reports ``loss``, ``marginal_nll`` (``−log p(x)`` over all examples) and
     ``marginal_bits_per_dim``, ``labelled_fraction``, and over the labelled examples only, as
@@ -177,11 +182,12 @@ def make_semi_supervised_loss(
     ``nll_per_dim``, ``bits_per_dim``, ``cross_entropy`` and ``accuracy``; with a key and a
     consistency term, ``consistency`` (the KL in nats, a :class:`Mean` over the unlabelled
     examples), ``consistency_agreement`` (the fraction of unlabelled examples whose two copies get
-    the same class) and ``consistency_weight`` (``w(t)``).
+    the same class) and ``consistency_weight`` (``w(t)``); with a key and a ramp-up of ``λ``,
+    ``unlabelled_weight`` (``λ(t)``).
 
     Raises:
-      ValueError: ``nll_unit`` not ``'nats'``/``'bits_per_dim'``; a negative weight or ramp-up;
-        ``consistency_weight > 0`` without ``perturb``.
+      ValueError: ``nll_unit`` not ``'nats'``/``'bits_per_dim'``; a negative weight or ramp-up, a
+        ramp-up that is not a whole number of steps; ``consistency_weight > 0`` without ``perturb``.
       TypeError: ``perturb`` not callable.
 
     Example:
@@ -203,18 +209,19 @@ def make_semi_supervised_loss(
         raise ValueError(f"nll_unit must be 'nats' or 'bits_per_dim'; got {nll_unit!r}.")
     weights = {"unlabelled_weight": unlabelled_weight, "labelled_weight": labelled_weight,
                "cross_entropy_weight": cross_entropy_weight, "consistency_weight": consistency_weight,
-               "consistency_rampup_steps": consistency_rampup_steps}
+               "consistency_rampup_steps": consistency_rampup_steps, "unlabelled_rampup_steps": unlabelled_rampup_steps}
     for name, value in weights.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
             raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
-    if int(consistency_rampup_steps) != consistency_rampup_steps:
-        raise ValueError(f"consistency_rampup_steps must be an integer (optimiser steps); "
-                         f"got {consistency_rampup_steps!r}.")
+    for name in ("consistency_rampup_steps", "unlabelled_rampup_steps"):
+        if int(weights[name]) != weights[name]:
+            raise ValueError(f"{name} must be an integer (optimiser steps); got {weights[name]!r}.")
     if perturb is not None and not callable(perturb):
         raise TypeError(f"perturb must be a function (key, x) -> x or None; got {type(perturb).__name__}.")
     return SemiSupervisedLoss(float(unlabelled_weight), float(cross_entropy_weight), nll_unit, num_bins,
                               labelled_weight=float(labelled_weight), consistency_weight=float(consistency_weight),
-                              consistency_rampup_steps=int(consistency_rampup_steps), perturb=perturb)
+                              consistency_rampup_steps=int(consistency_rampup_steps), perturb=perturb,
+                              unlabelled_rampup_steps=int(unlabelled_rampup_steps))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +245,7 @@ class SemiSupervisedLoss:
     consistency_weight: float = 0.0
     consistency_rampup_steps: int = 0
     perturb: Callable[[jax.Array, jnp.ndarray], jnp.ndarray] | None = None
+    unlabelled_rampup_steps: int = 0
     accepts_unlabelled: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
@@ -247,21 +255,27 @@ class SemiSupervisedLoss:
 
     @property
     def needs_key(self) -> bool:
-        """Whether training steps must pass ``key`` and ``step`` (a consistency term is on)."""
-        return self.consistency_weight > 0
+        """Whether training steps must pass ``key`` and ``step`` (a consistency term or a ramp-up of
+        the unlabelled term is on)."""
+        return self.consistency_weight > 0 or self.unlabelled_rampup_steps > 0
 
     def consistency_weight_at(self, step: Any) -> Any:
         """``w(t) = consistency_weight · min(1, (t + 1) / R)``, the ramped weight at optimiser step ``t``."""
-        if not self.consistency_rampup_steps:
-            return jnp.asarray(self.consistency_weight, jnp.float32)
-        ramp = jnp.minimum(1.0, (jnp.asarray(step, jnp.float32) + 1.0) / self.consistency_rampup_steps)
-        return self.consistency_weight * ramp
+        return _ramp(self.consistency_weight, self.consistency_rampup_steps, step)
+
+    def unlabelled_weight_at(self, step: Any) -> Any:
+        """``λ(t) = unlabelled_weight · min(1, (t + 1) / R_u)``, the ramped weight at optimiser step ``t``."""
+        return _ramp(self.unlabelled_weight, self.unlabelled_rampup_steps, step)
 
     def __call__(
         self, apply_fn: Callable[..., Any], variables: Variables, x: jnp.ndarray, y: jnp.ndarray, *,
         key: jax.Array | None = None, step: Any = None,
     ) -> tuple[jnp.ndarray, dict[str, Any]]:
-        lam, beta, alpha = self.unlabelled_weight, self.cross_entropy_weight, self.labelled_weight
+        training = self.needs_key and key is not None
+        if training and step is None:
+            raise ValueError("step (the optimiser step, for the ramp-ups) must be given with key.")
+        lam = self.unlabelled_weight_at(step) if training else self.unlabelled_weight
+        beta, alpha = self.cross_entropy_weight, self.labelled_weight
         offset = math.log2(self.num_bins) if self.num_bins else 0.0
         per_class = apply_fn(variables, x, method="class_log_likelihoods")
         log_weights = apply_fn(variables, method="log_weights")
@@ -293,10 +307,10 @@ class SemiSupervisedLoss:
             "cross_entropy": Mean(jnp.sum(mask * ce), count),
             "accuracy": Mean(jnp.sum(mask * (jnp.argmax(log_joint, -1) == y)), count),
         }
-        if self.needs_key and key is not None:
-            if step is None:
-                raise ValueError("step (the optimiser step, for the consistency ramp-up) must be given with key.")
-            assert self.perturb is not None  # __post_init__ checks it
+        if training and self.unlabelled_rampup_steps:
+            aux["unlabelled_weight"] = lam
+        if training and self.consistency_weight > 0:
+            assert self.perturb is not None and key is not None  # __post_init__ checks perturb
             other = jax.lax.stop_gradient(
                 apply_fn(variables, self.perturb(key, x), method="class_log_likelihoods") + log_weights)
             target_log_p = jax.nn.log_softmax(other, axis=-1)
@@ -312,9 +326,16 @@ class SemiSupervisedLoss:
         return loss, aux
 
 
+def _ramp(weight: float, steps: int, step: Any) -> jnp.ndarray:
+    """``weight · min(1, (step + 1) / steps)``; ``weight`` itself when ``steps`` is 0."""
+    if not steps:
+        return jnp.asarray(weight, jnp.float32)
+    return weight * jnp.minimum(1.0, (jnp.asarray(step, jnp.float32) + 1.0) / steps)
+
+
 def needs_key(loss_fn: Any) -> bool:
-    """Whether ``loss_fn`` draws random numbers in training (a consistency term) and so takes
-    ``key`` and ``step`` keyword arguments (its ``needs_key`` attribute).
+    """Whether ``loss_fn`` takes ``key`` and ``step`` keyword arguments in training (its
+    ``needs_key`` attribute): it draws random numbers (a consistency term) or ramps a weight.
 
     >>> import flowclass as fc
     >>> needs_key(fc.flow_nll), needs_key(fc.make_semi_supervised_loss())

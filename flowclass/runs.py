@@ -155,7 +155,8 @@ def build_loss(config: RunConfig) -> LossFn:
                                          cross_entropy_weight=loss.cross_entropy_weight,
                                          nll_unit=loss.nll_unit, num_bins=loss.num_bins,
                                          consistency_weight=loss.consistency_weight,
-                                         consistency_rampup_steps=loss.consistency_rampup_steps, perturb=perturb)
+                                         consistency_rampup_steps=loss.consistency_rampup_steps, perturb=perturb,
+                                         unlabelled_rampup_steps=loss.unlabelled_rampup_steps)
     return make_flow_loss(cross_entropy_weight=loss.cross_entropy_weight, nll_unit=loss.nll_unit,
                           num_bins=loss.num_bins, posterior_temperature=loss.posterior_temperature)
 

@@ -649,9 +649,9 @@ class EpochRunner:
     The training set is put on the device(s) once; each epoch shuffles it with the epoch's key
     (dropping the last partial batch) and runs its ``len(x) // batch_size`` steps in blocks of at
     most ``max_steps_per_call`` (at most two compiled block shapes), with ``augment(key, x)``
-    inside the compiled step. The metrics and one finiteness flag per state array are fetched once
-    per epoch: no host sync per block, except to read the clock when a ``deadline`` is set. The
-    state passed in is donated.
+    inside the compiled step. The metrics and the state are fetched once per epoch (the state's
+    arrays then checked finite on the host): no host sync per block, except to read the clock when
+    a ``deadline`` is set. The state passed in is donated.
 
     Example:
       >>> import jax, jax.numpy as jnp, numpy as np, optax, flowclass as fc

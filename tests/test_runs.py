@@ -218,7 +218,10 @@ def test_stored_config_is_json_and_round_trips(trained):
     ("modle.kind=fnn", r"unknown config section 'modle'"),
     ("model.kind=fnn", r"loss.kind 'flow' does not fit model.kind 'fnn'"),
     ("decision_rules=('plain', 'shift_marginal')", r"needs model.kind='image_flow'"),
-    ("loss.consistency_weight=1.0", r"loss.consistency_weight and loss.labelled_weight must be 0 and 1 unless"),
+    ("loss.consistency_weight=1.0", r"loss.consistency_weight, loss.labelled_weight and loss.unlabelled_rampup_steps "
+                                    r"must be 0, 1 and 0 unless"),
+    ("loss.unlabelled_rampup_steps=100", r"must be 0, 1 and 0 unless loss.kind='semi_supervised'"),
+    ("loss.unlabelled_rampup_steps=-1", r"loss.unlabelled_rampup_steps must be >= 0"),
     ("loss.consistency_rampup_steps=-1", r"loss.consistency_rampup_steps must be >= 0"),
 ])
 def test_config_values_are_validated_with_the_field_named(assignment, message):
@@ -242,6 +245,8 @@ def test_the_consistency_term_is_built_from_the_runs_augmentation_or_noise():
     assert loss.perturb == runs.pipeline(image).augment and loss.consistency_rampup_steps == 100
     with pytest.raises(ValueError, match="loss.consistency_noise must be 0 for images"):
         override(image, ["loss.consistency_noise=0.1"])
+    warm = runs.build_loss(override(semi, ["loss.unlabelled_rampup_steps=200"]))
+    assert warm.unlabelled_rampup_steps == 200 and warm.needs_key and warm.perturb is None
 
 
 @pytest.mark.parametrize("change, error, message", [

@@ -287,3 +287,41 @@ def test_training_with_consistency_needs_a_key_and_fit_passes_one_per_step():
     history = result.history
     assert history["train_consistency_weight"][0] < history["train_consistency_weight"][1] == pytest.approx(1.0)
     assert np.all(np.isfinite(history["train_consistency"])) and "val_consistency" not in history
+
+
+def test_unlabelled_rampup_scales_the_marginal_term_in_training_and_fit_ramps_it():
+    """λ(t) = λ · min(1, (t + 1) / R_u): in training the loss equals the loss built with the ramped
+    λ; evaluation (no key) scores the full λ; fit passes the step, so the history shows the ramp."""
+    model, v = _model_and_variables()
+    x = jax.random.normal(jax.random.key(2), (8, 2))
+    y = jnp.array([0, -1, 2, -1, -1, 1, -1, 0])
+    warm = make_semi_supervised_loss(unlabelled_weight=2.0, cross_entropy_weight=0.5, unlabelled_rampup_steps=10)
+    assert fc.needs_key(warm) and not fc.needs_key(make_semi_supervised_loss(unlabelled_weight=2.0))
+    ramped = jax.jit(warm, static_argnums=0)
+    for step, lam in ((0, 0.2), (4, 1.0), (9, 2.0), (500, 2.0)):
+        expected, _ = _jit_loss(make_semi_supervised_loss(unlabelled_weight=lam, cross_entropy_weight=0.5))(
+            model.apply, v, x, y)
+        loss, aux = ramped(model.apply, v, x, y, key=jax.random.key(0), step=step)
+        np.testing.assert_allclose(aux["unlabelled_weight"], lam, rtol=1e-6)
+        np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    full_loss = make_semi_supervised_loss(unlabelled_weight=2.0, cross_entropy_weight=0.5)
+    full, _ = _jit_loss(full_loss)(model.apply, v, x, y)
+    evaluated, eval_aux = _jit_loss(warm)(model.apply, v, x, y)
+    np.testing.assert_allclose(evaluated, full, rtol=1e-6)
+    assert "unlabelled_weight" not in eval_aux
+    with pytest.raises(ValueError, match="step .* must be given with key"):
+        warm(model.apply, v, x, y, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="unlabelled_rampup_steps must be an integer"):
+        make_semi_supervised_loss(unlabelled_rampup_steps=2.5)
+    with pytest.raises(ValueError, match="unlabelled_rampup_steps must be a finite number >= 0; got -1"):
+        make_semi_supervised_loss(unlabelled_rampup_steps=-1)
+
+    model2, _ = _model_and_variables(2)
+    (xm, ym), _ = moons_splits(0.1)
+    xm, ym = xm[:256], np.where(np.arange(256) < 16, ym[:256], UNLABELLED).astype(np.int32)
+    loss = make_semi_supervised_loss(unlabelled_rampup_steps=6)
+    state = fc.create_train_state(model2, jax.random.key(0), xm[:1], optax.adam(1e-3), loss)
+    result = fc.fit(state, (xm, ym), (xm[:64], np.full(64, UNLABELLED, np.int32)), key=jax.random.key(1),
+                    config=fc.TrainConfig(epochs=2, batch_size=64, select="marginal_nll"), progress=False)
+    # epoch 1: steps 0-3, λ = 1/6 ... 4/6 (mean 2.5/6); epoch 2: steps 4-7, λ = 5/6, 1, 1, 1
+    np.testing.assert_allclose(result.history["train_unlabelled_weight"], [2.5 / 6, (5 / 6 + 3) / 4], rtol=1e-5)

@@ -98,7 +98,7 @@ class ExperimentConfig:
 def baseline_config(run: RunConfig, splits: runs.Splits) -> RunConfig:
     """The labelled-only run of ``run`` (whose data are ``splits``): the repeated labelled rows
     alone, for as many optimiser steps as ``run`` takes, on a schedule of the same length (no
-    consistency term: it has no unlabelled examples)."""
+    consistency term and no ramp-up of the unlabelled term: it has no unlabelled examples)."""
     y_train = splits.train[1]
     batch = run.train.batch_size
     steps = run.optim.schedule_steps or run.train.epochs * (len(y_train) // batch)
@@ -108,7 +108,7 @@ def baseline_config(run: RunConfig, splits: runs.Splits) -> RunConfig:
                          "labelled-only baseline: raise run.data.labelled_share or lower the batch size.")
     epochs = math.ceil(steps / (labelled_rows // batch))
     return override(run, ["data.labelled_only=True", f"optim.schedule_steps={steps}", f"train.epochs={epochs}",
-                          *NO_CONSISTENCY])
+                          *NO_CONSISTENCY, "loss.unlabelled_rampup_steps=0"])
 
 
 def plan(config: ExperimentConfig, workdir: Path, data_dir=None) -> dict[Path, RunConfig]:
@@ -136,7 +136,8 @@ def assignment_diagnostic(run: RunConfig, data_dir=None) -> Callable[[fc.TrainSt
     ``train.select`` cannot name it (it is checked to be label-free). ``None`` on moons."""
     if run.data.dataset == "moons":
         return None
-    labelled = override(run, ["data.num_labels=None", "loss.kind=flow", *NO_CONSISTENCY, "loss.labelled_weight=1.0"])
+    labelled = override(run, ["data.num_labels=None", "loss.kind=flow", *NO_CONSISTENCY, "loss.labelled_weight=1.0",
+                              "loss.unlabelled_rampup_steps=0"])
     x_val, y_val = runs.load_splits(labelled, data_dir=data_dir).val
     x_val, y_val = x_val[:DIAGNOSTIC_SIZE], y_val[:DIAGNOSTIC_SIZE]
     k = run.model.num_classes
