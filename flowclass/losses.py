@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Callable, ClassVar, Mapping, NamedTuple
 
 import jax
@@ -249,6 +250,10 @@ class SemiSupervisedLoss:
     accepts_unlabelled: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        for name in ("consistency_rampup_steps", "unlabelled_rampup_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0 (optimiser steps); got {value!r}.")
         if self.consistency_weight > 0 and not callable(self.perturb):
             raise ValueError("consistency_weight > 0 needs perturb, a function (key, x) -> x drawing the second copy "
                              f"(e.g. an ImagePipeline's augment); got perturb={self.perturb!r}.")

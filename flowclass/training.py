@@ -179,8 +179,9 @@ def train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray], *,
                key: jax.Array | None = None) -> tuple[TrainState, dict]:
     """One optimiser step on ``batch = (x, y)``: ``(state, batch) -> (state, metrics)``, the batch's
     metrics as scalar means (a semi-supervised loss's labelled-only metrics are NaN on a batch
-    without labels). ``key`` (a JAX PRNG key) is required when the loss draws random numbers
-    (:func:`~flowclass.losses.needs_key`, e.g. a consistency term) and ignored otherwise.
+    without labels). ``key`` (a JAX PRNG key) is required when the loss takes one
+    (:func:`~flowclass.losses.needs_key`: a consistency term, or a weight ramped over the optimiser
+    steps) and ignored otherwise.
 
     Jitted with ``state`` donated: do not reuse the ``state`` you passed in. The batch is checked
     first as :func:`check_data` says (shapes and dtypes always; values, i.e. finiteness, pixel
@@ -206,8 +207,8 @@ def train_step(state: TrainState, batch: tuple[jnp.ndarray, jnp.ndarray], *,
     """
     if needs_key(getattr(state, "loss_fn", None)):
         if key is None:
-            raise ValueError("key must be a JAX PRNG key (jax.random.key(seed)): state.loss_fn draws random numbers "
-                             "(a consistency term); got key=None.")
+            raise ValueError("key must be a JAX PRNG key (jax.random.key(seed)): state.loss_fn takes one (a "
+                             "consistency term draws random numbers, a ramped weight reads the step); got key=None.")
         key = check_key(key)
     else:
         key = None
@@ -529,7 +530,8 @@ def _finite_flags(tree) -> np.ndarray:
     Checked on the host after one transfer: a jitted check compiles once per tree structure, and
     over the 552 arrays of the multi-scale image flow's state (4.7 M numbers) that compile took
     1.5 s, against 11 ms for the check on the host (a 2-core CPU); a fit compiled it twice or
-    three times. Once per epoch, the transfer is small next to the epoch's steps on any device.
+    three times. On an accelerator it costs one host copy of the state per epoch (tens of MB for
+    this library's image flows: milliseconds next to an epoch's steps).
     """
     leaves = jax.device_get(_float_leaves(tree)[1])
     return np.array([np.isfinite(leaf).all() for leaf in leaves], dtype=bool)

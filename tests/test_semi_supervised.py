@@ -315,6 +315,10 @@ def test_unlabelled_rampup_scales_the_marginal_term_in_training_and_fit_ramps_it
         make_semi_supervised_loss(unlabelled_rampup_steps=2.5)
     with pytest.raises(ValueError, match="unlabelled_rampup_steps must be a finite number >= 0; got -1"):
         make_semi_supervised_loss(unlabelled_rampup_steps=-1)
+    with pytest.raises(ValueError, match=r"unlabelled_rampup_steps must be an integer >= 0 \(optimiser .*got 2.5"):
+        fc.SemiSupervisedLoss(unlabelled_rampup_steps=2.5)  # built directly, past the factory's checks
+    with pytest.raises(ValueError, match="consistency_rampup_steps must be an integer >= 0 .*got -3"):
+        fc.SemiSupervisedLoss(consistency_rampup_steps=-3)
 
     model2, _ = _model_and_variables(2)
     (xm, ym), _ = moons_splits(0.1)
