@@ -36,6 +36,8 @@ PREDICTIONS_FILE = "test_predictions.npy"
 BASELINE = "labelled_only"
 ASSIGNMENT_FIGURE = "assignment.png"
 NO_CONSISTENCY = ("loss.consistency_weight=0.0", "loss.consistency_rampup_steps=0")  # overrides: the term off
+# overrides for a run without unlabelled examples: no consistency term, no ramp-up of the unlabelled one
+LABELLED_ONLY_LOSS = (*NO_CONSISTENCY, "loss.unlabelled_rampup_steps=0")
 DIAGNOSTIC_SIZE = 2000  # held-out validation images whose hidden labels the diagnostic reads
 
 
@@ -108,7 +110,7 @@ def baseline_config(run: RunConfig, splits: runs.Splits) -> RunConfig:
                          "labelled-only baseline: raise run.data.labelled_share or lower the batch size.")
     epochs = math.ceil(steps / (labelled_rows // batch))
     return override(run, ["data.labelled_only=True", f"optim.schedule_steps={steps}", f"train.epochs={epochs}",
-                          *NO_CONSISTENCY, "loss.unlabelled_rampup_steps=0"])
+                          *LABELLED_ONLY_LOSS])
 
 
 def plan(config: ExperimentConfig, workdir: Path, data_dir=None) -> dict[Path, RunConfig]:
@@ -136,8 +138,8 @@ def assignment_diagnostic(run: RunConfig, data_dir=None) -> Callable[[fc.TrainSt
     ``train.select`` cannot name it (it is checked to be label-free). ``None`` on moons."""
     if run.data.dataset == "moons":
         return None
-    labelled = override(run, ["data.num_labels=None", "loss.kind=flow", *NO_CONSISTENCY, "loss.labelled_weight=1.0",
-                              "loss.unlabelled_rampup_steps=0"])
+    labelled = override(run, ["data.num_labels=None", "loss.kind=flow", "loss.labelled_weight=1.0",
+                              *LABELLED_ONLY_LOSS])
     x_val, y_val = runs.load_splits(labelled, data_dir=data_dir).val
     x_val, y_val = x_val[:DIAGNOSTIC_SIZE], y_val[:DIAGNOSTIC_SIZE]
     k = run.model.num_classes
