@@ -72,19 +72,31 @@ IDENTITY_AT_INIT = {name for name in REGISTRY if name.startswith(("coupling", "c
 def _setup(name, batch=4, dtype=jnp.float32, seed=0):
     build, event_shape = REGISTRY[name]
     layer = build()
-    k_init, k_perturb, k_x = jax.random.split(jax.random.key(seed), 3)
-    x = jax.random.normal(k_x, (batch, *event_shape), dtype)
+    x = np.random.default_rng(seed).standard_normal((batch, *event_shape))  # NumPy: no RNG program to compile
     if name in UNIT_INTERVAL_INPUTS:
-        x = jax.nn.sigmoid(x)
-    variables = perturb(layer.init(k_init, x.astype(jnp.float32)), k_perturb)
+        x = 1.0 / (1.0 + np.exp(-x))
+    x = jnp.asarray(x, dtype)
+    variables = perturb(jax.jit(layer.init)(jax.random.key(seed), x.astype(jnp.float32)), jax.random.key(seed + 1))
     return layer, cast(variables, dtype), x
+
+
+def _jitted(layer):
+    """``layer.apply`` compiled once per shape and direction (run op by op, a multi-scale flow
+    dispatches hundreds of separately compiled primitives; ``test_jit_equals_no_jit`` tests that
+    path against this one)."""
+
+    def apply(variables, x, inverse=False, method=None):
+        return layer.apply(variables, x, method=method) if method else layer.apply(variables, x, inverse=inverse)
+
+    return jax.jit(apply, static_argnames=("inverse", "method"))
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_inverse_round_trip(name):
     layer, variables, x = _setup(name)
-    y, log_det = layer.apply(variables, x)
-    x_back, inv_log_det = layer.apply(variables, y, inverse=True)
+    apply = _jitted(layer)
+    y, log_det = apply(variables, x)
+    x_back, inv_log_det = apply(variables, y, inverse=True)
     if y.shape == x.shape:
         assert not np.allclose(y, x, atol=1e-3), "perturbed layer should not be the identity"
     np.testing.assert_allclose(x_back, x, atol=1e-5, rtol=1e-5)
@@ -96,8 +108,9 @@ def test_inverse_round_trip(name):
 def test_log_det_matches_jacobian_float64(name):
     with jax.enable_x64(True):
         layer, variables, x = _setup(name, batch=2, dtype=jnp.float64)
+        apply = _jitted(layer)
         event_shape = x.shape[1:]
-        out_shape = layer.apply(variables, x)[0].shape[1:]
+        out_shape = jax.eval_shape(apply, variables, x)[0].shape[1:]
 
         def forward(v):
             return layer.apply(variables, v.reshape(1, *event_shape))[0].reshape(-1)
@@ -108,12 +121,12 @@ def test_log_det_matches_jacobian_float64(name):
         jac_forward, jac_inverse = jax.jit(jax.jacfwd(forward)), jax.jit(jax.jacfwd(inverse))
         for i in range(x.shape[0]):
             sign, expected = jnp.linalg.slogdet(jac_forward(x[i].reshape(-1)))
-            y_i, log_det = layer.apply(variables, x[i : i + 1])
+            y_i, log_det = apply(variables, x[i : i + 1])
             assert log_det.dtype == jnp.float64
             assert sign != 0
             np.testing.assert_allclose(log_det[0], expected, rtol=1e-10, atol=1e-10)
             _, expected_inv = jnp.linalg.slogdet(jac_inverse(y_i.reshape(-1)))
-            _, inv_log_det = layer.apply(variables, y_i, inverse=True)
+            _, inv_log_det = apply(variables, y_i, inverse=True)
             np.testing.assert_allclose(inv_log_det[0], expected_inv, rtol=1e-10, atol=1e-10)
 
 
@@ -131,9 +144,10 @@ def test_jit_equals_no_jit(name):
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_batch_independence(name):
     layer, variables, x = _setup(name, batch=5)
-    y, log_det = layer.apply(variables, x)
+    apply = _jitted(layer)
+    y, log_det = apply(variables, x)
     for i in range(x.shape[0]):
-        y_i, log_det_i = layer.apply(variables, x[i : i + 1])
+        y_i, log_det_i = apply(variables, x[i : i + 1])
         np.testing.assert_allclose(y_i[0], y[i], atol=1e-5, rtol=1e-5)
         np.testing.assert_allclose(log_det_i[0], log_det[i], atol=1e-5, rtol=1e-5)
 
@@ -196,11 +210,12 @@ def test_every_registered_bijector_is_a_bijector(name):
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_named_directions_equal_call_and_event_shapes_are_known(name):
     layer, variables, x = _setup(name)
+    apply = _jitted(layer)
     batch, in_shape = x.shape[0], x.shape[1:]
-    y, log_det = layer.apply(variables, x)
-    x_back, inv_log_det = layer.apply(variables, y, inverse=True)
-    chex.assert_trees_all_equal(layer.apply(variables, x, method="forward_and_log_det"), (y, log_det))
-    chex.assert_trees_all_equal(layer.apply(variables, y, method="inverse_and_log_det"), (x_back, inv_log_det))
+    y, log_det = apply(variables, x)
+    x_back, inv_log_det = apply(variables, y, inverse=True)
+    chex.assert_trees_all_equal(apply(variables, x, method="forward_and_log_det"), (y, log_det))
+    chex.assert_trees_all_equal(apply(variables, y, method="inverse_and_log_det"), (x_back, inv_log_det))
     chex.assert_shape([log_det, inv_log_det], (batch,))
     chex.assert_type([y, x_back, log_det, inv_log_det], jnp.float32)
     # every registered bijector knows its event-shape map, and it agrees with what it computes
