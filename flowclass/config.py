@@ -361,7 +361,7 @@ class TrainConfig:
       epochs: length of the run (and of the learning-rate schedule).
       batch_size: training examples per step (must divide over the devices).
       eval_batch_size: examples per validation batch.
-      max_steps_per_call: steps per compiled ``lax.scan`` block.
+      max_steps_per_call: steps per call of the fit's compiled step loop (one host round trip each).
       time_budget_s: stop after the block in which this much training time (seconds) has
         passed; ``None``: no limit. It may differ when a run is resumed.
       select: the validation metric that selects the kept epoch (lowest, or highest for

@@ -565,7 +565,7 @@ class FitResult:
       epochs_run: epochs completed (fewer than asked when the time budget ran out).
       history: per-epoch arrays ``train_<metric>`` (means over the epoch's steps),
         ``val_<metric>`` and ``epoch_s``.
-      compile_s: time to compile the step blocks; train_s: time spent training after that.
+      compile_s: time to compile the epoch's step-block program; train_s: time spent training after that.
       train_samples_per_s: training examples processed per second of ``train_s``.
 
     Example (see :func:`fit` for a full run):
@@ -587,12 +587,18 @@ class FitResult:
 _LOSS_KEY_DATA = 0x7F4A7C15  # fold_in(key, d) equals split(key, n)[d] for d < n: keep clear of augment's splits
 
 
-def _run_block(state, data, order, key, augment=None, batch_spec=None):
-    """Train steps over the rows of ``order`` (``(steps, batch)`` indices into ``data``); returns the
-    state and the step metrics summed (a single row runs without a loop)."""
-    x_all, y_all = data
+def _run_block(state, data, order, count, key, augment=None, batch_spec=None):
+    """Train steps over the first ``count`` rows of ``order`` (``(max_steps, batch)`` indices into
+    ``data``; the rows past ``count`` are padding); returns the state and the step metrics summed.
 
-    def one_step(state, idx, step_key):
+    The trip count is an argument, so one compiled program serves every block length of a fit;
+    step ``i`` draws its key as ``split(key, max_steps)[i]``, which does not depend on ``max_steps``
+    (threefry's partitionable split)."""
+    x_all, y_all = data
+    keys = jax.random.split(key, order.shape[0])
+
+    def one_step(state, i):
+        idx, step_key = order[i], keys[i]
         x, y = x_all[idx], y_all[idx]
         if batch_spec is not None:
             x = jax.lax.with_sharding_constraint(x, batch_spec)
@@ -601,12 +607,12 @@ def _run_block(state, data, order, key, augment=None, batch_spec=None):
             x = augment(step_key, x)
         return _train_step(state, (x, y), jax.random.fold_in(step_key, _LOSS_KEY_DATA))
 
-    if order.shape[0] == 1:
-        return one_step(state, order[0], key)
-    state, metrics = jax.lax.scan(
-        lambda s, inputs: one_step(s, *inputs), state, (order, jax.random.split(key, order.shape[0]))
-    )
-    return state, jax.tree.map(jnp.sum, metrics)
+    def body(i, carry):
+        state, sums = one_step(carry[0], i)
+        return state, jax.tree.map(jnp.add, carry[1], sums)
+
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(one_step, state, 0)[1])
+    return jax.lax.fori_loop(0, count, body, (state, zeros))
 
 
 def _fresh(fn: Callable) -> Callable:
@@ -629,22 +635,24 @@ def _fresh(fn: Callable) -> Callable:
 
 
 def _block_layout(steps: int, max_steps_per_call: int) -> list[int]:
-    """Block sizes covering ``steps``: equal blocks of at most ``max_steps_per_call``, plus
-    at most one smaller remainder block (so at most two compiled shapes)."""
+    """Block lengths covering ``steps``: equal blocks of at most ``max_steps_per_call``, plus at
+    most one shorter remainder block."""
     size = min(steps, max_steps_per_call)
     blocks = [size] * (steps // size)
     return blocks + [steps % size] if steps % size else blocks
 
 
 class EpochRunner:
-    """One training epoch over in-memory data, in compiled blocks of ``lax.scan`` steps.
+    """One training epoch over in-memory data, in compiled blocks of optimiser steps.
 
     The training set is put on the device(s) once; each epoch shuffles it with the epoch's key
     (dropping the last partial batch) and runs its ``len(x) // batch_size`` steps in blocks of at
-    most ``max_steps_per_call`` (at most two compiled block shapes), with ``augment(key, x)``
-    inside the compiled step. The metrics and the state are fetched once per epoch (the state's
-    arrays then checked finite on the host): no host sync per block, except to read the clock when
-    a ``deadline`` is set. The state passed in is donated.
+    most ``max_steps_per_call``, with ``augment(key, x)`` inside the compiled step. A block is a
+    loop whose trip count is an argument, so one program is compiled per runner whatever the
+    block lengths (a shorter last block used to compile a second program of the whole train
+    step). The metrics and the state are fetched once per epoch (the state's arrays then checked
+    finite on the host): no host sync per block, except to read the clock when a ``deadline`` is
+    set. The state passed in is donated.
 
     Example:
       >>> import jax, jax.numpy as jnp, numpy as np, optax, flowclass as fc
@@ -664,16 +672,15 @@ class EpochRunner:
         self.num_examples, self.batch_size = len(train[0]), batch_size
         self.steps = self.num_examples // batch_size
         self.blocks = _block_layout(self.steps, max_steps_per_call)
+        self.block_steps = self.blocks[0]  # rows of the index array each compiled call takes
         batch_spec = sharding.batch_sharding(mesh) if mesh is not None else None
         place = (lambda a: jax.device_put(a, sharding.replicated(mesh))) if mesh is not None else jnp.asarray
         self.data = (place(train[0]), place(train[1]))
         start = time.perf_counter()
         run_block = jax.jit(_fresh(_run_block), static_argnames=("augment", "batch_spec"), donate_argnums=0)
-        self._compiled = {
-            size: run_block.lower(state, self.data, jnp.zeros((size, batch_size), jnp.int32),
-                                       jax.random.key(0), augment=augment, batch_spec=batch_spec).compile()
-            for size in sorted(set(self.blocks))
-        }
+        self._compiled = run_block.lower(state, self.data, jnp.zeros((self.block_steps, batch_size), jnp.int32),
+                                         jnp.int32(0), jax.random.key(0), augment=augment,
+                                         batch_spec=batch_spec).compile()
         self.compile_s = time.perf_counter() - start
         self.steps_run = 0  # steps trained by this runner, over all its epochs
 
@@ -688,7 +695,9 @@ class EpochRunner:
         parts, row, out_of_time = [], 0, False
         for call, size in enumerate(self.blocks):
             block_key = jax.random.fold_in(key, call + 1)
-            state, sums = self._compiled[size](state, self.data, order[row : row + size], block_key)
+            rows = np.zeros((self.block_steps, self.batch_size), np.int32)  # padded past `size`
+            rows[:size] = order[row : row + size]
+            state, sums = self._compiled(state, self.data, rows, np.int32(size), block_key)
             parts.append(sums)  # fetched once per epoch
             row += size
             self.steps_run += size
@@ -858,8 +867,10 @@ def _check_fit_inputs(state, train, val, config: TrainConfig, extra_val_metrics,
         raise ValueError(f"state holds NaN/inf before training, at {_describe_paths(bad)}: the model was built or "
                          "initialised with non-finite values (e.g. NaN class means, or an initialisation batch with "
                          "NaN), or it comes from a failed run; create a fresh one with create_train_state.")
-    probe, train_probe = jax.device_get((eval_sums(state, _place((val[0][:8], val[1][:8]), None)),
-                                         eval_sums(state, _place((train[0][:8], train[1][:8]), None))))
+    # as many rows as the first validation batch, so the probe reuses that batch's compiled program
+    rows = min(config.eval_batch_size, len(val[0]), len(train[0]))
+    probe, train_probe = jax.device_get((eval_sums(state, _place((val[0][:rows], val[1][:rows]), None)),
+                                         eval_sums(state, _place((train[0][:rows], train[1][:rows]), None))))
     for name, sums in (("train", train_probe), ("validation", probe)):
         if not math.isfinite(float(sums["loss"].total)):
             raise ValueError(f"the loss is {float(sums['loss'].total)} on the first {name} examples at the state "

@@ -2,6 +2,7 @@ import gc
 import os
 import re
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +48,29 @@ def test_fit_selects_on_validation_and_reaches_high_accuracy(moons):
     np.testing.assert_allclose(selected["loss"], val_loss.min(), rtol=1e-4)
     assert fc.evaluate(result.state, x_test, y_test)["accuracy"] > 0.98
     assert result.train_samples_per_s > 0 and result.compile_s > 0
+
+
+def test_epoch_blocks_of_any_length_are_one_program_and_equal_single_steps(moons, caplog):
+    """7 steps in blocks of 3, 3 and 1 compile one program and train exactly as 7 calls of
+    train_step on the epoch's shuffled batches (no augmentation, no key in the loss)."""
+    (train, _), _ = moons
+    x, y = train[0][:7 * 32], train[1][:7 * 32]
+    key = jax.random.key(3)
+    with jax.log_compiles(), caplog.at_level("WARNING"):
+        state = _flow_state(x)
+        runner = fc.EpochRunner(state, (x, y), batch_size=32, max_steps_per_call=3)
+        state, metrics, _, _ = runner.run(state, key)
+    assert runner.blocks == [3, 3, 1]
+    assert sum("compilation of jit(_run_block)" in r.getMessage() for r in caplog.records) == 1
+    order = np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), len(x))).reshape(7, 32)
+    reference, losses = _flow_state(x), []
+    for rows in order:
+        reference, aux = fc.train_step(reference, (jnp.asarray(x[rows]), jnp.asarray(y[rows])))
+        losses.append(float(aux["loss"]))
+    assert int(state.step) == int(reference.step) == 7
+    chex.assert_trees_all_close(state.params, reference.params, rtol=1e-5, atol=1e-6)
+    assert metrics["loss"].count == 7 * 32
+    np.testing.assert_allclose(metrics["loss"].total / metrics["loss"].count, np.mean(losses), rtol=1e-5)
 
 
 def test_same_seed_same_numbers(moons):
