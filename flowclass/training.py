@@ -5,7 +5,7 @@
     result = fit(state, (x_train, y_train), (x_val, y_val), key=key, config=TrainConfig(epochs=100))
 
 ``fit`` is a composition of small pieces, each usable and tested on its own:
-:class:`EpochRunner` (one epoch of steps in compiled ``lax.scan`` blocks, data kept on the
+:class:`EpochRunner` (one epoch of steps in compiled ``fori_loop`` blocks, data kept on the
 device), :func:`evaluate` (validation), :class:`Selection` (the best epoch on a validation
 metric: model selection never sees the test set) and :class:`FitCheckpoint` (atomic,
 resumable checkpoints). Metrics are :class:`~flowclass.losses.Mean` ``(total, count)`` pairs
@@ -125,7 +125,7 @@ def create_train_state(
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
-        opt_state=tx.init(params),
+        opt_state=jax.jit(tx.init)(params),  # one program, not an eager zeros per parameter shape
         collections=variables,
         apply_fn=model.apply,
         tx=tx,

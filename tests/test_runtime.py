@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from flowclass import runtime
@@ -47,6 +48,32 @@ def test_fast_codegen_keeps_nan_and_inf_semantics(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "True", "True"]
+
+
+QUICK_SCRIPT = """
+import jax, numpy as np
+import flowclass as fc
+model = fc.image_realnvp("fast", input_shape=(8, 8, 1))
+x = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+variables = jax.jit(model.init)(jax.random.key(0), x)
+ll = jax.jit(lambda v, x: model.apply(v, x, method="class_log_likelihoods"))(variables, x)
+print(*np.asarray(ll).ravel().tolist())
+"""
+
+
+def test_quick_compile_flags_reach_xla_and_keep_the_numbers():
+    """The image flow's per-class log-likelihoods with LLVM's optimisation skipped equal the
+    default build's to float32 rounding; an unknown option proves XLA reads the variable."""
+    outs = {}
+    for name, flags in (("default", ""), ("quick", " ".join(runtime.QUICK_COMPILE_FLAGS)),
+                        ("unknown", "--xla_no_such_option=1")):
+        env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+        outs[name] = subprocess.run([sys.executable, "-c", QUICK_SCRIPT], env=env, capture_output=True, text=True,
+                                    timeout=300)
+    assert outs["unknown"].returncode != 0 and "xla_no_such_option" in outs["unknown"].stderr
+    default, quick = (np.array(outs[k].stdout.split(), float) for k in ("default", "quick"))
+    assert outs["quick"].returncode == 0 and default.shape == quick.shape == (40,), outs["quick"].stderr[-2000:]
+    np.testing.assert_allclose(quick, default, rtol=1e-5, atol=1e-3)
 
 
 def test_find_tcmalloc_searches_the_given_directories(tmp_path):
