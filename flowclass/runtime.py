@@ -177,6 +177,23 @@ def use_fast_codegen(cpuinfo: str | None = None) -> list[str]:
     return _add_xla_flags(fast_codegen_flags(cpuinfo))
 
 
+def quick_compile_options() -> dict[str, str | bool]:
+    """:data:`QUICK_COMPILE_FLAGS` as per-compilation options, for
+    ``jax.jit(f).lower(...).compile(quick_compile_options())``: one program compiled quickly,
+    the rest of the process unchanged (:func:`flowclass.create_train_state` compiles the model's
+    initialisation, which runs once, this way on a CPU).
+
+    Example:
+      >>> quick_compile_options()
+      {'xla_backend_optimization_level': '0', 'xla_llvm_disable_expensive_passes': True}
+    """
+    options: dict[str, str | bool] = {}  # the types jax.stages.Lowered.compile takes
+    for flag in QUICK_COMPILE_FLAGS:
+        name, value = flag.removeprefix("--").split("=")
+        options[name] = value == "true" if value in ("true", "false") else value
+    return options
+
+
 def use_quick_compile() -> list[str]:
     """Adds :data:`QUICK_COMPILE_FLAGS` to ``XLA_FLAGS``, except options ``XLA_FLAGS`` already sets;
     returns the flags added.
