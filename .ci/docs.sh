@@ -8,7 +8,7 @@
 #    on docs/ (the rest has not been formatted with ruff: checking it would reformat it all);
 # 3. mypy on flowclass/ (configured in pyproject.toml);
 # 4. the docstring examples: python -m pytest --doctest-modules flowclass (on every core, pytest-xdist,
-#    with flowclass.runtime.QUICK_COMPILE_FLAGS);
+#    with flowclass.runtime.use_quick_compile()'s flags);
 # 5. the tutorial notebooks are stored without outputs;
 # 6. the Sphinx build with warnings as errors, executing every notebook (MNIST reads
 #    $FLOWCLASS_TEST_MNIST_DIR/mnist.pkl.gz if set, else Debian's Fashion-MNIST);
@@ -58,8 +58,8 @@ run "mypy" mypy
 # The doctests compile many small programs: LLVM's optimisation of them is skipped
 # (flowclass.runtime.QUICK_COMPILE_FLAGS: 81-84 s instead of 106-113 s here). The notebooks train
 # for longer and gained nothing from it (174 vs 177 s), so the Sphinx build keeps XLA's defaults.
-quick_compile=$(python -c 'from flowclass.runtime import QUICK_COMPILE_FLAGS as f; print(" ".join(f))')
-run "doctests" env XLA_FLAGS="${XLA_FLAGS:-} ${quick_compile}" \
+quick_xla_flags=$(python -c 'import os, flowclass.runtime as r; r.use_quick_compile(); print(os.environ["XLA_FLAGS"])')
+run "doctests" env XLA_FLAGS="${quick_xla_flags}" \
   python -m pytest -q -p no:cacheprovider --doctest-modules flowclass -n auto
 run "notebooks stored without outputs" python docs/_tools/check.py notebooks
 run "sphinx build (warnings are errors, notebooks executed)" sphinx_build
