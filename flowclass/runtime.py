@@ -124,8 +124,10 @@ REASSOCIATION_FLAGS = (
 
 
 #: XLA CPU options that trade run speed for compile speed (:func:`use_quick_compile`): LLVM's
-#: optimisation level 0, and none of its expensive passes.
-QUICK_COMPILE_FLAGS = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+#: optimisation level 0, none of its expensive passes, and XLA's elemental fusion emitters instead
+#: of its newer MLIR ones (which compile a program's fusions through more passes).
+QUICK_COMPILE_FLAGS = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true",
+                       "--xla_cpu_use_fusion_emitters=false")
 
 
 def has_avx512(cpuinfo: str | None = None) -> bool:
@@ -184,8 +186,9 @@ def quick_compile_options() -> dict[str, str | bool]:
     initialisation, which runs once, this way on a CPU).
 
     Example:
-      >>> quick_compile_options()
-      {'xla_backend_optimization_level': '0', 'xla_llvm_disable_expensive_passes': True}
+      >>> quick_compile_options()  # doctest: +NORMALIZE_WHITESPACE
+      {'xla_backend_optimization_level': '0', 'xla_llvm_disable_expensive_passes': True,
+       'xla_cpu_use_fusion_emitters': False}
     """
     options: dict[str, str | bool] = {}  # the types jax.stages.Lowered.compile takes
     for flag in QUICK_COMPILE_FLAGS:
@@ -200,21 +203,23 @@ def use_quick_compile() -> list[str]:
 
     For work made of many short, distinct programs, where XLA's CPU compiler takes most of the
     time: a grid search over small data sets, quick experiments in a notebook, test suites. XLA
-    still fuses and schedules as usual; only LLVM's machine-code optimisation is skipped, so the
-    compiled steps run slower. Numbers agree with the default build to floating-point rounding.
-    Measured on a 2-core AVX-512 CPU, default against quick, two runs each
-    (``benchmarks/run.py``, batch 128, one device): the moons flow's train step ran at 44-45k
-    instead of 90-112k examples/s; the ``'fast'`` MNIST flow's at 226-303 instead of 334-376
-    images/s, its step compiled in 3.8-4.1 s instead of 4.9-6.4 s. flowclass's own test suite
-    sets it (``tests/conftest.py``): five compile-heavy test modules took 143-159 s instead of
-    198-210 s. Leave it off for long training runs. Call it before JAX starts computing; it
-    only concerns XLA's CPU backend.
+    still fuses and schedules as usual, but emits its fusions with the elemental emitters and
+    skips LLVM's machine-code optimisation, so the compiled steps run slower. Numbers agree with
+    the default build to floating-point rounding. Measured on a 2-core AVX-512 CPU, two runs each
+    (``benchmarks/run.py --quick``, one device; train steps per second, compile time): the
+    ``'fast'`` MNIST flow at batch 32 ran 587-605 images/s and compiled in 3.3-3.5 s with XLA's
+    defaults, 337-346 images/s and 1.6-1.7 s with these flags (402-435 and 2.4 s without the
+    emitter option); the moons flow at batch 128 ran 61-66k instead of 124-131k examples/s.
+    flowclass's own test suite sets it (``tests/conftest.py``): nine of its modules took 134 s
+    instead of 196 s with only the two LLVM options. Leave it off for long training runs. Call
+    it before JAX starts computing; it only concerns XLA's CPU backend.
 
     Example:
       >>> import os
       >>> saved = os.environ.pop("XLA_FLAGS", None)
-      >>> use_quick_compile()
-      ['--xla_backend_optimization_level=0', '--xla_llvm_disable_expensive_passes=true']
+      >>> use_quick_compile()  # doctest: +NORMALIZE_WHITESPACE
+      ['--xla_backend_optimization_level=0', '--xla_llvm_disable_expensive_passes=true',
+       '--xla_cpu_use_fusion_emitters=false']
       >>> use_quick_compile()  # already set
       []
       >>> _ = os.environ.pop("XLA_FLAGS") if saved is None else os.environ.update(XLA_FLAGS=saved)
