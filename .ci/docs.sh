@@ -56,9 +56,10 @@ run "ruff check" ruff check flowclass docs tests experiments benchmarks
 run "ruff format --check (docs/)" ruff format --check docs
 run "mypy" mypy
 # The doctests compile many small programs: XLA's CPU backend compiles them quickly
-# (flowclass.runtime.QUICK_COMPILE_FLAGS: 81-84 s instead of 106-113 s here with LLVM's options
-# alone). The notebooks train for longer and gained nothing from those (174 vs 177 s), so the
-# Sphinx build keeps XLA's defaults.
+# (flowclass.runtime.QUICK_COMPILE_FLAGS; measured here: LLVM's two options took them from
+# 106-113 s to 81-84 s on a slow day, the elemental fusion emitters from 47 s to 32 s on a fast
+# one). The notebooks train for longer and gained nothing (174 vs 177 s; 104 vs 101 s with all
+# three), so the Sphinx build keeps XLA's defaults.
 quick_xla_flags=$(python -c 'import os, flowclass.runtime as r; r.use_quick_compile(); print(os.environ["XLA_FLAGS"])')
 run "doctests" env XLA_FLAGS="${quick_xla_flags}" \
   python -m pytest -q -p no:cacheprovider --doctest-modules flowclass -n auto
