@@ -55,11 +55,9 @@ run "install the dev extra" python -m pip install --quiet -e '.[dev]'
 run "ruff check" ruff check flowclass docs tests experiments benchmarks
 run "ruff format --check (docs/)" ruff format --check docs
 run "mypy" mypy
-# The doctests compile many small programs: XLA's CPU backend compiles them quickly
-# (flowclass.runtime.QUICK_COMPILE_FLAGS; measured here: LLVM's two options took them from
-# 106-113 s to 81-84 s on a slow day, the elemental fusion emitters from 47 s to 32 s on a fast
-# one). The notebooks train for longer and gained nothing (174 vs 177 s; 104 vs 101 s with all
-# three), so the Sphinx build keeps XLA's defaults.
+# The doctests compile many small programs, so XLA compiles them quickly
+# (flowclass.runtime.QUICK_COMPILE_FLAGS); the notebooks train for longer and gained nothing from
+# it, so the Sphinx build keeps XLA's defaults. Measurements: docs/notes/speed.md, "Compile time".
 quick_xla_flags=$(python -c 'import os, flowclass.runtime as r; r.use_quick_compile(); print(os.environ["XLA_FLAGS"])')
 run "doctests" env XLA_FLAGS="${quick_xla_flags}" \
   python -m pytest -q -p no:cacheprovider --doctest-modules flowclass -n auto

@@ -9,14 +9,13 @@ import pathlib
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", str(pathlib.Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax")
 )
-# Every program, however quick to compile: each module's caches are emptied (below), and the
-# small programs it compiled again took more time than loading them (-5 % on six modules here).
+# Every program, however quick to compile: each module empties JAX's in-memory caches (below),
+# and loading a small program again is quicker than compiling it.
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-# The suite is mostly compilation of small, distinct programs (two thirds of its time): XLA's CPU
-# backend compiles them quickly (flowclass.runtime.QUICK_COMPILE_FLAGS; nine modules took 134 s
-# instead of 196 s with LLVM's options alone, which had saved 24-28 % against XLA's defaults).
-# Child processes inherit it; an explicit option is kept.
+# The suite is mostly compilation of small, distinct programs: XLA's CPU backend compiles them
+# quickly (flowclass.runtime.QUICK_COMPILE_FLAGS; measured in docs/notes/speed.md, "Compile
+# time"). Child processes inherit it; an explicit option is kept.
 from flowclass.runtime import use_quick_compile  # noqa: E402
 
 use_quick_compile()
