@@ -219,6 +219,11 @@ class LossConfig:
         copy is the run's image augmentation applied again (``data.shift``, ``rotate``,
         ``scale``, dequantisation) or, on tabular data, Gaussian noise of std ``consistency_noise``.
       consistency_rampup_steps: optimiser steps over which the weight rises linearly from 0.
+      consistency_start_step: the optimiser step at which the term (and its ramp-up) starts: the
+        labelled terms train the classifier alone until then (0: from the start, as FlowGMM).
+      consistency_target: ``'perturbed'`` (the second copy's posterior is the target, the input's
+        is trained) or ``'input'`` (FixMatch's direction: the input's is the target, the further
+        perturbed copy's is trained); see :func:`~flowclass.make_semi_supervised_loss`.
       consistency_noise: tabular data: the std of that noise (input units); must be 0 for images.
 
     Example:
@@ -237,6 +242,8 @@ class LossConfig:
     consistency_rampup_steps: int = 0
     consistency_noise: float = 0.0
     unlabelled_rampup_steps: int = 0
+    consistency_start_step: int = 0
+    consistency_target: str = "perturbed"
 
     def __post_init__(self):
         _normalise(self, "loss")
@@ -252,6 +259,9 @@ class LossConfig:
         _require(self.consistency_rampup_steps >= 0, "loss.consistency_rampup_steps", ">= 0",
                  self.consistency_rampup_steps)
         _require(self.consistency_noise >= 0, "loss.consistency_noise", ">= 0", self.consistency_noise)
+        _require(self.consistency_start_step >= 0, "loss.consistency_start_step", ">= 0",
+                 self.consistency_start_step)
+        _choice(self.consistency_target, "loss.consistency_target", ("perturbed", "input"))
         _require(self.unlabelled_rampup_steps >= 0, "loss.unlabelled_rampup_steps", ">= 0",
                  self.unlabelled_rampup_steps)
         semi = self.kind == "semi_supervised"

@@ -21,6 +21,9 @@ import optax
 
 from flowclass.data.labels import UNLABELLED
 
+#: Which copy's posterior is the consistency term's target (see :func:`make_semi_supervised_loss`).
+CONSISTENCY_TARGETS = ("perturbed", "input")
+
 LossFn = Callable[..., tuple[jnp.ndarray, dict]]
 Variables = Mapping[str, Any]
 
@@ -135,6 +138,8 @@ def make_semi_supervised_loss(
     consistency_rampup_steps: int = 0,
     perturb: Callable[[jax.Array, jnp.ndarray], jnp.ndarray] | None = None,
     unlabelled_rampup_steps: int = 0,
+    consistency_start_step: int = 0,
+    consistency_target: str = "perturbed",
 ) -> SemiSupervisedLoss:
     """FlowGMM's semi-supervised objective (Izmailov et al. 2020): labelled examples by their joint
     likelihood, unlabelled ones (label ``-1``) by the mixture marginal, optionally plus ``β`` times
@@ -147,9 +152,11 @@ def make_semi_supervised_loss(
         log p(x, k) = log N(f(x); μ_k, Σ_k) + log π_k + log|det ∂f/∂x|,     log p(x) = logsumexp_k log p(x, k)
 
     with ``m_i = 1`` for a labelled example, ``α = labelled_weight``, ``u`` as in
-    :func:`make_flow_loss`, ``sg`` the stop-gradient and ``w(t) = consistency_weight · min(1, (t +
-    1) / R)`` at optimiser step ``t`` (a linear ramp-up over ``R = consistency_rampup_steps``
-    steps, as in FlowGMM's code; ``R = 0``: the full weight from the start). ``λ(t) =
+    :func:`make_flow_loss`, ``sg`` the stop-gradient and ``w(t) = consistency_weight · clip((t + 1
+    − S) / R, 0, 1)`` at optimiser step ``t`` (a linear ramp-up over ``R = consistency_rampup_steps``
+    steps, as in FlowGMM's code; ``R = 0``: the full weight), starting at step ``S =
+    consistency_start_step`` (0 by default, as in FlowGMM's code; ``S > 0`` lets the labelled
+    terms train the classifier whose predictions the term then copies: ``w(t) = 0`` for ``t < S``). ``λ(t) =
     unlabelled_weight · min(1, (t + 1) / R_u)`` likewise, ``R_u = unlabelled_rampup_steps``: a warm
     start on the labelled terms, which place the class Gaussians before the unlabelled examples'
     marginal pulls on them (not in FlowGMM's code; evaluation uses the full ``λ``). Every example
@@ -162,9 +169,14 @@ def make_semi_supervised_loss(
     **Consistency.** ``x`` is the batch the trainer passes (in :func:`~flowclass.fit`, already
     augmented: one perturbed copy); ``x̃ = perturb(key, x)`` draws a second perturbation of it
     (for an :class:`~flowclass.data.ImagePipeline`'s ``augment``: new dequantisation noise in the
-    same 8-bit bins, a further random shift). The second copy's posterior is the target and
-    carries no gradient (costing one forward pass, no backward); the gradient flows through the
-    copy whose likelihood is trained. In image dimensions the posteriors are nearly one-hot, so
+    same 8-bit bins, a further random shift). With ``consistency_target='perturbed'`` (the
+    default, as written above) the second copy's posterior is the target and carries no gradient
+    (costing one forward pass, no backward); the gradient flows through the copy whose likelihood
+    is trained. With ``consistency_target='input'`` the roles swap, as in FixMatch (Sohn et al.
+    2020: the target from the weakly augmented copy, the strongly augmented one trained): the
+    term is ``KL(sg p(· | x) ‖ p(· | x̃))``, its target the posterior the likelihood terms already
+    compute, its gradient through a forward and backward pass of ``x̃`` (x̃, further perturbed,
+    is the copy the classifier gets wrong more often). In image dimensions the posteriors are nearly one-hot, so
     the term is the cross-entropy of ``p(· | x)`` against the class predicted for ``x̃`` —
     FlowGMM-cons's pseudo-label, which its code scores with the class-conditional likelihood
     instead. Units: the KL is in nats per unlabelled example, whatever ``nll_unit``; with the NLL in
@@ -188,7 +200,8 @@ def make_semi_supervised_loss(
 
     Raises:
       ValueError: ``nll_unit`` not ``'nats'``/``'bits_per_dim'``; a negative weight or ramp-up, a
-        ramp-up that is not a whole number of steps; ``consistency_weight > 0`` without ``perturb``.
+        ramp-up that is not a whole number of steps; ``consistency_weight > 0`` without ``perturb``;
+        ``consistency_target`` not ``'perturbed'``/``'input'``.
       TypeError: ``perturb`` not callable.
 
     Example:
@@ -210,11 +223,12 @@ def make_semi_supervised_loss(
         raise ValueError(f"nll_unit must be 'nats' or 'bits_per_dim'; got {nll_unit!r}.")
     weights = {"unlabelled_weight": unlabelled_weight, "labelled_weight": labelled_weight,
                "cross_entropy_weight": cross_entropy_weight, "consistency_weight": consistency_weight,
-               "consistency_rampup_steps": consistency_rampup_steps, "unlabelled_rampup_steps": unlabelled_rampup_steps}
+               "consistency_rampup_steps": consistency_rampup_steps, "unlabelled_rampup_steps": unlabelled_rampup_steps,
+               "consistency_start_step": consistency_start_step}
     for name, value in weights.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
             raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
-    for name in ("consistency_rampup_steps", "unlabelled_rampup_steps"):
+    for name in ("consistency_rampup_steps", "unlabelled_rampup_steps", "consistency_start_step"):
         if int(weights[name]) != weights[name]:
             raise ValueError(f"{name} must be an integer (optimiser steps); got {weights[name]!r}.")
     if perturb is not None and not callable(perturb):
@@ -222,7 +236,9 @@ def make_semi_supervised_loss(
     return SemiSupervisedLoss(float(unlabelled_weight), float(cross_entropy_weight), nll_unit, num_bins,
                               labelled_weight=float(labelled_weight), consistency_weight=float(consistency_weight),
                               consistency_rampup_steps=int(consistency_rampup_steps), perturb=perturb,
-                              unlabelled_rampup_steps=int(unlabelled_rampup_steps))
+                              unlabelled_rampup_steps=int(unlabelled_rampup_steps),
+                              consistency_start_step=int(consistency_start_step),
+                              consistency_target=consistency_target)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,13 +263,18 @@ class SemiSupervisedLoss:
     consistency_rampup_steps: int = 0
     perturb: Callable[[jax.Array, jnp.ndarray], jnp.ndarray] | None = None
     unlabelled_rampup_steps: int = 0
+    consistency_start_step: int = 0
+    consistency_target: str = "perturbed"
     accepts_unlabelled: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        for name in ("consistency_rampup_steps", "unlabelled_rampup_steps"):
+        for name in ("consistency_rampup_steps", "unlabelled_rampup_steps", "consistency_start_step"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0 (optimiser steps); got {value!r}.")
+        if self.consistency_target not in CONSISTENCY_TARGETS:
+            raise ValueError(f"consistency_target must be one of {CONSISTENCY_TARGETS}; "
+                             f"got {self.consistency_target!r}.")
         if self.consistency_weight > 0 and not callable(self.perturb):
             raise ValueError("consistency_weight > 0 needs perturb, a function (key, x) -> x drawing the second copy "
                              f"(e.g. an ImagePipeline's augment); got perturb={self.perturb!r}.")
@@ -265,8 +286,9 @@ class SemiSupervisedLoss:
         return self.consistency_weight > 0 or self.unlabelled_rampup_steps > 0
 
     def consistency_weight_at(self, step: Any) -> Any:
-        """``w(t) = consistency_weight · min(1, (t + 1) / R)``, the ramped weight at optimiser step ``t``."""
-        return _ramp(self.consistency_weight, self.consistency_rampup_steps, step)
+        """``w(t) = consistency_weight · clip((t + 1 − S) / R, 0, 1)``, the ramped weight at optimiser
+        step ``t`` (0 before the start step ``S``; the full weight from ``S`` when ``R = 0``)."""
+        return _ramp(self.consistency_weight, self.consistency_rampup_steps, step, self.consistency_start_step)
 
     def unlabelled_weight_at(self, step: Any) -> Any:
         """``λ(t) = unlabelled_weight · min(1, (t + 1) / R_u)``, the ramped weight at optimiser step ``t``."""
@@ -316,10 +338,13 @@ class SemiSupervisedLoss:
             aux["unlabelled_weight"] = lam
         if training and self.consistency_weight > 0:
             assert self.perturb is not None and key is not None  # __post_init__ checks perturb
-            other = jax.lax.stop_gradient(
-                apply_fn(variables, self.perturb(key, x), method="class_log_likelihoods") + log_weights)
-            target_log_p = jax.nn.log_softmax(other, axis=-1)
-            kl = jnp.sum(jnp.exp(target_log_p) * (target_log_p - jax.nn.log_softmax(log_joint, axis=-1)), axis=-1)
+            other = apply_fn(variables, self.perturb(key, x), method="class_log_likelihoods") + log_weights
+            if self.consistency_target == "perturbed":  # target: the second copy; trained: x
+                target, trained = jax.lax.stop_gradient(other), log_joint
+            else:  # FixMatch's direction: target x (its posterior computed above), trained: the second copy
+                target, trained = jax.lax.stop_gradient(log_joint), other
+            target_log_p = jax.nn.log_softmax(target, axis=-1)
+            kl = jnp.sum(jnp.exp(target_log_p) * (target_log_p - jax.nn.log_softmax(trained, axis=-1)), axis=-1)
             unlabelled = 1.0 - mask
             weight = self.consistency_weight_at(step)
             loss = loss + weight * jnp.mean(unlabelled * kl)
@@ -331,11 +356,15 @@ class SemiSupervisedLoss:
         return loss, aux
 
 
-def _ramp(weight: float, steps: int, step: Any) -> jnp.ndarray:
-    """``weight · min(1, (step + 1) / steps)``; ``weight`` itself when ``steps`` is 0."""
-    if not steps:
+def _ramp(weight: float, steps: int, step: Any, start: int = 0) -> jnp.ndarray:
+    """``weight · clip((step + 1 − start) / steps, 0, 1)``; with ``steps = 0``, ``weight`` from
+    ``start`` on (0 before)."""
+    if not steps and not start:
         return jnp.asarray(weight, jnp.float32)
-    return weight * jnp.minimum(1.0, (jnp.asarray(step, jnp.float32) + 1.0) / steps)
+    t = jnp.asarray(step, jnp.float32)
+    if not steps:
+        return jnp.where(t >= start, jnp.float32(weight), jnp.float32(0.0))
+    return weight * jnp.clip((t + 1.0 - start) / steps, 0.0, 1.0)
 
 
 def needs_key(loss_fn: Any) -> bool:

@@ -156,7 +156,9 @@ def build_loss(config: RunConfig) -> LossFn:
                                          nll_unit=loss.nll_unit, num_bins=loss.num_bins,
                                          consistency_weight=loss.consistency_weight,
                                          consistency_rampup_steps=loss.consistency_rampup_steps, perturb=perturb,
-                                         unlabelled_rampup_steps=loss.unlabelled_rampup_steps)
+                                         unlabelled_rampup_steps=loss.unlabelled_rampup_steps,
+                                         consistency_start_step=loss.consistency_start_step,
+                                         consistency_target=loss.consistency_target)
     return make_flow_loss(cross_entropy_weight=loss.cross_entropy_weight, nll_unit=loss.nll_unit,
                           num_bins=loss.num_bins, posterior_temperature=loss.posterior_temperature)
 

@@ -17,7 +17,7 @@ TINY = ["run.data.train_subset=1200", "run.data.val_size=200", "run.data.labelle
         "run.train.batch_size=32", "run.train.epochs=1", "run.model.hidden=(16, 16)", "run.model.num_couplings=2",
         "fresh_size=2000"]
 CONSISTENCY = ["run.loss.consistency_weight=1.0", "run.loss.consistency_noise=0.1",
-               "run.loss.consistency_rampup_steps=20"]
+               "run.loss.consistency_rampup_steps=20", "run.loss.consistency_start_step=5"]
 
 pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
 
@@ -48,8 +48,9 @@ def test_moons_end_to_end_reloads_in_a_fresh_process(tmp_path, monkeypatch):
     for name in ("semi_supervised", "labelled_only"):
         sub = read_config(workdir / "seed0" / name)
         assert sub.loss.consistency_weight == 0 and sub.loss.consistency_rampup_steps == 0, name
+        assert sub.loss.consistency_start_step == 0, name
     assert read_config(workdir / "seed0" / "semi_supervised") == override(
-        config.run, ["loss.consistency_weight=0.0", "loss.consistency_rampup_steps=0"])
+        config.run, ["loss.consistency_weight=0.0", "loss.consistency_rampup_steps=0", "loss.consistency_start_step=0"])
     history = json.loads((workdir / "seed0" / "consistency" / "results.json").read_text())
     assert history["steps"] == cons["steps"] == ssl["steps"]
     # the baseline: the repeated labelled rows alone, at least as many steps on a schedule as long

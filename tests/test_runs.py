@@ -223,6 +223,8 @@ def test_stored_config_is_json_and_round_trips(trained):
     ("loss.unlabelled_rampup_steps=100", r"must be 0, 1 and 0 unless loss.kind='semi_supervised'"),
     ("loss.unlabelled_rampup_steps=-1", r"loss.unlabelled_rampup_steps must be >= 0"),
     ("loss.consistency_rampup_steps=-1", r"loss.consistency_rampup_steps must be >= 0"),
+    ("loss.consistency_start_step=-1", r"loss.consistency_start_step must be >= 0"),
+    ("loss.consistency_target='both'", r"loss.consistency_target must be one of \('perturbed', 'input'\)"),
 ])
 def test_config_values_are_validated_with_the_field_named(assignment, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -238,11 +240,13 @@ def test_the_consistency_term_is_built_from_the_runs_augmentation_or_noise():
     assert tabular.needs_key and tabular.perturb == fc.data.GaussianNoise(0.2)
     image = fc.RunConfig(model=fc.ModelConfig(kind="image_flow", input_shape=(28, 28, 1), num_classes=10),
                          loss=fc.LossConfig(kind="semi_supervised", consistency_weight=2.0,
-                                            consistency_rampup_steps=100),
+                                            consistency_rampup_steps=100, consistency_start_step=300,
+                                            consistency_target="input"),
                          data=fc.DataConfig(dataset="mnist", shift=2, num_labels=100), train=fc.TrainConfig(
                              select="marginal_nll"))
     loss = runs.build_loss(image)
     assert loss.perturb == runs.pipeline(image).augment and loss.consistency_rampup_steps == 100
+    assert loss.consistency_start_step == 300 and loss.consistency_target == "input"
     with pytest.raises(ValueError, match="loss.consistency_noise must be 0 for images"):
         override(image, ["loss.consistency_noise=0.1"])
     warm = runs.build_loss(override(semi, ["loss.unlabelled_rampup_steps=200"]))

@@ -211,6 +211,34 @@ def test_consistency_is_the_kl_from_the_perturbed_copy_over_unlabelled_examples_
     np.testing.assert_allclose(aux["consistency_agreement"].total, np.sum(unlabelled * agree))
 
 
+def test_consistency_start_step_delays_the_term_and_its_ramp():
+    """w(t) = w · clip((t + 1 − S) / R, 0, 1): before step S the loss is the loss without the term
+    (the labelled terms train alone); from S the ramp runs as it would from step 0."""
+    model, v = _model_and_variables()
+    x = jax.random.normal(jax.random.key(2), (8, 2))
+    y = jnp.array([0, -1, 2, -1, -1, 1, -1, 0])
+    unlabelled = np.asarray(y == -1, np.float32)
+    target, pred = _posteriors(model, v, x + 0.7), _posteriors(model, v, x)
+    kl_mean = np.mean(unlabelled * np.sum(np.exp(target) * (target - pred), axis=-1))
+    base, _ = _jit_loss(make_semi_supervised_loss())(model.apply, v, x, y)
+    late = make_semi_supervised_loss(consistency_weight=2.0, consistency_rampup_steps=10, consistency_start_step=100,
+                                     perturb=_shift(0.7))
+    late_jit = jax.jit(late, static_argnums=0)
+    for step, weight in ((0, 0.0), (99, 0.0), (100, 0.2), (104, 1.0), (109, 2.0), (5000, 2.0)):
+        loss, aux = late_jit(model.apply, v, x, y, key=jax.random.key(0), step=step)
+        np.testing.assert_allclose(aux["consistency_weight"], weight, rtol=1e-6)
+        np.testing.assert_allclose(late.consistency_weight_at(step), weight, rtol=1e-6)
+        np.testing.assert_allclose(loss, base + weight * kl_mean, rtol=1e-5)
+    step_on = make_semi_supervised_loss(consistency_weight=2.0, consistency_start_step=7, perturb=_shift(0.7))
+    assert [float(step_on.consistency_weight_at(t)) for t in (0, 6, 7, 8)] == [0.0, 0.0, 2.0, 2.0]
+    for bad, message in ((-1, "consistency_start_step must be a finite number >= 0; got -1"),
+                         (2.5, "consistency_start_step must be an integer .*got 2.5")):
+        with pytest.raises(ValueError, match=message):
+            make_semi_supervised_loss(consistency_start_step=bad)
+    with pytest.raises(ValueError, match="consistency_start_step must be an integer >= 0 .*got True"):
+        fc.SemiSupervisedLoss(consistency_start_step=True)
+
+
 def test_consistency_gradient_flows_through_the_trained_copy_only():
     """The perturbed copy's posterior is a constant target: the gradient is that of the
     cross-entropy of p(· | x) against the fixed target (the target's entropy has none)."""
@@ -230,6 +258,40 @@ def test_consistency_gradient_flows_through_the_trained_copy_only():
     assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(expected)) > 1e-3
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_consistency_target_input_trains_the_perturbed_copy_towards_the_inputs_posterior():
+    """consistency_target='input' (FixMatch's direction): KL(sg p(· | x) ‖ p(· | x̃)), its value
+    and its gradient (through the perturbed copy only) by hand; 'perturbed' is the other KL."""
+    model, v = _model_and_variables()
+    x = jax.random.normal(jax.random.key(2), (8, 2))
+    y = jnp.array([0, -1, 2, -1, -1, 1, -1, 0])
+    unlabelled = np.asarray(y == -1, np.float32)
+    moved, here = _posteriors(model, v, x + 0.7), _posteriors(model, v, x)
+    base, _ = _jit_loss(make_semi_supervised_loss())(model.apply, v, x, y)
+    for target, closed_form in (("input", np.sum(np.exp(here) * (here - moved), axis=-1)),
+                                ("perturbed", np.sum(np.exp(moved) * (moved - here), axis=-1))):
+        cons = make_semi_supervised_loss(consistency_weight=1.0, consistency_target=target, perturb=_shift(0.7))
+        loss, aux = _jit_loss(cons)(model.apply, v, x, y, key=jax.random.key(0), step=0)
+        np.testing.assert_allclose(aux["consistency"].total, np.sum(unlabelled * closed_form), rtol=1e-4)
+        np.testing.assert_allclose(loss, base + np.mean(unlabelled * closed_form), rtol=1e-5)
+    fixed = np.exp(here)  # computed outside: no gradient can reach the target
+    y_un = jnp.full(8, UNLABELLED)
+    cons = make_semi_supervised_loss(unlabelled_weight=0.0, consistency_weight=1.0, consistency_target="input",
+                                     perturb=_shift(0.7))
+
+    def by_hand(params):
+        return -jnp.mean(jnp.sum(fixed * _posteriors(model, {**v, "params": params}, x + 0.7), axis=-1))
+
+    def by_loss(params):
+        return cons(model.apply, {**v, "params": params}, x, y_un, key=jax.random.key(0), step=0)[0]
+
+    got, expected = jax.jit(jax.grad(by_loss))(v["params"]), jax.jit(jax.grad(by_hand))(v["params"])
+    assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(expected)) > 1e-3
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="consistency_target must be one of .*got 'both'"):
+        make_semi_supervised_loss(consistency_target="both")
 
 
 def test_labelled_weight_scales_the_labelled_joint_likelihood():

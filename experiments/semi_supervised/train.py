@@ -35,7 +35,8 @@ TABLE_FILE = "table.md"
 PREDICTIONS_FILE = "test_predictions.npy"
 BASELINE = "labelled_only"
 ASSIGNMENT_FIGURE = "assignment.png"
-NO_CONSISTENCY = ("loss.consistency_weight=0.0", "loss.consistency_rampup_steps=0")  # overrides: the term off
+# overrides: the term off
+NO_CONSISTENCY = ("loss.consistency_weight=0.0", "loss.consistency_rampup_steps=0", "loss.consistency_start_step=0")
 # overrides for a run without unlabelled examples: no consistency term, no ramp-up of the unlabelled one
 LABELLED_ONLY_LOSS = (*NO_CONSISTENCY, "loss.unlabelled_rampup_steps=0")
 DIAGNOSTIC_SIZE = 2000  # held-out validation images whose hidden labels the diagnostic reads
