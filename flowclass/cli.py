@@ -10,7 +10,10 @@ Every experiment under ``experiments/<name>/`` is a package with ``configs/<conf
     python -m experiments.moons.main --config noise0p5 --workdir results/moons/noise0p5 train.epochs=50
 
 Everything is validated before any training: the config name, each override (unknown fields,
-wrong types, values out of range, all named), and that the workdir can be written.
+wrong types, values out of range, all named), and that the workdir can be written. Compiled
+programs are kept on disk between runs (:func:`flowclass.runtime.use_compilation_cache`, under
+``~/.cache/flowclass/jax`` or ``$FLOWCLASS_CACHE/jax``), so that a second run of a config skips
+most of XLA's compilation; ``--no-compile-cache`` turns that off.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from flowclass.config import override
+from flowclass.runtime import use_compilation_cache
 
 
 class Invocation(NamedTuple):
@@ -108,8 +112,8 @@ def parse(argv: list[str] | None, *, description: str | None, configs: str, defa
       >>> folder = pathlib.Path(tempfile.mkdtemp())
       >>> _ = (folder / "tiny.py").write_text("from flowclass.config import RunConfig\ndef get_config():\n"
       ...                                     "    return RunConfig()\n")
-      >>> inv = parse(["--config", str(folder / "tiny.py"), "--workdir", str(folder / "run"), "train.epochs=3"],
-      ...             description=None, configs="unused")
+      >>> inv = parse(["--config", str(folder / "tiny.py"), "--workdir", str(folder / "run"), "--no-compile-cache",
+      ...              "train.epochs=3"], description=None, configs="unused")
       >>> inv.config.train.epochs, inv.config_name, inv.options["resume"]
       (3, 'tiny', False)
     """
@@ -124,6 +128,9 @@ def parse(argv: list[str] | None, *, description: str | None, configs: str, defa
                         "(default: $FLOWCLASS_DATA_DIR, system locations)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-figures", action="store_true", help="write no figures")
+    parser.add_argument("--no-compile-cache", action="store_true", help="do not keep compiled programs on disk "
+                        "between runs (default: kept under $FLOWCLASS_CACHE/jax or ~/.cache/flowclass/jax, unless "
+                        "$JAX_COMPILATION_CACHE_DIR says otherwise)")
     parser.add_argument("overrides", nargs="*", metavar="section.field=value",
                         help="config overrides, e.g. train.epochs=5 optim.learning_rate=3e-3")
     args = parser.parse_args(argv)
@@ -140,6 +147,8 @@ def parse(argv: list[str] | None, *, description: str | None, configs: str, defa
         check_writable(workdir)
     except OSError as error:
         parser.error(str(error))
+    if not args.no_compile_cache:
+        use_compilation_cache()
     options = {"resume": args.resume, "overwrite": args.overwrite, "data_dir": args.data_dir,
                "progress": not args.quiet, "figures": not args.no_figures}
     return Invocation(config, name, workdir, options)

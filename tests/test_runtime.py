@@ -1,5 +1,6 @@
 """flowclass.runtime: host-device flags and the tcmalloc restart of scripts."""
 
+import json
 import os
 import subprocess
 import sys
@@ -109,3 +110,45 @@ def test_restart_with_tcmalloc_rejects_an_unknown_allocator(monkeypatch):
     monkeypatch.setenv(runtime.ALLOCATOR_ENV, "jemalloc")
     with pytest.raises(ValueError, match="'tcmalloc' or 'system'"):
         runtime.restart_with_tcmalloc()
+
+
+CACHE_SCRIPT = """
+import json, sys, jax, jax.numpy as jnp
+from flowclass import cli, runtime
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+if sys.argv[1] == "cli":
+    cli.parse(["--workdir", sys.argv[2], *sys.argv[3:]], description=None, configs="experiments.moons.configs")
+    used = jax.config.jax_compilation_cache_dir
+else:
+    used = runtime.use_compilation_cache(*sys.argv[2:])
+    used = None if used is None else str(used)
+jax.jit(lambda x: jnp.sin(x) * 3)(jnp.ones(5)).block_until_ready()
+print(json.dumps({"used": used, "config": jax.config.jax_compilation_cache_dir}))
+"""
+
+
+def _cache_run(tmp_path, env_update: dict, *args: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "FLOWCLASS_CACHE")}
+    env.update(FLOWCLASS_CACHE=str(tmp_path / "flowclass"), **env_update)
+    out = subprocess.run([sys.executable, "-c", CACHE_SCRIPT, *args], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_use_compilation_cache_writes_programs_under_the_flowclass_cache_unless_the_user_chose(tmp_path):
+    default = tmp_path / "flowclass" / "jax"
+    got = _cache_run(tmp_path, {}, "api")
+    assert got == {"used": str(default), "config": str(default)}
+    assert any(default.iterdir())  # the compiled program was written there
+    mine = tmp_path / "mine"
+    assert _cache_run(tmp_path, {}, "api", str(mine))["used"] == str(mine) and any(mine.iterdir())
+    # the user's environment wins: another directory, or an empty value (no cache)
+    theirs = tmp_path / "theirs"
+    assert _cache_run(tmp_path, {"JAX_COMPILATION_CACHE_DIR": str(theirs)}, "api", str(mine))["used"] == str(theirs)
+    assert _cache_run(tmp_path, {"JAX_COMPILATION_CACHE_DIR": ""}, "api")["used"] is None
+
+
+def test_experiment_command_line_keeps_the_cache_unless_told_not_to(tmp_path):
+    assert _cache_run(tmp_path, {}, "cli", str(tmp_path / "run"))["config"] == str(tmp_path / "flowclass" / "jax")
+    assert _cache_run(tmp_path, {}, "cli", str(tmp_path / "run2"), "--no-compile-cache")["config"] is None

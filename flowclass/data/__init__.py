@@ -15,7 +15,6 @@ from flowclass.data.mnist import (
 from flowclass.data.moons import (
     bayes_labels,
     bayes_predict,
-    default_cache_dir,
     make_moons,
     moons_class_log_density,
     moons_log_density,
@@ -24,6 +23,7 @@ from flowclass.data.moons import (
 from flowclass.data.noise import GaussianNoise
 from flowclass.data.pixels import ImagePipeline, image_pipeline
 from flowclass.data.split import train_val_split
+from flowclass.runtime import default_cache_dir  # the cache of the Bayes labels, and of compiled programs
 
 __all__ = [
     "UNLABELLED",

@@ -156,19 +156,6 @@ def bayes_predict(x: ArrayLike, noise: float, **kwargs: Any) -> np.ndarray:
 _CACHE_FORMAT = b"flowclass.moons.bayes_labels/1"  # bump when the labels' meaning changes
 
 
-def default_cache_dir() -> Path:
-    """The directory for cached results: ``$FLOWCLASS_CACHE`` when set (and not empty), else
-    ``~/.cache/flowclass``. Nothing is created here.
-
-    >>> from unittest import mock
-    >>> with mock.patch.dict(os.environ, {"FLOWCLASS_CACHE": "/tmp/flowclass-cache"}):
-    ...     print(default_cache_dir())
-    /tmp/flowclass-cache
-    """
-    configured = os.environ.get("FLOWCLASS_CACHE")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "flowclass"
-
-
 def _cache_key(x: np.ndarray, noise: float, num_nodes: int) -> str:
     digest = hashlib.sha256(_CACHE_FORMAT)
     for part in (str(x.dtype), repr(x.shape), float(noise).hex(), str(num_nodes)):
