@@ -220,7 +220,8 @@ class LossConfig:
         ``scale``, dequantisation) or, on tabular data, Gaussian noise of std ``consistency_noise``.
       consistency_rampup_steps: optimiser steps over which the weight rises linearly from 0.
       consistency_start_step: the optimiser step at which the term (and its ramp-up) starts: the
-        labelled terms train the classifier alone until then (0: from the start, as FlowGMM).
+        labelled and marginal terms train the classifier without it until then (0: from the
+        start, as FlowGMM).
       consistency_target: ``'perturbed'`` (the second copy's posterior is the target, the input's
         is trained) or ``'input'`` (FixMatch's direction: the input's is the target, the further
         perturbed copy's is trained); see :func:`~flowclass.make_semi_supervised_loss`.

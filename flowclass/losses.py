@@ -176,9 +176,11 @@ def make_semi_supervised_loss(
     2020: the target from the weakly augmented copy, the strongly augmented one trained): the
     term is ``KL(sg p(· | x) ‖ p(· | x̃))``, its target the posterior the likelihood terms already
     compute, its gradient through a forward and backward pass of ``x̃`` (x̃, further perturbed,
-    is the copy the classifier gets wrong more often). In image dimensions the posteriors are nearly one-hot, so
-    the term is the cross-entropy of ``p(· | x)`` against the class predicted for ``x̃`` —
-    FlowGMM-cons's pseudo-label, which its code scores with the class-conditional likelihood
+    is the copy the classifier gets wrong more often). The second copy is computed from step 0,
+    also before ``S`` (its agreement with the first is reported throughout), so its cost starts
+    at step 0. In image dimensions the posteriors are nearly one-hot, so the term is the
+    cross-entropy of the trained copy's posterior against the class predicted for the target copy
+    — FlowGMM-cons's pseudo-label, which its code scores with the class-conditional likelihood
     instead. Units: the KL is in nats per unlabelled example, whatever ``nll_unit``; with the NLL in
     bits/dim a weight ``w`` therefore weighs ``D log 2`` times more against the likelihood than
     the same ``w`` against an NLL in nats (FlowGMM's code keeps every term in nats).
@@ -200,7 +202,8 @@ def make_semi_supervised_loss(
 
     Raises:
       ValueError: ``nll_unit`` not ``'nats'``/``'bits_per_dim'``; a negative weight or ramp-up, a
-        ramp-up that is not a whole number of steps; ``consistency_weight > 0`` without ``perturb``;
+        ramp-up or ``consistency_start_step`` that is not a whole number of steps;
+        ``consistency_weight > 0`` without ``perturb``;
         ``consistency_target`` not ``'perturbed'``/``'input'``.
       TypeError: ``perturb`` not callable.
 
@@ -340,10 +343,10 @@ class SemiSupervisedLoss:
             assert self.perturb is not None and key is not None  # __post_init__ checks perturb
             other = apply_fn(variables, self.perturb(key, x), method="class_log_likelihoods") + log_weights
             if self.consistency_target == "perturbed":  # target: the second copy; trained: x
-                target, trained = jax.lax.stop_gradient(other), log_joint
+                target_logits, trained = jax.lax.stop_gradient(other), log_joint
             else:  # FixMatch's direction: target x (its posterior computed above), trained: the second copy
-                target, trained = jax.lax.stop_gradient(log_joint), other
-            target_log_p = jax.nn.log_softmax(target, axis=-1)
+                target_logits, trained = jax.lax.stop_gradient(log_joint), other
+            target_log_p = jax.nn.log_softmax(target_logits, axis=-1)
             kl = jnp.sum(jnp.exp(target_log_p) * (target_log_p - jax.nn.log_softmax(trained, axis=-1)), axis=-1)
             unlabelled = 1.0 - mask
             weight = self.consistency_weight_at(step)

@@ -1,5 +1,5 @@
-"""Process-level CPU set-up that has to happen before XLA starts: host devices, the allocator
-and compiler options.
+"""Process-level set-up: host devices, the allocator and compiler options, which have to be
+chosen before XLA starts, and the on-disk cache of compiled programs (:func:`use_compilation_cache`).
 
 Three settings make flowclass's image flows fast on a multi-core CPU (measured on a 2-core
 machine, ``benchmarks/``):

@@ -116,7 +116,10 @@ CACHE_SCRIPT = """
 import json, sys, jax, jax.numpy as jnp
 from flowclass import cli, runtime
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-if sys.argv[1] == "cli":
+if sys.argv[1] == "preset":  # a notebook chose a directory in code before
+    jax.config.update("jax_compilation_cache_dir", sys.argv[2])
+    used = str(runtime.use_compilation_cache(sys.argv[3]))
+elif sys.argv[1] == "cli":
     cli.parse(["--workdir", sys.argv[2], *sys.argv[3:]], description=None, configs="experiments.moons.configs")
     used = jax.config.jax_compilation_cache_dir
 else:
@@ -147,6 +150,8 @@ def test_use_compilation_cache_writes_programs_under_the_flowclass_cache_unless_
     theirs = tmp_path / "theirs"
     assert _cache_run(tmp_path, {"JAX_COMPILATION_CACHE_DIR": str(theirs)}, "api", str(mine))["used"] == str(theirs)
     assert _cache_run(tmp_path, {"JAX_COMPILATION_CACHE_DIR": ""}, "api")["used"] is None
+    preset = tmp_path / "preset"
+    assert _cache_run(tmp_path, {}, "preset", str(preset), str(mine)) == {"used": str(preset), "config": str(preset)}
 
 
 def test_experiment_command_line_keeps_the_cache_unless_told_not_to(tmp_path):

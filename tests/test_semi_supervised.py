@@ -292,6 +292,12 @@ def test_consistency_target_input_trains_the_perturbed_copy_towards_the_inputs_p
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="consistency_target must be one of .*got 'both'"):
         make_semi_supervised_loss(consistency_target="both")
+    # the config's choices are the loss's (config.py sits below losses.py and cannot import them)
+    for choice in fc.losses.CONSISTENCY_TARGETS:
+        assert fc.LossConfig(kind="semi_supervised", consistency_target=choice).consistency_target == choice
+    with pytest.raises(ValueError, match=r"must be one of \('perturbed', 'input'\)"):
+        fc.LossConfig(kind="semi_supervised", consistency_target="both")
+    assert fc.losses.CONSISTENCY_TARGETS == ("perturbed", "input")
 
 
 def test_labelled_weight_scales_the_labelled_joint_likelihood():

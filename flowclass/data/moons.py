@@ -208,7 +208,7 @@ def bayes_labels(
     file in ``cache_dir``, then ``os.replace``) and checked when read (shape ``(N,)``, dtype
     ``int32``, values in {0, 1}); a truncated, corrupt or mismatching file is recomputed and
     replaced. A cache that cannot be written only warns (``RuntimeWarning``): the labels are
-    returned all the same. :func:`default_cache_dir` is the usual ``cache_dir``.
+    returned all the same. :func:`flowclass.runtime.default_cache_dir` is the usual ``cache_dir``.
 
     Raises:
       ValueError: ``x`` is not a non-empty, finite ``(N, 2)`` array of real numbers, ``noise`` not
