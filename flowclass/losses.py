@@ -176,9 +176,9 @@ def make_semi_supervised_loss(
     2020: the target from the weakly augmented copy, the strongly augmented one trained): the
     term is ``KL(sg p(· | x) ‖ p(· | x̃))``, its target the posterior the likelihood terms already
     compute, its gradient through a forward and backward pass of ``x̃`` (x̃, further perturbed,
-    is the copy the classifier gets wrong more often). The second copy is computed from step 0,
-    also before ``S`` (its agreement with the first is reported throughout), so its cost starts
-    at step 0. In image dimensions the posteriors are nearly one-hot, so the term is the
+    is the copy the classifier gets wrong more often; before ``S`` only its forward pass runs).
+    The second copy's forward pass runs from step 0, also before ``S``: its agreement with the
+    first is reported throughout. In image dimensions the posteriors are nearly one-hot, so the term is the
     cross-entropy of the trained copy's posterior against the class predicted for the target copy
     — FlowGMM-cons's pseudo-label, which its code scores with the class-conditional likelihood
     instead. Units: the KL is in nats per unlabelled example, whatever ``nll_unit``; with the NLL in
@@ -341,15 +341,26 @@ class SemiSupervisedLoss:
             aux["unlabelled_weight"] = lam
         if training and self.consistency_weight > 0:
             assert self.perturb is not None and key is not None  # __post_init__ checks perturb
-            other = apply_fn(variables, self.perturb(key, x), method="class_log_likelihoods") + log_weights
+            perturbed = self.perturb(key, x)
+            weight = self.consistency_weight_at(step)
+
+            def second_copy(v):
+                return apply_fn(v, perturbed, method="class_log_likelihoods")
+
+            def second_copy_constant(v):
+                return jax.lax.stop_gradient(second_copy(v))
+
             if self.consistency_target == "perturbed":  # target: the second copy; trained: x
-                target_logits, trained = jax.lax.stop_gradient(other), log_joint
+                other = jax.lax.stop_gradient(second_copy(variables) + log_weights)
+                target_logits, trained = other, log_joint
             else:  # FixMatch's direction: target x (its posterior computed above), trained: the second copy
+                # while w(t) = 0 (before the start step) only the second copy's forward pass runs (for the
+                # agreement): its backward pass would carry zeros
+                other = jax.lax.cond(weight > 0, second_copy, second_copy_constant, variables) + log_weights
                 target_logits, trained = jax.lax.stop_gradient(log_joint), other
             target_log_p = jax.nn.log_softmax(target_logits, axis=-1)
             kl = jnp.sum(jnp.exp(target_log_p) * (target_log_p - jax.nn.log_softmax(trained, axis=-1)), axis=-1)
             unlabelled = 1.0 - mask
-            weight = self.consistency_weight_at(step)
             loss = loss + weight * jnp.mean(unlabelled * kl)
             aux["loss"] = loss
             agree = jnp.argmax(other, -1) == jnp.argmax(log_joint, -1)
@@ -364,10 +375,8 @@ def _ramp(weight: float, steps: int, step: Any, start: int = 0) -> jnp.ndarray:
     ``start`` on (0 before)."""
     if not steps and not start:
         return jnp.asarray(weight, jnp.float32)
-    t = jnp.asarray(step, jnp.float32)
-    if not steps:
-        return jnp.where(t >= start, jnp.float32(weight), jnp.float32(0.0))
-    return weight * jnp.clip((t + 1.0 - start) / steps, 0.0, 1.0)
+    # steps = 0 is a one-step ramp: 0 before start, the full weight from start on
+    return weight * jnp.clip((jnp.asarray(step, jnp.float32) + 1.0 - start) / max(steps, 1), 0.0, 1.0)
 
 
 def needs_key(loss_fn: Any) -> bool:

@@ -174,6 +174,14 @@ def _posteriors(model, v, x):
     return jax.nn.log_softmax(model.apply(v, x, method="class_log_likelihoods") + model.apply(v, method="log_weights"))
 
 
+def _assert_same_gradients(by_loss, by_hand, params):
+    """The gradients of two scalar functions of ``params`` agree, and are not all (nearly) zero."""
+    got, expected = jax.jit(jax.grad(by_loss))(params), jax.jit(jax.grad(by_hand))(params)
+    assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(expected)) > 1e-3
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_consistency_is_zero_when_the_two_copies_are_equal():
     model, v = _model_and_variables()
     x = jax.random.normal(jax.random.key(2), (8, 2))
@@ -254,10 +262,7 @@ def test_consistency_gradient_flows_through_the_trained_copy_only():
     def by_loss(params):
         return cons(model.apply, {**v, "params": params}, x, y, key=jax.random.key(0), step=0)[0]
 
-    got, expected = jax.jit(jax.grad(by_loss))(v["params"]), jax.jit(jax.grad(by_hand))(v["params"])
-    assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(expected)) > 1e-3
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    _assert_same_gradients(by_loss, by_hand, v["params"])
 
 
 def test_consistency_target_input_trains_the_perturbed_copy_towards_the_inputs_posterior():
@@ -286,10 +291,13 @@ def test_consistency_target_input_trains_the_perturbed_copy_towards_the_inputs_p
     def by_loss(params):
         return cons(model.apply, {**v, "params": params}, x, y_un, key=jax.random.key(0), step=0)[0]
 
-    got, expected = jax.jit(jax.grad(by_loss))(v["params"]), jax.jit(jax.grad(by_hand))(v["params"])
-    assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(expected)) > 1e-3
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    _assert_same_gradients(by_loss, by_hand, v["params"])
+    # before the start step the second copy carries no gradient: that of the loss without the term
+    late = make_semi_supervised_loss(consistency_weight=1.0, consistency_target="input", consistency_start_step=5,
+                                     perturb=_shift(0.7))
+    plain = make_semi_supervised_loss()
+    _assert_same_gradients(lambda p: late(model.apply, {**v, "params": p}, x, y, key=jax.random.key(0), step=4)[0],
+                           lambda p: plain(model.apply, {**v, "params": p}, x, y)[0], v["params"])
     with pytest.raises(ValueError, match="consistency_target must be one of .*got 'both'"):
         make_semi_supervised_loss(consistency_target="both")
     # the config's choices are the loss's (config.py sits below losses.py and cannot import them)
