@@ -82,10 +82,10 @@ def load_dataset(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"dataset must be one of {sorted([*bundled, 'moons', 'circles', 'blobs'])}; got {name!r}.")
 
 
-def _platt_svc(seed: int) -> CalibratedClassifierCV:
+def _platt_svc() -> CalibratedClassifierCV:
     """An RBF SVC with Platt-scaled probabilities (a sigmoid fitted to 5-fold cross-validated
     decision values, then the SVC refitted on all rows): what ``SVC(probability=True)`` did."""
-    return CalibratedClassifierCV(SVC(random_state=seed), method="sigmoid", ensemble=False)
+    return CalibratedClassifierCV(SVC(), method="sigmoid", ensemble=False)
 
 
 def classifiers(config: TabularConfig) -> dict[str, tuple[Any, dict]]:
@@ -102,7 +102,7 @@ def classifiers(config: TabularConfig) -> dict[str, tuple[Any, dict]]:
         "GaussianNB": (GaussianNB(), {"var_smoothing": [1e-9, 1e-6, 1e-3]}),
         # Platt-scaled probabilities from cross-validated decision values (SVC(probability=True) is
         # deprecated since scikit-learn 1.9 in favour of this)
-        "SVC": (scaled(_platt_svc(seed)), {"calibratedclassifiercv__estimator__C": [1.0, 10.0]}),
+        "SVC": (scaled(_platt_svc()), {"calibratedclassifiercv__estimator__C": [1.0, 10.0]}),
         "MLPClassifier": (scaled(MLPClassifier((100,), max_iter=1000, random_state=seed)),
                           {"mlpclassifier__alpha": [1e-4, 1e-2]}),
         "RandomForestClassifier": (RandomForestClassifier(200, random_state=seed), {"max_depth": [None, 8]}),

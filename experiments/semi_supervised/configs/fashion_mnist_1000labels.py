@@ -14,4 +14,5 @@ from . import mnist_1000labels
 
 def get_config() -> ExperimentConfig:
     return override(mnist_1000labels.get_config(), ["run.data.dataset=fashion_mnist", "run.loss.consistency_weight=0.0",
-                                                    "run.loss.consistency_rampup_steps=0"])
+                                                    "run.loss.consistency_rampup_steps=0",
+                                                    "run.loss.consistency_start_step=0"])
