@@ -12,7 +12,7 @@ dequantised pixels in training, bin centres in evaluation; 5,000 held-out traini
 labels hidden, select the epoch by their marginal NLL. The experiment also trains the run
 without the consistency term and the labelled-only baseline, each for the same optimiser steps
 on a schedule of the same length (steps, not minutes, are fixed: a shared CPU cannot then change
-the result; on a 2-core CPU a model takes 7-12 minutes). ``num_seeds=1`` runs one label draw.
+the result; on a 2-core CPU a model takes 7-13 minutes). ``num_seeds=1`` runs one label draw.
 """
 
 from flowclass.config import DataConfig, LossConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
