@@ -13,13 +13,16 @@ machine, ``benchmarks/``):
   the multiscale flow's train step ran 1.5× faster (sharded over 2 devices: 103 → 159 images/s).
   Colab and Cloud TPU VMs preload tcmalloc already; on Debian/Ubuntu,
   ``apt install libtcmalloc-minimal4``.
-* **Compiler options.** Three XLA CPU options made the multiscale MNIST flow's sharded train step
-  faster on the 2-core AMD Zen 4 development machine and left the ``'fast'`` flow's about the
-  same (:func:`use_fast_codegen`): 512-bit vectors on CPUs with AVX-512
-  (:data:`WIDE_VECTORS_FLAG`, 164 → 169 images/s), floating-point reassociation and FMA
-  contraction, i.e. XLA's fast math with NaN, infinity, division and library-function semantics
-  all kept (:data:`REASSOCIATION_FLAGS`; log-likelihoods agree with the default to ~1e-6
-  relative), and XLA's concurrency-optimised scheduler (:data:`SCHEDULER_FLAG`, +1.6 %).
+* **Compiler options** (:func:`use_fast_codegen`). XLA's own convolutions instead of YNNPACK's,
+  which recent jaxlib releases use for CPU convolutions (:data:`EIGEN_CONVOLUTION_FLAG`: the
+  ``'fast'`` flow's train step in 134 instead of 249 ms with jaxlib 0.10.2 on a 2-core AVX-512
+  CPU). Three more made the multiscale MNIST flow's sharded train step faster on the 2-core AMD
+  Zen 4 development machine and left the ``'fast'`` flow's about the same: 512-bit vectors on
+  CPUs with AVX-512 (:data:`WIDE_VECTORS_FLAG`, 164 → 169 images/s), floating-point
+  reassociation and FMA contraction, i.e. XLA's fast math with NaN, infinity, division and
+  library-function semantics all kept (:data:`REASSOCIATION_FLAGS`; log-likelihoods agree with
+  the default to ~1e-6 relative), and XLA's concurrency-optimised scheduler
+  (:data:`SCHEDULER_FLAG`, +1.6 %).
 
 The allocator can only be chosen when a process starts (``LD_PRELOAD``), so scripts call
 :func:`restart_with_tcmalloc` first thing; in a notebook, start Jupyter with
@@ -29,6 +32,7 @@ The allocator can only be chosen when a process starts (``LD_PRELOAD``), so scri
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -61,9 +65,17 @@ def use_host_devices(count: int) -> None:
         _add_xla_flags([f"--xla_force_host_platform_device_count={count}"])
 
 
+#: The experiments' default number of XLA host devices: one. XLA's own convolutions
+#: (:data:`EIGEN_CONVOLUTION_FLAG`) use every core of a device, so sharding the batch over
+#: devices cost time: the ``fast`` MNIST flow's step ran 895 images/s on one device and 700 on
+#: two (2-core AVX-512 CPU, jaxlib 0.10.2; with YNNPACK's convolutions two devices had won,
+#: 599 against 514).
+DEFAULT_HOST_DEVICES = 1
+
+
 def configure_cpu(argv: Sequence[str]) -> list[str]:
     """The CPU set-up of the image experiments, from their command line: takes ``--host-devices N``
-    (default: the cores, at most 8) out of ``argv``, splits the CPU into that many devices
+    (default :data:`DEFAULT_HOST_DEVICES`) out of ``argv``, splits the CPU into that many devices
     (:func:`use_host_devices`) and sets the fast XLA CPU code generation (:func:`use_fast_codegen`).
     Call it before JAX starts computing. Returns the other arguments.
 
@@ -80,7 +92,7 @@ def configure_cpu(argv: Sequence[str]) -> list[str]:
     import argparse
 
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--host-devices", type=int, default=min(os.cpu_count() or 1, 8))
+    parser.add_argument("--host-devices", type=int, default=DEFAULT_HOST_DEVICES)
     known, rest = parser.parse_known_args(list(argv))
     if known.host_devices < 1:
         parser.error(f"--host-devices must be >= 1; got {known.host_devices}")
@@ -168,6 +180,16 @@ def use_compilation_cache(directory: str | os.PathLike | None = None) -> Path | 
 WIDE_VECTORS_FLAG = "--xla_cpu_prefer_vector_width=512"
 #: XLA's CPU scheduler that orders independent work for concurrency.
 SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+#: XLA's own (Eigen) CPU convolutions instead of YNNPACK's. From jaxlib 0.9.2 on, XLA hands its
+#: CPU convolutions' kernel gradients to YNNPACK, and from 0.10 the forward convolutions too;
+#: YNNPACK's ran the ``fast`` MNIST flow's train step at half the speed (batch 128, 2-core
+#: AVX-512 CPU, jaxlib 0.10.2: 249 ms instead of 134 ms per step; a 3 × 3, 64 → 64 kernel
+#: gradient at 14 × 14: 58 ms instead of 16 ms; 45 ms instead of 15 ms with jaxlib 0.9.2).
+#: Only for jaxlib versions whose XLA knows the value (:func:`has_ynn_convolutions`): XLA aborts
+#: the process on a value it does not know.
+EIGEN_CONVOLUTION_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+#: The first jaxlib release whose XLA can hand convolutions to YNNPACK (and knows :data:`EIGEN_CONVOLUTION_FLAG`).
+YNN_CONVOLUTIONS_JAXLIB = (0, 8, 2)
 #: XLA's fast math without its unsafe parts: reassociation and FMA contraction only.
 REASSOCIATION_FLAGS = (
     "--xla_cpu_enable_fast_math=true",
@@ -200,17 +222,46 @@ def has_avx512(cpuinfo: str | None = None) -> bool:
     return any(line.startswith("flags") and "avx512f" in line.split() for line in cpuinfo.splitlines())
 
 
-def fast_codegen_flags(cpuinfo: str | None = None) -> tuple[str, ...]:
-    """The XLA CPU flags :func:`use_fast_codegen` sets on this CPU: :data:`REASSOCIATION_FLAGS`,
-    :data:`SCHEDULER_FLAG`, and :data:`WIDE_VECTORS_FLAG` when it has AVX-512.
+def has_ynn_convolutions(jaxlib_version: str | None = None) -> bool:
+    """Whether the installed jaxlib (or ``jaxlib_version``) is one whose XLA can hand CPU
+    convolutions to YNNPACK (release :data:`YNN_CONVOLUTIONS_JAXLIB` or later); ``False`` when
+    jaxlib is not installed. Reads the installed version from the package metadata, without
+    importing JAX.
+
+    Example:
+      >>> has_ynn_convolutions("0.8.1"), has_ynn_convolutions("0.8.2rc1"), has_ynn_convolutions("0.10.2.dev2026")
+      (False, True, True)
+    """
+    if jaxlib_version is None:
+        from importlib import metadata
+
+        try:
+            jaxlib_version = metadata.version("jaxlib")
+        except metadata.PackageNotFoundError:
+            return False
+    release = re.match(r"(\d+)\.(\d+)\.(\d+)", jaxlib_version)  # "0.9.0rc1", "0.10.2.dev2026..."
+    return release is not None and tuple(int(n) for n in release.groups()) >= YNN_CONVOLUTIONS_JAXLIB
+
+
+def fast_codegen_flags(cpuinfo: str | None = None, jaxlib_version: str | None = None) -> tuple[str, ...]:
+    """The XLA CPU flags :func:`use_fast_codegen` sets on this CPU and jaxlib:
+    :data:`REASSOCIATION_FLAGS`, :data:`SCHEDULER_FLAG`, :data:`EIGEN_CONVOLUTION_FLAG` when
+    jaxlib can hand convolutions to YNNPACK (:func:`has_ynn_convolutions`), and :data:`WIDE_VECTORS_FLAG` when the
+    CPU has AVX-512.
 
     Example:
       >>> fast_codegen_flags("flags : avx2 avx512f")[-1]
       '--xla_cpu_prefer_vector_width=512'
       >>> WIDE_VECTORS_FLAG in fast_codegen_flags("flags : avx2")
       False
+      >>> EIGEN_CONVOLUTION_FLAG in fast_codegen_flags(jaxlib_version="0.10.2")
+      True
+      >>> EIGEN_CONVOLUTION_FLAG in fast_codegen_flags(jaxlib_version="0.8.1")  # its XLA would abort on it
+      False
     """
-    return REASSOCIATION_FLAGS + (SCHEDULER_FLAG,) + ((WIDE_VECTORS_FLAG,) if has_avx512(cpuinfo) else ())
+    convolutions = (EIGEN_CONVOLUTION_FLAG,) if has_ynn_convolutions(jaxlib_version) else ()
+    wide = (WIDE_VECTORS_FLAG,) if has_avx512(cpuinfo) else ()
+    return REASSOCIATION_FLAGS + (SCHEDULER_FLAG,) + convolutions + wide
 
 
 def use_fast_codegen(cpuinfo: str | None = None) -> list[str]:

@@ -25,19 +25,59 @@ def test_use_host_devices_adds_the_flag_once_and_keeps_other_flags(monkeypatch):
 
 
 AVX512_CPUINFO = "processor : 0\nflags : fpu sse2 avx2 avx512f avx512vl\n"
+CONVOLUTIONS = [runtime.EIGEN_CONVOLUTION_FLAG] if runtime.has_ynn_convolutions() else []  # for this jaxlib
 
 
 def test_use_fast_codegen_adds_each_option_once_and_keeps_the_users_choices(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_prefer_vector_width=256")
     added = runtime.use_fast_codegen(cpuinfo=AVX512_CPUINFO)
-    assert added == [*runtime.REASSOCIATION_FLAGS, runtime.SCHEDULER_FLAG]  # the width the user chose stays
+    assert added == [*runtime.REASSOCIATION_FLAGS, runtime.SCHEDULER_FLAG, *CONVOLUTIONS]  # the user's width stays
     assert os.environ["XLA_FLAGS"].split() == ["--xla_cpu_prefer_vector_width=256", *added]
     assert runtime.use_fast_codegen(cpuinfo=AVX512_CPUINFO) == []
     monkeypatch.setenv("XLA_FLAGS", "")
     assert runtime.use_fast_codegen(cpuinfo=AVX512_CPUINFO)[-1] == runtime.WIDE_VECTORS_FLAG
     monkeypatch.setenv("XLA_FLAGS", "")
     no_avx512 = "flags : fpu sse2 avx2\nmodel name : avx512f-less\n"
-    assert runtime.use_fast_codegen(cpuinfo=no_avx512) == [*runtime.REASSOCIATION_FLAGS, runtime.SCHEDULER_FLAG]
+    assert runtime.use_fast_codegen(cpuinfo=no_avx512) == [*runtime.REASSOCIATION_FLAGS, runtime.SCHEDULER_FLAG,
+                                                            *CONVOLUTIONS]
+
+
+def test_the_convolution_flag_only_goes_to_a_jaxlib_that_knows_it():
+    for version, known in [("0.4.30", False), ("0.8.1", False), ("0.8.2", True), ("0.9.0rc1", True),
+                           ("0.10.2.dev20261101", True), ("1.0.0", True), ("unknown", False)]:
+        assert runtime.has_ynn_convolutions(version) is known, version
+        assert (runtime.EIGEN_CONVOLUTION_FLAG in runtime.fast_codegen_flags(jaxlib_version=version)) is known
+
+
+CONVOLUTION_SCRIPT = """
+import json, jax, jax.numpy as jnp
+x = jax.random.normal(jax.random.key(0), (8, 14, 14, 16))
+w = 0.1 * jax.random.normal(jax.random.key(1), (3, 3, 16, 32))
+def loss(x, w):
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.sum(jnp.tanh(y))
+grads = jax.jit(jax.grad(loss, (0, 1)))
+hlo = grads.lower(x, w).compile().as_text()
+print(json.dumps({"ynn": "ynn_fusion" in hlo, "grads": [g.ravel()[::97].tolist() for g in grads(x, w)]}))
+"""
+
+
+def test_fast_codegen_keeps_convolution_gradients_off_ynnpack_with_the_same_numbers():
+    """With :func:`runtime.fast_codegen_flags` XLA's process starts (a value its jaxlib does not know
+    would abort it), compiles no convolution to a YNNPACK fusion, and its convolution gradients
+    agree with XLA's defaults to float32 rounding."""
+    results = {}
+    for name, flags in [("default", ""), ("fast", " ".join(runtime.fast_codegen_flags()))]:
+        env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+        out = subprocess.run([sys.executable, "-c", CONVOLUTION_SCRIPT], env=env, capture_output=True, text=True,
+                             timeout=180)
+        assert out.returncode == 0, out.stderr[-2000:]
+        results[name] = json.loads(out.stdout.splitlines()[-1])
+    if runtime.has_ynn_convolutions():
+        assert not results["fast"]["ynn"]
+    for default, fast in zip(results["default"]["grads"], results["fast"]["grads"], strict=True):
+        # each kernel-gradient entry sums 1,568 float32 terms, in another order: rounding of ~1e-5 of the largest
+        np.testing.assert_allclose(fast, default, rtol=1e-4, atol=2e-5 * np.abs(default).max())
 
 
 def test_fast_codegen_keeps_nan_and_inf_semantics(tmp_path):

@@ -4,7 +4,7 @@
     python -m experiments.mnist.main --config cnn --workdir results/mnist/cnn --data-dir DIR train.epochs=3
 
 Configs are the modules of experiments/mnist/configs/ (one per row of experiments/mnist/README.md);
-override any field as section.field=value. On a CPU, --host-devices N (default: the cores, at most 8)
+override any field as section.field=value. On a CPU, --host-devices N (default 1)
 splits the host into N devices and shards each batch over them; the script also restarts itself
 under tcmalloc when it is installed and sets the XLA CPU compiler options (flowclass.runtime).
 """

@@ -9,7 +9,7 @@ of finished MNIST / Fashion-MNIST runs.
 Configs (configs/*.py, one per row of experiments/robustness/README.md): default and epochs12_cnn.
 Override any field as field=value: runs (workdirs of finished runs of python -m experiments.mnist.main),
 eps, num_attack, steps, restarts, sanity_eps, sanity_size, queries, batch_size, seed, ood,
-fashion_data_dir. --host-devices N (default: the cores, at most 8) splits the CPU into N devices and
+fashion_data_dir. --host-devices N (default 1) splits the CPU into N devices and
 shards each attack batch over them. Writes experiment.json, results.json, table.md and the figures.
 """
 

@@ -6,7 +6,7 @@
 
 Configs are the modules of experiments/semi_supervised/configs/ (one per row of its README.md);
 override any field as field=value or run.section.field=value (e.g. num_seeds=3
-run.data.noise=0.25). On MNIST, --host-devices N (default: the cores, at most 8) splits a CPU
+run.data.noise=0.25). On MNIST, --host-devices N (default 1) splits a CPU
 into N devices and shards each batch over them; the script also restarts itself under tcmalloc
 when it is installed and sets the XLA CPU compiler options (flowclass.runtime).
 """
@@ -14,13 +14,14 @@ when it is installed and sets the XLA CPU compiler options (flowclass.runtime).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+
+from flowclass.runtime import DEFAULT_HOST_DEVICES
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--host-devices", type=int, default=min(os.cpu_count() or 1, 8))
+    parser.add_argument("--host-devices", type=int, default=DEFAULT_HOST_DEVICES)
     known, argv = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
     from flowclass import cli
 
