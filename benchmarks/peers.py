@@ -1,6 +1,6 @@
 """flowclass next to the peer flow libraries (flowjax, distrax, zuko, normflows) on the moons RealNVP.
 
-    python benchmarks/peers.py                          # full run, ~2 min on a 2-core CPU
+    python benchmarks/peers.py                          # full run: 3 rounds, ~4 min on a 2-core CPU
     python benchmarks/peers.py --quick                  # smoke-test sizes, ~1 min
     python benchmarks/peers.py --libraries flowclass,flowjax --out /tmp/peers
 
@@ -10,7 +10,9 @@ trained on flowclass's class-conditional NLL ``−mean log p(x | y)`` with Adam 
 Per library, in fresh subprocesses (``peers.py --worker``): the jitted train step (eager for the
 PyTorch libraries), 100 steps inside one compiled ``lax.scan`` (JAX libraries), ``log p(x | k)`` for
 200,000 points, and the library's own training function for 20 epochs of 8,500 points (flowclass's
-``fit``, flowjax's ``fit_to_data``), compile included. Writes ``peers.json`` and ``peers.md`` to
+``fit``, flowjax's ``fit_to_data``), compile included. Every library is measured ``--rounds`` times, the
+libraries in a rotated order each round, and each column reports the median over the rounds. Writes
+``peers.json`` and ``peers.md`` to
 ``--out``; progress goes to stderr. benchmarks/README.md ("Peer flow libraries") says what each
 library forces to differ.
 """
@@ -70,6 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--codegen", choices=("fast", "default"), default="fast",
                    help="XLA CPU code generation of every JAX library's process alike (as run.py's flowclass rows): "
                    "flowclass.runtime.fast_codegen_flags() (default), or XLA's defaults")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="measure every library this many times, the libraries in a rotated order each round, and "
+                   "report each column's median over the rounds (default 3; 1 with --quick): the machine's speed "
+                   "drifts while the libraries run one after another")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one library, JSON spec
     args = p.parse_args(argv)
     args.libraries = [name.strip() for name in args.libraries.split(",") if name.strip()]
@@ -78,6 +84,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--libraries must be a subset of {','.join(LIBRARIES)}; got {args.libraries}")
     if args.threads < 1:
         p.error(f"--threads must be >= 1; got {args.threads}")
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1; got {args.rounds}")
     return args
 
 
@@ -468,6 +478,52 @@ def cpu_model() -> str:
     return name + (" (AVX-512)" if has_avx512(info) else " (AVX2)" if avx2 else "")
 
 
+def measure_library(library: str, cfg: dict, threads: int, env: dict) -> dict:
+    """One library's measurement in fresh worker processes: its training function (where it has one) in one,
+    the speed columns in another."""
+    result: dict[str, Any] = {}
+    for parts in ([["fit"], ["speed"]] if library in FIT_LIBRARIES else [["speed"]]):
+        spec = {"library": library, "parts": parts, **cfg, "threads": threads}
+        part = run.run_worker(spec, env, script=Path(__file__).resolve())
+        if "fit" in parts and "peak_mib" in part:
+            part["fit_peak_mib"] = part.pop("peak_mib")
+        result.update(part)
+        if "error" in part:
+            break
+    return result
+
+
+#: The timed columns a row reports as the median over rounds (the fastest step: the best over rounds).
+TIMED = ("train_step_s", "train_ex_s", "scan_s", "scan_ex_s", "infer_s", "infer_ex_s", "fit_s", "fit_val_nll")
+
+
+def median_over_rounds(results: list[dict]) -> dict:
+    """A library's row from its rounds' results: each timed column's median over the rounds (its per-round values
+    in ``<column>_rounds``), the fastest step over all rounds, the rest from the first round; the first error if
+    any round failed.
+
+    Example:
+      >>> row = median_over_rounds([{"params": 5, "train_ex_s": 3.0, "train_best_ex_s": 4.0},
+      ...                           {"params": 5, "train_ex_s": 1.0, "train_best_ex_s": 5.0},
+      ...                           {"params": 5, "train_ex_s": 2.0, "train_best_ex_s": 4.5}])
+      >>> row["train_ex_s"], row["train_best_ex_s"], row["train_ex_s_rounds"], row["rounds"]
+      (2.0, 5.0, [3.0, 1.0, 2.0], 3)
+    """
+    failed = [r for r in results if "error" in r]
+    if failed:
+        return failed[0]
+    row = {**results[0], "rounds": len(results)}
+    for column in TIMED:
+        values = [r[column] for r in results if column in r]
+        if values:
+            row[column] = float(np.median(values))
+            row[f"{column}_rounds"] = values
+    bests = [r["train_best_ex_s"] for r in results if "train_best_ex_s" in r]
+    if bests:
+        row["train_best_ex_s"] = max(bests)
+    return row
+
+
 def add_ratios(rows: list[dict]) -> None:
     """flowclass ÷ each library, as speeds (above 1: flowclass is faster); the training functions by wall time."""
     base = next((r for r in rows if r["library"] == "flowclass" and "error" not in r), None)
@@ -499,7 +555,9 @@ def markdown(summary: dict) -> str:
         f"{summary['threads']} (OMP_WAIT_POLICY={summary['omp_wait_policy']}, eager); allocator "
         f"{summary['tcmalloc'] if summary['malloc'] == 'tcmalloc' else 'glibc malloc'}; XLA CPU code generation "
         f"(every JAX library): {' '.join(summary['codegen_flags']) or 'default'}; load average before the run "
-        f"{summary['load_average'][0]:.1f}; {'quick' if summary['quick'] else 'full'} run, {summary['wall_s']:.0f} s.",
+        f"{summary['load_average'][0]:.1f}; {'quick' if summary['quick'] else 'full'} run, "
+        f"{summary.get('rounds', 1)} round(s) (each column: the median over the rounds; the libraries in a rotated "
+        f"order each round), {summary['wall_s']:.0f} s.",
         "",
         f"Batch {BATCH}, Adam {LEARNING_RATE:g}, loss −mean log p(x | y). Step: one compiled train step per call "
         "(PyTorch: eager `zero_grad`, loss, `backward`, `Adam.step`), examples/s from the median call after "
@@ -551,28 +609,24 @@ def main(argv: list[str] | None = None) -> dict:
         jax_env = env
     cfg = QUICK if args.quick else FULL
     start, load_average = time.perf_counter(), os.getloadavg()
-    rows = []
-    for i, library in enumerate(args.libraries, 1):
-        t0 = time.perf_counter()
-        print(f"[{i}/{len(args.libraries)}] {library} ...", end="", file=sys.stderr, flush=True)
-        result: dict[str, Any] = {}
-        # The training function in a process of its own: the speed columns are measured in a fresh one too.
-        for parts in ([["fit"], ["speed"]] if library in FIT_LIBRARIES else [["speed"]]):
-            spec = {"library": library, "parts": parts, **cfg, "threads": args.threads}
-            part = run.run_worker(spec, jax_env if library in JAX_LIBRARIES else env, script=Path(__file__).resolve())
-            if "fit" in parts and "peak_mib" in part:
-                part["fit_peak_mib"] = part.pop("peak_mib")
-            result.update(part)
-            if "error" in part:
-                break
-        rows.append({"library": library, **result})
-        if "error" in result:
-            print(f" FAILED ({time.perf_counter() - t0:.0f} s)\n{result['error']}", file=sys.stderr)
-            continue
-        fit = f", own fit {result['fit_s']:.1f} s" if "fit_s" in result else ""
-        loop = f", loop {result['scan_ex_s']:,.0f} ex/s" if "scan_ex_s" in result else ""
-        print(f" {result['params']:,} params, step {result['train_ex_s']:,.0f} ex/s{loop}, "
-              f"log p {result['infer_ex_s']:,.0f} ex/s{fit} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    per_round: dict[str, list[dict]] = {library: [] for library in args.libraries}
+    todo = len(args.libraries) * args.rounds
+    for r in range(args.rounds):
+        shift = r % len(args.libraries)  # each library starts a round in turn
+        for library in args.libraries[shift:] + args.libraries[:shift]:
+            t0 = time.perf_counter()
+            done = sum(map(len, per_round.values())) + 1
+            print(f"[{done}/{todo}] round {r + 1}: {library} ...", end="", file=sys.stderr, flush=True)
+            result = measure_library(library, cfg, args.threads, jax_env if library in JAX_LIBRARIES else env)
+            per_round[library].append(result)
+            if "error" in result:
+                print(f" FAILED ({time.perf_counter() - t0:.0f} s)\n{result['error']}", file=sys.stderr)
+                continue
+            fit = f", own fit {result['fit_s']:.1f} s" if "fit_s" in result else ""
+            loop = f", loop {result['scan_ex_s']:,.0f} ex/s" if "scan_ex_s" in result else ""
+            print(f" {result['params']:,} params, step {result['train_ex_s']:,.0f} ex/s{loop}, "
+                  f"log p {result['infer_ex_s']:,.0f} ex/s{fit} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    rows = [{"library": library, **median_over_rounds(per_round[library])} for library in args.libraries]
     add_ratios(rows)
     summary = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -581,7 +635,7 @@ def main(argv: list[str] | None = None) -> dict:
         "versions": installed, "quick": args.quick, "config": cfg, "load_average": load_average,
         "omp_wait_policy": env["OMP_WAIT_POLICY"], "malloc": args.malloc, "tcmalloc": tcmalloc,
         "codegen": args.codegen, "codegen_flags": codegen_flags if args.codegen == "fast" else [],
-        "threads": args.threads, "rows": rows, "wall_s": time.perf_counter() - start,
+        "threads": args.threads, "rounds": args.rounds, "rows": rows, "wall_s": time.perf_counter() - start,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "peers.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -21,8 +21,9 @@ machine, ``benchmarks/``):
   CPUs with AVX-512 (:data:`WIDE_VECTORS_FLAG`, 164 → 169 images/s), floating-point
   reassociation and FMA contraction, i.e. XLA's fast math with NaN, infinity, division and
   library-function semantics all kept (:data:`REASSOCIATION_FLAGS`; log-likelihoods agree with
-  the default to ~1e-6 relative), and XLA's concurrency-optimised scheduler
-  (:data:`SCHEDULER_FLAG`, +1.6 %).
+  the default to ~1e-6 relative), and XLA's concurrency-optimised scheduler (+1.6 %; since
+  jaxlib 0.9.1 it is XLA's default, and :data:`SCHEDULER_FLAG` now chooses the
+  memory-optimised one, which runs small steps faster).
 
 The allocator can only be chosen when a process starts (``LD_PRELOAD``), so scripts call
 :func:`restart_with_tcmalloc` first thing; in a notebook, start Jupyter with
@@ -178,18 +179,25 @@ def use_compilation_cache(directory: str | os.PathLike | None = None) -> Path | 
 
 #: 512-bit vectors in XLA's generated CPU code (used on CPUs with AVX-512 only).
 WIDE_VECTORS_FLAG = "--xla_cpu_prefer_vector_width=512"
-#: XLA's CPU scheduler that orders independent work for concurrency.
-SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+#: XLA's CPU scheduler that orders a program's work to keep few buffers alive. From jaxlib 0.9.1
+#: on, XLA's default scheduler orders independent work for concurrency and its runtime then runs
+#: that work as concurrent tasks, which cost small programs time: a moons-flow train step that
+#: returns its six scalar metrics took 960-990 µs instead of 830-840 µs (batch 128, 2-core
+#: AVX-512 CPU, jaxlib 0.10.2); the image flows' steps ran as fast or faster (the ``fast`` MNIST
+#: flow 872 against 844 images/s, the CNN 7,769 against 7,495, the multi-scale flow 93-97 either
+#: way). Before, this constant was ``--xla_cpu_enable_concurrency_optimized_scheduler=true``,
+#: which jaxlib 0.9.1 deprecated.
+SCHEDULER_FLAG = "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"
 #: XLA's own (Eigen) CPU convolutions instead of YNNPACK's. From jaxlib 0.9.2 on, XLA hands its
 #: CPU convolutions' kernel gradients to YNNPACK, and from 0.10 the forward convolutions too;
 #: YNNPACK's ran the ``fast`` MNIST flow's train step at half the speed (batch 128, 2-core
 #: AVX-512 CPU, jaxlib 0.10.2: 249 ms instead of 134 ms per step; a 3 × 3, 64 → 64 kernel
 #: gradient at 14 × 14: 58 ms instead of 16 ms; 45 ms instead of 15 ms with jaxlib 0.9.2).
-#: Only for jaxlib versions whose XLA knows the value (:func:`has_ynn_convolutions`): XLA aborts
-#: the process on a value it does not know.
 EIGEN_CONVOLUTION_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-#: The first jaxlib release whose XLA can hand convolutions to YNNPACK (and knows :data:`EIGEN_CONVOLUTION_FLAG`).
-YNN_CONVOLUTIONS_JAXLIB = (0, 8, 2)
+#: The first jaxlib release whose XLA knows each of :func:`fast_codegen_flags`'s newer options
+#: (release tuples): XLA aborts the process on an option or value it does not know, so
+#: :func:`fast_codegen_flags` leaves them out for older releases (:func:`jaxlib_knows`).
+FLAG_JAXLIB = {EIGEN_CONVOLUTION_FLAG: (0, 8, 2), SCHEDULER_FLAG: (0, 9, 2)}
 #: XLA's fast math without its unsafe parts: reassociation and FMA contraction only.
 REASSOCIATION_FLAGS = (
     "--xla_cpu_enable_fast_math=true",
@@ -222,16 +230,21 @@ def has_avx512(cpuinfo: str | None = None) -> bool:
     return any(line.startswith("flags") and "avx512f" in line.split() for line in cpuinfo.splitlines())
 
 
-def has_ynn_convolutions(jaxlib_version: str | None = None) -> bool:
-    """Whether the installed jaxlib (or ``jaxlib_version``) is one whose XLA can hand CPU
-    convolutions to YNNPACK (release :data:`YNN_CONVOLUTIONS_JAXLIB` or later); ``False`` when
-    jaxlib is not installed. Reads the installed version from the package metadata, without
-    importing JAX.
+def jaxlib_knows(flag: str, jaxlib_version: str | None = None) -> bool:
+    """Whether the installed jaxlib (or ``jaxlib_version``) is a release whose XLA knows ``flag``:
+    the release :data:`FLAG_JAXLIB` gives for it or a later one (any release for a flag it does
+    not list); ``False`` for a listed flag when jaxlib is not installed or its version does not
+    parse. Reads the installed version from the package metadata, without importing JAX.
 
     Example:
-      >>> has_ynn_convolutions("0.8.1"), has_ynn_convolutions("0.8.2rc1"), has_ynn_convolutions("0.10.2.dev2026")
-      (False, True, True)
+      >>> [jaxlib_knows(EIGEN_CONVOLUTION_FLAG, v) for v in ("0.8.1", "0.8.2rc1", "0.10.2.dev2026")]
+      [False, True, True]
+      >>> jaxlib_knows(SCHEDULER_FLAG, "0.9.0"), jaxlib_knows(WIDE_VECTORS_FLAG, "0.4.30")
+      (False, True)
     """
+    first = FLAG_JAXLIB.get(flag)
+    if first is None:
+        return True
     if jaxlib_version is None:
         from importlib import metadata
 
@@ -240,14 +253,14 @@ def has_ynn_convolutions(jaxlib_version: str | None = None) -> bool:
         except metadata.PackageNotFoundError:
             return False
     release = re.match(r"(\d+)\.(\d+)\.(\d+)", jaxlib_version)  # "0.9.0rc1", "0.10.2.dev2026..."
-    return release is not None and tuple(int(n) for n in release.groups()) >= YNN_CONVOLUTIONS_JAXLIB
+    return release is not None and tuple(int(n) for n in release.groups()) >= first
 
 
 def fast_codegen_flags(cpuinfo: str | None = None, jaxlib_version: str | None = None) -> tuple[str, ...]:
     """The XLA CPU flags :func:`use_fast_codegen` sets on this CPU and jaxlib:
-    :data:`REASSOCIATION_FLAGS`, :data:`SCHEDULER_FLAG`, :data:`EIGEN_CONVOLUTION_FLAG` when
-    jaxlib can hand convolutions to YNNPACK (:func:`has_ynn_convolutions`), and :data:`WIDE_VECTORS_FLAG` when the
-    CPU has AVX-512.
+    :data:`REASSOCIATION_FLAGS`, :data:`SCHEDULER_FLAG`, :data:`EIGEN_CONVOLUTION_FLAG` (each of
+    the last two only where jaxlib knows it, :func:`jaxlib_knows`), and :data:`WIDE_VECTORS_FLAG`
+    when the CPU has AVX-512.
 
     Example:
       >>> fast_codegen_flags("flags : avx2 avx512f")[-1]
@@ -256,12 +269,12 @@ def fast_codegen_flags(cpuinfo: str | None = None, jaxlib_version: str | None = 
       False
       >>> EIGEN_CONVOLUTION_FLAG in fast_codegen_flags(jaxlib_version="0.10.2")
       True
-      >>> EIGEN_CONVOLUTION_FLAG in fast_codegen_flags(jaxlib_version="0.8.1")  # its XLA would abort on it
-      False
+      >>> fast_codegen_flags("flags : avx2", jaxlib_version="0.8.1") == REASSOCIATION_FLAGS  # XLA would abort
+      True
     """
-    convolutions = (EIGEN_CONVOLUTION_FLAG,) if has_ynn_convolutions(jaxlib_version) else ()
+    versioned = tuple(f for f in (SCHEDULER_FLAG, EIGEN_CONVOLUTION_FLAG) if jaxlib_knows(f, jaxlib_version))
     wide = (WIDE_VECTORS_FLAG,) if has_avx512(cpuinfo) else ()
-    return REASSOCIATION_FLAGS + (SCHEDULER_FLAG,) + convolutions + wide
+    return REASSOCIATION_FLAGS + versioned + wide
 
 
 def use_fast_codegen(cpuinfo: str | None = None) -> list[str]:

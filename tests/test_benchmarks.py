@@ -203,6 +203,22 @@ def test_peer_table_ratios_and_markdown():
     assert "| zuko 1.6.0 |" in table and "| 2.00 / — / 2.00 / — |" in table and "error: worker exited" in table
 
 
+def test_peer_rows_are_medians_over_rounds_and_a_failed_round_fails_the_row():
+    sys.path.insert(0, str(RUN.parent))
+    import peers
+
+    rounds = [{"params": 7, "train_ex_s": 300.0, "train_best_ex_s": 310.0, "infer_ex_s": 9.0, "fit_s": 4.0},
+              {"params": 7, "train_ex_s": 100.0, "train_best_ex_s": 400.0, "infer_ex_s": 5.0, "fit_s": 2.0},
+              {"params": 7, "train_ex_s": 200.0, "train_best_ex_s": 220.0, "infer_ex_s": 7.0, "fit_s": 3.0}]
+    row = peers.median_over_rounds(rounds)
+    assert (row["train_ex_s"], row["infer_ex_s"], row["fit_s"], row["train_best_ex_s"]) == (200.0, 7.0, 3.0, 400.0)
+    assert row["train_ex_s_rounds"] == [300.0, 100.0, 200.0] and row["rounds"] == 3 and "scan_ex_s" not in row
+    assert peers.median_over_rounds([rounds[0], {"error": "worker exited with 1"}]) == {"error": "worker exited with 1"}
+    assert peers.parse_args([]).rounds == 3 and peers.parse_args(["--quick"]).rounds == 1
+    with pytest.raises(SystemExit):
+        peers.parse_args(["--rounds", "0"])
+
+
 def test_profile_step_splits_a_step_into_its_phases():
     """benchmarks/profile_step.py's worker times forward, forward+backward and the whole step of flowclass's
     moons flow; the table turns them into per-phase milliseconds and flowclass / PyTorch ratios."""

@@ -25,28 +25,31 @@ def test_use_host_devices_adds_the_flag_once_and_keeps_other_flags(monkeypatch):
 
 
 AVX512_CPUINFO = "processor : 0\nflags : fpu sse2 avx2 avx512f avx512vl\n"
-CONVOLUTIONS = [runtime.EIGEN_CONVOLUTION_FLAG] if runtime.has_ynn_convolutions() else []  # for this jaxlib
+VERSIONED = [f for f in (runtime.SCHEDULER_FLAG, runtime.EIGEN_CONVOLUTION_FLAG) if runtime.jaxlib_knows(f)]
 
 
 def test_use_fast_codegen_adds_each_option_once_and_keeps_the_users_choices(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_prefer_vector_width=256")
     added = runtime.use_fast_codegen(cpuinfo=AVX512_CPUINFO)
-    assert added == [*runtime.REASSOCIATION_FLAGS, runtime.SCHEDULER_FLAG, *CONVOLUTIONS]  # the user's width stays
+    assert added == [*runtime.REASSOCIATION_FLAGS, *VERSIONED]  # the width the user chose stays
     assert os.environ["XLA_FLAGS"].split() == ["--xla_cpu_prefer_vector_width=256", *added]
     assert runtime.use_fast_codegen(cpuinfo=AVX512_CPUINFO) == []
     monkeypatch.setenv("XLA_FLAGS", "")
     assert runtime.use_fast_codegen(cpuinfo=AVX512_CPUINFO)[-1] == runtime.WIDE_VECTORS_FLAG
     monkeypatch.setenv("XLA_FLAGS", "")
     no_avx512 = "flags : fpu sse2 avx2\nmodel name : avx512f-less\n"
-    assert runtime.use_fast_codegen(cpuinfo=no_avx512) == [*runtime.REASSOCIATION_FLAGS, runtime.SCHEDULER_FLAG,
-                                                            *CONVOLUTIONS]
+    assert runtime.use_fast_codegen(cpuinfo=no_avx512) == [*runtime.REASSOCIATION_FLAGS, *VERSIONED]
 
 
-def test_the_convolution_flag_only_goes_to_a_jaxlib_that_knows_it():
-    for version, known in [("0.4.30", False), ("0.8.1", False), ("0.8.2", True), ("0.9.0rc1", True),
-                           ("0.10.2.dev20261101", True), ("1.0.0", True), ("unknown", False)]:
-        assert runtime.has_ynn_convolutions(version) is known, version
-        assert (runtime.EIGEN_CONVOLUTION_FLAG in runtime.fast_codegen_flags(jaxlib_version=version)) is known
+def test_versioned_flags_only_go_to_a_jaxlib_that_knows_them():
+    convolution, scheduler = runtime.EIGEN_CONVOLUTION_FLAG, runtime.SCHEDULER_FLAG
+    for version, known in [("0.4.30", set()), ("0.8.1", set()), ("0.8.2", {convolution}), ("0.9.1", {convolution}),
+                           ("0.9.2rc1", {convolution, scheduler}), ("0.10.2.dev20261101", {convolution, scheduler}),
+                           ("1.0.0", {convolution, scheduler}), ("unknown", set())]:
+        assert {f for f in (convolution, scheduler) if runtime.jaxlib_knows(f, version)} == known, version
+        assert set(runtime.fast_codegen_flags("flags : avx2", jaxlib_version=version)) == {
+            *runtime.REASSOCIATION_FLAGS, *known}, version
+    assert runtime.jaxlib_knows(runtime.WIDE_VECTORS_FLAG, "0.4.30")  # an option every release knows
 
 
 CONVOLUTION_SCRIPT = """
@@ -73,7 +76,7 @@ def test_fast_codegen_keeps_convolution_gradients_off_ynnpack_with_the_same_numb
                              timeout=180)
         assert out.returncode == 0, out.stderr[-2000:]
         results[name] = json.loads(out.stdout.splitlines()[-1])
-    if runtime.has_ynn_convolutions():
+    if runtime.jaxlib_knows(runtime.EIGEN_CONVOLUTION_FLAG):
         assert not results["fast"]["ynn"]
     for default, fast in zip(results["default"]["grads"], results["fast"]["grads"], strict=True):
         # each kernel-gradient entry sums 1,568 float32 terms, in another order: rounding of ~1e-5 of the largest
