@@ -5,8 +5,9 @@ Three settings make flowclass's image flows fast on a multi-core CPU (measured o
 machine, ``benchmarks/``):
 
 * **Host devices.** ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` splits the CPU
-  into ``N`` XLA devices; :func:`flowclass.fit` then shards each batch over them, which keeps
-  every core busy (XLA's CPU convolutions alone use about 1.3 of 2 cores).
+  into ``N`` XLA devices; :func:`flowclass.fit` then shards each batch over them. With earlier
+  jaxlib releases XLA's CPU convolutions alone used about 1.3 of 2 cores and two devices won;
+  with jaxlib 0.10.2 one device ran the default MNIST flow faster (:data:`DEFAULT_HOST_DEVICES`).
 * **tcmalloc.** XLA's CPU runtime allocates each step's temporaries afresh (1.9 GB for the
   multiscale MNIST flow at batch 128). glibc's ``malloc`` hands blocks that large back to the
   kernel on ``free`` and page-faults them in again on the next step; with tcmalloc preloaded
@@ -66,11 +67,11 @@ def use_host_devices(count: int) -> None:
         _add_xla_flags([f"--xla_force_host_platform_device_count={count}"])
 
 
-#: The experiments' default number of XLA host devices: one. XLA's own convolutions
-#: (:data:`EIGEN_CONVOLUTION_FLAG`) use every core of a device, so sharding the batch over
-#: devices cost time: the ``fast`` MNIST flow's step ran 895 images/s on one device and 700 on
-#: two (2-core AVX-512 CPU, jaxlib 0.10.2; with YNNPACK's convolutions two devices had won,
-#: 599 against 514).
+#: The experiments' default number of XLA host devices: one. With jaxlib 0.10.2 and XLA's own
+#: convolutions (:data:`EIGEN_CONVOLUTION_FLAG`) the default (``fast``) MNIST flow's step ran
+#: faster on one device than sharded over two: 895 against 700 and 727 against 600 images/s in two
+#: runs (2-core AVX-512 CPU; with YNNPACK's convolutions two devices had won, 599 against 514).
+#: The multi-scale flow still gained from two (100 → 106, 83 → 94): pass ``--host-devices 2``.
 DEFAULT_HOST_DEVICES = 1
 
 
@@ -179,14 +180,15 @@ def use_compilation_cache(directory: str | os.PathLike | None = None) -> Path | 
 
 #: 512-bit vectors in XLA's generated CPU code (used on CPUs with AVX-512 only).
 WIDE_VECTORS_FLAG = "--xla_cpu_prefer_vector_width=512"
-#: XLA's CPU scheduler that orders a program's work to keep few buffers alive. From jaxlib 0.9.1
-#: on, XLA's default scheduler orders independent work for concurrency and its runtime then runs
-#: that work as concurrent tasks, which cost small programs time: a moons-flow train step that
+#: XLA's CPU scheduler that orders a program's work to keep few buffers alive. In jaxlib 0.10.2
+#: XLA's default scheduler behaves as the concurrency-optimised one, and its runtime then runs
+#: independent work as concurrent tasks, which cost small programs time: a moons-flow train step that
 #: returns its six scalar metrics took 960-990 µs instead of 830-840 µs (batch 128, 2-core
 #: AVX-512 CPU, jaxlib 0.10.2); the image flows' steps ran as fast or faster (the ``fast`` MNIST
 #: flow 872 against 844 images/s, the CNN 7,769 against 7,495, the multi-scale flow 93-97 either
 #: way). Before, this constant was ``--xla_cpu_enable_concurrency_optimized_scheduler=true``,
-#: which jaxlib 0.9.1 deprecated.
+#: which jaxlib 0.10.2 lists as deprecated. Releases before 0.9.2 get no scheduler option
+#: (``--xla_cpu_scheduler_type`` appears in 0.9.1, whose values were not tried).
 SCHEDULER_FLAG = "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"
 #: XLA's own (Eigen) CPU convolutions instead of YNNPACK's. From jaxlib 0.9.2 on, XLA hands its
 #: CPU convolutions' kernel gradients to YNNPACK, and from 0.10 the forward convolutions too;

@@ -3,7 +3,8 @@
 The same jitted step runs on 1 CPU, 8 TPU cores, or many hosts (after
 ``jax.distributed.initialize()``): XLA partitions the computation from the shardings.
 On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` (set before importing
-jax) splits one machine into 2 devices, which keeps both cores busy on convolutions.
+jax) splits one machine into 2 devices; whether that is faster than one depends on the model and
+jaxlib (``flowclass.runtime.DEFAULT_HOST_DEVICES`` gives the measurements).
 """
 
 from __future__ import annotations

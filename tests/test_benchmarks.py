@@ -207,14 +207,20 @@ def test_peer_rows_are_medians_over_rounds_and_a_failed_round_fails_the_row():
     sys.path.insert(0, str(RUN.parent))
     import peers
 
-    rounds = [{"params": 7, "train_ex_s": 300.0, "train_best_ex_s": 310.0, "infer_ex_s": 9.0, "fit_s": 4.0},
-              {"params": 7, "train_ex_s": 100.0, "train_best_ex_s": 400.0, "infer_ex_s": 5.0, "fit_s": 2.0},
-              {"params": 7, "train_ex_s": 200.0, "train_best_ex_s": 220.0, "infer_ex_s": 7.0, "fit_s": 3.0}]
+    # skewed rounds, the median in the middle: not the mean, the first or the last round
+    rounds = [{"params": 7, "train_ex_s": 300.0, "train_best_ex_s": 310.0, "infer_ex_s": 9.0, "infer_best_ex_s": 9.5,
+               "fit_s": 4.0},
+              {"params": 7, "train_ex_s": 110.0, "train_best_ex_s": 400.0, "infer_ex_s": 5.0, "infer_best_ex_s": 9.9,
+               "fit_s": 2.1},
+              {"params": 7, "train_ex_s": 100.0, "train_best_ex_s": 220.0, "infer_ex_s": 5.2, "infer_best_ex_s": 6.0,
+               "fit_s": 2.0}]
     row = peers.median_over_rounds(rounds)
-    assert (row["train_ex_s"], row["infer_ex_s"], row["fit_s"], row["train_best_ex_s"]) == (200.0, 7.0, 3.0, 400.0)
-    assert row["train_ex_s_rounds"] == [300.0, 100.0, 200.0] and row["rounds"] == 3 and "scan_ex_s" not in row
+    assert (row["train_ex_s"], row["infer_ex_s"], row["fit_s"]) == (110.0, 5.2, 2.1)
+    assert (row["train_best_ex_s"], row["infer_best_ex_s"]) == (400.0, 9.9)
+    assert row["train_ex_s_rounds"] == [300.0, 110.0, 100.0] and row["rounds"] == 3 and "scan_ex_s" not in row
     assert peers.median_over_rounds([rounds[0], {"error": "worker exited with 1"}]) == {"error": "worker exited with 1"}
     assert peers.parse_args([]).rounds == 3 and peers.parse_args(["--quick"]).rounds == 1
+    assert peers.parse_args(["--libraries", "flowjax,flowclass,flowjax"]).libraries == ["flowjax", "flowclass"]
     with pytest.raises(SystemExit):
         peers.parse_args(["--rounds", "0"])
 

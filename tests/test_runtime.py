@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+from importlib import metadata
 
 import numpy as np
 import pytest
@@ -78,6 +80,9 @@ def test_fast_codegen_keeps_convolution_gradients_off_ynnpack_with_the_same_numb
         results[name] = json.loads(out.stdout.splitlines()[-1])
     if runtime.jaxlib_knows(runtime.EIGEN_CONVOLUTION_FLAG):
         assert not results["fast"]["ynn"]
+    release = re.match(r"(\d+)\.(\d+)", metadata.version("jaxlib"))
+    if release and tuple(map(int, release.groups())) >= (0, 10):  # jaxlib 0.10 names its YNNPACK fusions so
+        assert results["default"]["ynn"], "XLA's defaults no longer use YNNPACK here: the flag may be moot"
     for default, fast in zip(results["default"]["grads"], results["fast"]["grads"], strict=True):
         # each kernel-gradient entry sums 1,568 float32 terms, in another order: rounding of ~1e-5 of the largest
         np.testing.assert_allclose(fast, default, rtol=1e-4, atol=2e-5 * np.abs(default).max())
