@@ -22,9 +22,9 @@ machine, ``benchmarks/``):
   CPUs with AVX-512 (:data:`WIDE_VECTORS_FLAG`, 164 → 169 images/s), floating-point
   reassociation and FMA contraction, i.e. XLA's fast math with NaN, infinity, division and
   library-function semantics all kept (:data:`REASSOCIATION_FLAGS`; log-likelihoods agree with
-  the default to ~1e-6 relative), and XLA's concurrency-optimised scheduler (+1.6 %; since
-  jaxlib 0.9.1 it is XLA's default, and :data:`SCHEDULER_FLAG` now chooses the
-  memory-optimised one, which runs small steps faster).
+  the default to ~1e-6 relative), and XLA's concurrency-optimised scheduler (+1.6 %; in
+  jaxlib 0.10.2 XLA's default scheduler behaves as that one, and :data:`SCHEDULER_FLAG` now
+  chooses the memory-optimised one, which runs small steps faster).
 
 The allocator can only be chosen when a process starts (``LD_PRELOAD``), so scripts call
 :func:`restart_with_tcmalloc` first thing; in a notebook, start Jupyter with
@@ -182,12 +182,13 @@ def use_compilation_cache(directory: str | os.PathLike | None = None) -> Path | 
 WIDE_VECTORS_FLAG = "--xla_cpu_prefer_vector_width=512"
 #: XLA's CPU scheduler that orders a program's work to keep few buffers alive. In jaxlib 0.10.2
 #: XLA's default scheduler behaves as the concurrency-optimised one, and its runtime then runs
-#: independent work as concurrent tasks, which cost small programs time: a moons-flow train step that
-#: returns its six scalar metrics took 960-990 µs instead of 830-840 µs (batch 128, 2-core
-#: AVX-512 CPU, jaxlib 0.10.2); the image flows' steps ran as fast or faster (the ``fast`` MNIST
-#: flow 872 against 844 images/s, the CNN 7,769 against 7,495, the multi-scale flow 93-97 either
-#: way). Before, this constant was ``--xla_cpu_enable_concurrency_optimized_scheduler=true``,
-#: which jaxlib 0.10.2 lists as deprecated. Releases before 0.9.2 get no scheduler option
+#: independent work as concurrent tasks, which cost small programs time: a moons-flow train step
+#: returning its six scalar metrics took 960-990 µs against 824-837 µs for the same step returning
+#: one array, and 836 µs under this scheduler (batch 128, 2-core AVX-512 CPU); the image flows'
+#: steps ran as fast or faster (the ``fast`` MNIST flow 872 against 844 images/s, the CNN 7,769
+#: against 7,495, the multi-scale flow 93-97 either way). Before, this constant was
+#: ``--xla_cpu_enable_concurrency_optimized_scheduler=true``, which jaxlib 0.10.2 lists as
+#: deprecated. Releases before 0.9.2 get no scheduler option
 #: (``--xla_cpu_scheduler_type`` appears in 0.9.1, whose values were not tried).
 SCHEDULER_FLAG = "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"
 #: XLA's own (Eigen) CPU convolutions instead of YNNPACK's. From jaxlib 0.9.2 on, XLA hands its
