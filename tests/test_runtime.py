@@ -33,14 +33,15 @@ VERSIONED = [f for f in (runtime.SCHEDULER_FLAG, runtime.EIGEN_CONVOLUTION_FLAG)
 def test_use_fast_codegen_adds_each_option_once_and_keeps_the_users_choices(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_prefer_vector_width=256")
     added = runtime.use_fast_codegen(cpuinfo=AVX512_CPUINFO)
-    assert added == [*runtime.REASSOCIATION_FLAGS, *VERSIONED]  # the width the user chose stays
+    assert added == [*runtime.REASSOCIATION_FLAGS, runtime.OPTIMIZATION_LEVEL_FLAG, *VERSIONED]  # user width stays
     assert os.environ["XLA_FLAGS"].split() == ["--xla_cpu_prefer_vector_width=256", *added]
     assert runtime.use_fast_codegen(cpuinfo=AVX512_CPUINFO) == []
     monkeypatch.setenv("XLA_FLAGS", "")
     assert runtime.use_fast_codegen(cpuinfo=AVX512_CPUINFO)[-1] == runtime.WIDE_VECTORS_FLAG
     monkeypatch.setenv("XLA_FLAGS", "")
     no_avx512 = "flags : fpu sse2 avx2\nmodel name : avx512f-less\n"
-    assert runtime.use_fast_codegen(cpuinfo=no_avx512) == [*runtime.REASSOCIATION_FLAGS, *VERSIONED]
+    assert runtime.use_fast_codegen(cpuinfo=no_avx512) == [*runtime.REASSOCIATION_FLAGS,
+                                                            runtime.OPTIMIZATION_LEVEL_FLAG, *VERSIONED]
 
 
 def test_versioned_flags_only_go_to_a_jaxlib_that_knows_them():
@@ -50,7 +51,7 @@ def test_versioned_flags_only_go_to_a_jaxlib_that_knows_them():
                            ("1.0.0", {convolution, scheduler}), ("unknown", set())]:
         assert {f for f in (convolution, scheduler) if runtime.jaxlib_knows(f, version)} == known, version
         assert set(runtime.fast_codegen_flags("flags : avx2", jaxlib_version=version)) == {
-            *runtime.REASSOCIATION_FLAGS, *known}, version
+            *runtime.REASSOCIATION_FLAGS, runtime.OPTIMIZATION_LEVEL_FLAG, *known}, version
     assert runtime.jaxlib_knows(runtime.WIDE_VECTORS_FLAG, "0.4.30")  # an option every release knows
 
 
