@@ -207,7 +207,7 @@ OPTIMIZATION_LEVEL_FLAG = "--xla_backend_optimization_level=1"
 #: The first jaxlib release whose XLA knows each of :func:`fast_codegen_flags`'s newer options
 #: (release tuples): XLA aborts the process on an option or value it does not know, so
 #: :func:`fast_codegen_flags` leaves them out for older releases (:func:`jaxlib_knows`).
-FLAG_JAXLIB = {EIGEN_CONVOLUTION_FLAG: (0, 8, 2), SCHEDULER_FLAG: (0, 9, 2)}
+FLAG_JAXLIB = {SCHEDULER_FLAG: (0, 9, 2), EIGEN_CONVOLUTION_FLAG: (0, 8, 2)}
 #: XLA's fast math without its unsafe parts: reassociation and FMA contraction only.
 REASSOCIATION_FLAGS = (
     "--xla_cpu_enable_fast_math=true",
@@ -240,11 +240,30 @@ def has_avx512(cpuinfo: str | None = None) -> bool:
     return any(line.startswith("flags") and "avx512f" in line.split() for line in cpuinfo.splitlines())
 
 
+def jaxlib_release(jaxlib_version: str | None = None) -> tuple[int, int, int] | None:
+    """The release ``(major, minor, patch)`` of the installed jaxlib (or of ``jaxlib_version``);
+    ``None`` when jaxlib is not installed or the version does not parse. Reads the installed
+    version from the package metadata, without importing JAX.
+
+    Example:
+      >>> jaxlib_release("0.9.0rc1"), jaxlib_release("0.10.2.dev20261101"), jaxlib_release("unknown")
+      ((0, 9, 0), (0, 10, 2), None)
+    """
+    if jaxlib_version is None:
+        from importlib import metadata
+
+        try:
+            jaxlib_version = metadata.version("jaxlib")
+        except metadata.PackageNotFoundError:
+            return None
+    release = re.match(r"(\d+)\.(\d+)\.(\d+)", jaxlib_version)
+    return None if release is None else (int(release[1]), int(release[2]), int(release[3]))
+
+
 def jaxlib_knows(flag: str, jaxlib_version: str | None = None) -> bool:
     """Whether the installed jaxlib (or ``jaxlib_version``) is a release whose XLA knows ``flag``:
     the release :data:`FLAG_JAXLIB` gives for it or a later one (any release for a flag it does
-    not list); ``False`` for a listed flag when jaxlib is not installed or its version does not
-    parse. Reads the installed version from the package metadata, without importing JAX.
+    not list); ``False`` for a listed flag when :func:`jaxlib_release` finds none.
 
     Example:
       >>> [jaxlib_knows(EIGEN_CONVOLUTION_FLAG, v) for v in ("0.8.1", "0.8.2rc1", "0.10.2.dev2026")]
@@ -255,15 +274,8 @@ def jaxlib_knows(flag: str, jaxlib_version: str | None = None) -> bool:
     first = FLAG_JAXLIB.get(flag)
     if first is None:
         return True
-    if jaxlib_version is None:
-        from importlib import metadata
-
-        try:
-            jaxlib_version = metadata.version("jaxlib")
-        except metadata.PackageNotFoundError:
-            return False
-    release = re.match(r"(\d+)\.(\d+)\.(\d+)", jaxlib_version)  # "0.9.0rc1", "0.10.2.dev2026..."
-    return release is not None and tuple(int(n) for n in release.groups()) >= first
+    release = jaxlib_release(jaxlib_version)
+    return release is not None and release >= first
 
 
 def fast_codegen_flags(cpuinfo: str | None = None, jaxlib_version: str | None = None) -> tuple[str, ...]:
@@ -282,7 +294,7 @@ def fast_codegen_flags(cpuinfo: str | None = None, jaxlib_version: str | None = 
       >>> fast_codegen_flags("flags : avx2", jaxlib_version="0.8.1")[-1]  # no newer options: XLA would abort
       '--xla_backend_optimization_level=1'
     """
-    versioned = tuple(f for f in (SCHEDULER_FLAG, EIGEN_CONVOLUTION_FLAG) if jaxlib_knows(f, jaxlib_version))
+    versioned = tuple(f for f in FLAG_JAXLIB if jaxlib_knows(f, jaxlib_version))
     wide = (WIDE_VECTORS_FLAG,) if has_avx512(cpuinfo) else ()
     return REASSOCIATION_FLAGS + (OPTIMIZATION_LEVEL_FLAG,) + versioned + wide
 

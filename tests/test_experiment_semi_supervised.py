@@ -2,6 +2,7 @@
 three runs, scores, figure, reload in a fresh process, and the workdir refusals."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -88,7 +89,8 @@ def test_moons_end_to_end_reloads_in_a_fresh_process(tmp_path, monkeypatch):
     ("run.train.select=accuracy", "train.select"),  # the validation labels are hidden
     ("run.data.num_labels=0", "data.num_labels"),
 ])
-def test_main_refuses_a_bad_override_before_training(tmp_path, capsys, override_, field):
+def test_main_refuses_a_bad_override_before_training(tmp_path, capsys, monkeypatch, override_, field):
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))  # main sets XLA flags: undone after the test
     with pytest.raises(SystemExit) as exit_info:
         main.main(["--config", "default", "--workdir", str(tmp_path / "experiment"), override_])
     assert exit_info.value.code != 0

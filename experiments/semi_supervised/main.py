@@ -6,33 +6,23 @@
 
 Configs are the modules of experiments/semi_supervised/configs/ (one per row of its README.md);
 override any field as field=value or run.section.field=value (e.g. num_seeds=3
-run.data.noise=0.25). On MNIST, --host-devices N (default 1) splits a CPU
-into N devices and shards each batch over them; the script also restarts itself under tcmalloc
-when it is installed and sets the XLA CPU compiler options (flowclass.runtime).
+run.data.noise=0.25). --host-devices N (default 1) splits a CPU into N devices and shards each
+batch over them; the script also restarts itself under tcmalloc when it is installed and sets the
+XLA CPU compiler options (flowclass.runtime.configure_cpu, as the MNIST experiment).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-
-from flowclass.runtime import DEFAULT_HOST_DEVICES
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--host-devices", type=int, default=DEFAULT_HOST_DEVICES)
-    known, argv = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    from flowclass.runtime import configure_cpu
+
+    argv = configure_cpu(sys.argv[1:] if argv is None else argv)  # before JAX starts its backends
     from flowclass import cli
 
     invocation = cli.parse(argv, description=__doc__, configs=f"{__package__}.configs")
-    if invocation.config.run.data.dataset != "moons":  # before JAX starts its backends (it reads XLA_FLAGS then)
-        if known.host_devices < 1:
-            sys.exit(f"error: --host-devices must be >= 1; got {known.host_devices}")
-        from flowclass.runtime import use_fast_codegen, use_host_devices
-
-        use_host_devices(known.host_devices)
-        use_fast_codegen()  # XLA CPU flags measured in benchmarks/
     from . import train
 
     try:
