@@ -34,15 +34,16 @@ def build(name: str, num_couplings: int = 5) -> tuple[Any, LossFn, optax.Gradien
     """``(model, loss_fn, optimiser)`` as the experiments build them (constant learning rate 1e-3).
 
     moons (``experiments/moons``): Adam; MNIST (``experiments/mnist``): global-norm
-    clipping at 10, then Adam; flows use the hybrid loss ``bits/dim + 3 · CE``.
+    clipping at 10, then Adam; flows use the hybrid loss ``bits/dim + 3 · CE``. The optimisers are
+    the library's (:func:`flowclass.optim.make_optimizer`, with its small arrays packed).
     """
-    mnist_tx = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3))
+    mnist_tx = fc.optim.make_optimizer(1e-3, clip_norm=10.0)
     mnist_flow_loss = fc.make_flow_loss(cross_entropy_weight=3.0, nll_unit="bits_per_dim", num_bins=256)
     if name == "moons_flow":
         model = fc.tabular_realnvp(2, 2, num_couplings=num_couplings, hidden=(100, 100), means=MOONS_MEANS)
-        return model, fc.flow_nll, optax.adam(1e-3)
+        return model, fc.flow_nll, fc.optim.make_optimizer(1e-3)
     if name == "fnn":
-        return fc.FNN(num_classes=2, hidden=(100, 100)), fc.cross_entropy, optax.adam(1e-3)
+        return fc.FNN(num_classes=2, hidden=(100, 100)), fc.cross_entropy, fc.optim.make_optimizer(1e-3)
     if name == "mnist_multiscale_flow":
         return fc.image_realnvp("multiscale", input_shape=(28, 28, 1), num_classes=10), mnist_flow_loss, mnist_tx
     if name == "mnist_fast_flow":

@@ -12,19 +12,34 @@ warm-up). The update is ``optax.chain(clip_by_global_norm(c), adam(η_t), params
 piece only when asked for: gradients rescaled to global norm at most ``c`` (Pascanu et al. 2013),
 Adam (Kingma & Ba 2015), and a moving average of the parameters
 (:func:`flowclass.averaging.params_ema`) that :func:`flowclass.fit` validates and returns.
+Clipping and Adam see the parameters' small arrays packed into one vector
+(:func:`pack_small_leaves`), which compiles the train step faster at the same step time.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from flowclass.averaging import params_ema
 
 SCHEDULES = ("constant", "warmup_cosine")
 """The learning-rate schedules :func:`make_optimizer` knows."""
+
+SMALL_LEAF_SIZE = 4096
+"""Arrays with fewer elements than this are packed into one vector by :func:`pack_small_leaves`
+(biases, ActNorm's and the couplings' per-channel parameters, class means); the kernels above
+it stay as they are."""
+
+PACK_MIN_PARAMS = 2**20
+""":func:`pack_small_leaves` packs only parameter trees of at least this many numbers (the MNIST
+flows: 1.6 M and 2.8 M); smaller models, whose whole step takes well under a millisecond, keep
+their arrays as they are (packing ran the moons flow's compiled loop 6-7 % slower)."""
 
 
 def _is_int(value: object) -> bool:
@@ -33,6 +48,122 @@ def _is_int(value: object) -> bool:
 
 def _is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class PackedLeaves(NamedTuple):
+    """A parameter tree as :func:`pack_small_leaves` hands it to the transformation it wraps:
+    ``small``, the small arrays raveled and concatenated in ``jax.tree.leaves`` order (1-D, their
+    common dtype), and ``large``, the other arrays as they are, in the same order.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> params = {"bias": jnp.zeros(3), "kernel": jnp.zeros((64, 64))}
+      >>> state = pack_small_leaves(optax.adam(0.1), max_size=100, min_params=0).init(params)
+      >>> isinstance(state[0].nu, PackedLeaves), state[0].nu.small.shape
+      (True, (3,))
+    """
+
+    small: jax.Array
+    large: tuple
+
+
+def _is_small(leaf: Any, max_size: int) -> bool:
+    return math.prod(jnp.shape(leaf)) < max_size
+
+
+def _pack(tree: Any, max_size: int) -> PackedLeaves:
+    leaves = jax.tree.leaves(tree)
+    small = [leaf for leaf in leaves if _is_small(leaf, max_size)]
+    large = tuple(leaf for leaf in leaves if not _is_small(leaf, max_size))
+    dtype = jnp.result_type(*small) if small else jnp.float32
+    vector = jnp.concatenate([jnp.ravel(leaf).astype(dtype) for leaf in small]) if small else jnp.zeros((0,), dtype)
+    return PackedLeaves(vector, large)
+
+
+def _unpack(packed: PackedLeaves, like: Any, max_size: int) -> Any:
+    leaves, treedef = jax.tree.flatten(like)
+    out, offset, large = [], 0, iter(packed.large)
+    for leaf in leaves:
+        if _is_small(leaf, max_size):
+            size = math.prod(jnp.shape(leaf))
+            out.append(packed.small[offset: offset + size].reshape(jnp.shape(leaf)).astype(leaf.dtype))
+            offset += size
+        else:
+            out.append(next(large))
+    return jax.tree.unflatten(treedef, out)
+
+
+def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL_LEAF_SIZE,
+                      min_params: int = PACK_MIN_PARAMS) -> optax.GradientTransformation:
+    """``inner`` applied to the parameters with their small arrays packed into one vector, for
+    parameter trees of at least ``min_params`` numbers (smaller trees go to ``inner`` as they are).
+
+    The arrays with fewer than ``max_size`` elements are raveled and concatenated (in
+    ``jax.tree.leaves`` order, cast to their common dtype) into :attr:`PackedLeaves.small`; the
+    others are kept as :attr:`PackedLeaves.large`. ``inner`` sees that ``PackedLeaves`` pair and
+    its updates are unpacked to the parameters' own tree, shapes and dtypes. For an elementwise
+    ``inner`` (Adam, SGD) and for global-norm clipping the updates are those of ``inner`` on the
+    tree itself, up to float rounding (the global norm sums in another order).
+
+    Why: XLA compiles each array's update as its own small kernels, so a flow's hundred small
+    arrays cost compile time and tracing, not arithmetic. Measured on a 2-core AVX-512 Xeon
+    (2026-12-02, jaxlib 0.10.2, batch 128, one process each): the ``'fast'`` MNIST flow's train
+    step (70 arrays, 58 of them packed) lowered and compiled in 2.8 s instead of 3.6-3.7 s, the
+    multi-scale flow's (184 arrays, 132 packed) in 6.2-6.7 s instead of 7.5 s, at the same step
+    times. ``optax.flatten``, which packs every array, compiled as fast but ran the ``'fast'``
+    flow's step 1-3 % slower (copying its 2.8 M kernel weights twice per step). On the moons
+    flow (54,030 numbers, a step of about 0.6 ms) packing ran 100 steps in one compiled loop
+    6-7 % slower (213,297 against 228,123 examples/s, interleaved in one process), hence
+    ``min_params``.
+
+    Args:
+      inner: the transformation to wrap (e.g. ``optax.chain(optax.clip_by_global_norm(c), optax.adam(η))``).
+      max_size: arrays with fewer elements than this are packed; a positive integer.
+      min_params: trees with fewer numbers in all are not packed; an integer ``>= 0``.
+
+    Returns:
+      An ``optax.GradientTransformation`` whose state is ``inner``'s state of the packed
+      parameters (of the parameters themselves below ``min_params``).
+
+    Raises:
+      TypeError: ``inner`` is not an optax transformation.
+      ValueError: ``max_size`` is not a positive integer, or ``min_params`` not an integer ``>= 0``.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> params = {"bias": jnp.zeros(3), "kernel": jnp.zeros((64, 64))}
+      >>> tx = pack_small_leaves(optax.adam(0.1), max_size=100, min_params=0)
+      >>> state = tx.init(params)
+      >>> state[0].mu.small.shape, len(state[0].mu.large)  # the bias packed, the kernel kept
+      ((3,), 1)
+      >>> updates, state = tx.update({"bias": jnp.ones(3), "kernel": jnp.ones((64, 64))}, state, params)
+      >>> [round(u, 4) for u in updates["bias"].tolist()], updates["kernel"].shape  # Adam's first step: -η
+      ([-0.1, -0.1, -0.1], (64, 64))
+    """
+    if not (hasattr(inner, "init") and hasattr(inner, "update")):
+        raise TypeError(f"inner must be an optax.GradientTransformation (with init and update); "
+                        f"got {type(inner).__name__}.")
+    if not _is_int(max_size) or max_size < 1:
+        raise ValueError(f"max_size must be a positive integer (arrays with fewer elements are packed); "
+                         f"got {max_size!r}.")
+    if not _is_int(min_params) or min_params < 0:
+        raise ValueError(f"min_params must be an integer >= 0 (smaller parameter trees are not packed); "
+                         f"got {min_params!r}.")
+
+    def packs(tree) -> bool:
+        return sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(tree)) >= min_params
+
+    def init_fn(params):
+        return inner.init(_pack(params, max_size) if packs(params) else params)
+
+    def update_fn(updates, state, params=None):
+        if not packs(updates):
+            return inner.update(updates, state, params)
+        packed_params = None if params is None else _pack(params, max_size)
+        new, state = inner.update(_pack(updates, max_size), state, packed_params)
+        return _unpack(new, updates, max_size), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def make_optimizer(
@@ -60,8 +191,10 @@ def make_optimizer(
         is kept after Adam (:func:`~flowclass.averaging.params_ema`).
 
     Returns:
-      ``optax.adam(η)`` itself when nothing else is asked for, else
-      ``optax.chain(clip, adam, ema)`` of the parts asked for, in that order.
+      ``pack_small_leaves(optax.chain(clip, adam))`` (:func:`pack_small_leaves`, which packs
+      models of at least :data:`PACK_MIN_PARAMS` numbers; without the clipping when it is not
+      asked for), followed by the parameter average when asked for:
+      ``optax.chain(pack_small_leaves(...), ema)``.
 
     Raises:
       ValueError: an argument is out of range, or ``schedule`` is unknown; the message names
@@ -108,9 +241,8 @@ def make_optimizer(
                              f"got {warmup_steps!r}.")
         rate = optax.warmup_cosine_decay_schedule(0.0, float(learning_rate), int(warmup_steps), int(total_steps))
 
-    parts = [optax.adam(rate)]
+    gradient = optax.adam(rate)
     if clip_norm is not None:
-        parts.insert(0, optax.clip_by_global_norm(float(clip_norm)))
-    if ema_decay > 0:
-        parts.append(params_ema(float(ema_decay)))
-    return parts[0] if len(parts) == 1 else optax.chain(*parts)
+        gradient = optax.chain(optax.clip_by_global_norm(float(clip_norm)), gradient)
+    tx = pack_small_leaves(gradient)
+    return optax.chain(tx, params_ema(float(ema_decay))) if ema_decay > 0 else tx

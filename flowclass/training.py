@@ -315,8 +315,13 @@ _NUM_CLASSES: dict = {}
 
 
 def _num_classes(apply_fn, variables, event_shape: tuple, dtype: np.dtype) -> int | None:
-    """``K`` from the shape of the model's logits (traced once per model and input shape), or ``None``
-    for a model whose call does not give ``(batch, K)`` logits."""
+    """``K``: the model's ``num_classes`` attribute (:class:`~flowclass.FlowClassifier`,
+    :class:`~flowclass.FNN`, :class:`~flowclass.CNN`), else the shape of its logits (traced once per
+    model and input shape), or ``None`` for a model whose call does not give ``(batch, K)`` logits.
+    The attribute spares tracing the whole model: 0.25 s of the multi-scale flow's first step."""
+    declared = getattr(getattr(apply_fn, "__self__", None), "num_classes", None)
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1:
+        return declared
     try:
         cache_key: Any = (apply_fn, tuple(event_shape), dtype)
         hash(cache_key)

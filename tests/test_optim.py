@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from flowclass.averaging import averaged_params, find_ema, params_ema
-from flowclass.optim import SCHEDULES, make_optimizer
+from flowclass.optim import PACK_MIN_PARAMS, SCHEDULES, PackedLeaves, make_optimizer, pack_small_leaves
 
 
 def mnist_recipe(lr, total_steps, ema):
@@ -44,14 +44,17 @@ PARAMS = {"w": jnp.zeros((3, 4)), "b": jnp.ones(4)}
 
 
 @pytest.mark.parametrize(("total_steps", "ema"), [(40, 0.0), (40, 0.9), (1, 0.0), (3, 0.5)])
-def test_same_updates_as_the_mnist_recipe(total_steps, ema):
+def test_same_updates_as_the_mnist_recipe(total_steps, ema):  # a small model: not packed
     grads = gradients(total_steps + 3)
     expected, expected_state = run(mnist_recipe(3e-3, total_steps, ema), grads, PARAMS)
     mine = make_optimizer(3e-3, schedule="warmup_cosine", total_steps=total_steps, clip_norm=10.0, ema_decay=ema)
     got, state = run(mine, grads, PARAMS)
     for a, b in zip(got, expected, strict=True):
         jax.tree.map(np.testing.assert_array_equal, a, b)
-    assert jax.tree.structure(state) == jax.tree.structure(expected_state)  # checkpoints are interchangeable
+    # the same state, but with averaging it nests as ((clip, adam), ema) rather than (clip, adam, ema)
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.leaves(state), jax.tree.leaves(expected_state))
+    if not ema:
+        assert jax.tree.structure(state) == jax.tree.structure(expected_state)  # checkpoints are interchangeable
     if ema:
         jax.tree.map(np.testing.assert_array_equal, averaged_params(state), averaged_params(expected_state))
 
@@ -158,3 +161,69 @@ def test_trains_a_model_with_fit_pieces():
 def test_bad_arguments_are_refused_naming_the_argument(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_optimizer(*args, **kwargs)
+
+
+MIXED = {"kernel": jnp.zeros((70, 70)), "bias": jnp.zeros(5), "scale": jnp.ones(()), "small_kernel": jnp.zeros((3, 4))}
+
+
+def mixed_gradients(steps, seed=1):
+    rng = np.random.default_rng(seed)
+    return [jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape) * 10.0 ** rng.uniform(-1, 2), p.dtype), MIXED)
+            for _ in range(steps)]
+
+
+def test_pack_small_leaves_packs_only_the_small_arrays_and_updates_as_the_tree():
+    inner = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-2))
+    grads = mixed_gradients(6)
+    got, state = run(pack_small_leaves(inner, min_params=0), grads, MIXED)
+    expected, _ = run(inner, grads, MIXED)
+    for a, b in zip(got, expected, strict=True):  # the global norm sums the packed arrays in another order
+        jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7), a, b)
+    adam = state[1][0]
+    assert isinstance(adam.mu, PackedLeaves)
+    assert adam.mu.small.shape == (5 + 1 + 12,) and [a.shape for a in adam.mu.large] == [(70, 70)]
+    assert jax.tree.structure(got[-1]) == jax.tree.structure(MIXED)
+    assert len(jax.tree.leaves(state)) < len(jax.tree.leaves(inner.init(MIXED)))
+
+
+def test_pack_small_leaves_keeps_every_arrays_shape_and_dtype_under_jit():
+    params = {"a": jnp.zeros((2, 3), jnp.bfloat16), "b": jnp.zeros(4, jnp.float32), "c": jnp.zeros((80, 80))}
+    tx = pack_small_leaves(optax.adam(1e-1), min_params=0)
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    for name, leaf in params.items():
+        assert updates[name].shape == leaf.shape and updates[name].dtype == leaf.dtype, name
+        np.testing.assert_allclose(np.asarray(updates[name], np.float32), -0.1, rtol=1e-2)
+
+
+def test_pack_small_leaves_with_nothing_small_or_nothing_large():
+    for params in ({"k": jnp.zeros((80, 80))}, {"b": jnp.zeros(3)}, {}):
+        tx = pack_small_leaves(optax.adam(1e-1), min_params=0)
+        updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+        assert jax.tree.structure(updates) == jax.tree.structure(params)
+
+
+def test_small_models_are_not_packed_and_large_ones_are():
+    inner = optax.adam(1e-2)
+    grads = mixed_gradients(3)
+    got, state = run(pack_small_leaves(inner), grads, MIXED)  # 4,918 numbers: below PACK_MIN_PARAMS
+    expected, expected_state = run(inner, grads, MIXED)
+    jax.tree.map(np.testing.assert_array_equal, got[-1], expected[-1])
+    assert jax.tree.structure(state) == jax.tree.structure(expected_state)  # its checkpoints are plain Adam's
+    large = {"kernel": jnp.zeros((PACK_MIN_PARAMS,)), "bias": jnp.zeros(3)}
+    state = make_optimizer(1e-3).init(large)
+    assert isinstance(state[0].mu, PackedLeaves) and state[0].mu.small.shape == (3,)
+    assert isinstance(make_optimizer(1e-3).init(PARAMS)[0].mu, dict)
+
+
+@pytest.mark.parametrize(("inner", "kwargs", "error", "match"), [
+    (optax.adam(1e-3), {"max_size": 0}, ValueError, "max_size must be a positive integer"),
+    (optax.adam(1e-3), {"max_size": 2.5}, ValueError, "max_size must be a positive integer"),
+    (optax.adam(1e-3), {"max_size": True}, ValueError, "max_size must be a positive integer"),
+    (optax.adam(1e-3), {"min_params": -1}, ValueError, "min_params must be an integer >= 0"),
+    (optax.adam(1e-3), {"min_params": 1e6}, ValueError, "min_params must be an integer >= 0"),
+    ("adam", {}, TypeError, "inner must be an optax.GradientTransformation"),
+])
+def test_pack_small_leaves_refuses_bad_arguments(inner, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        pack_small_leaves(inner, **kwargs)
