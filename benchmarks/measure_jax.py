@@ -35,7 +35,7 @@ def build(name: str, num_couplings: int = 5) -> tuple[Any, LossFn, optax.Gradien
 
     moons (``experiments/moons``): Adam; MNIST (``experiments/mnist``): global-norm
     clipping at 10, then Adam; flows use the hybrid loss ``bits/dim + 3 · CE``. The optimisers are
-    the library's (:func:`flowclass.optim.make_optimizer`, with its small arrays packed).
+    the library's (:func:`flowclass.optim.make_optimizer`, which packs the MNIST flows' small arrays).
     """
     mnist_tx = fc.optim.make_optimizer(1e-3, clip_norm=10.0)
     mnist_flow_loss = fc.make_flow_loss(cross_entropy_weight=3.0, nll_unit="bits_per_dim", num_bins=256)

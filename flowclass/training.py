@@ -281,7 +281,8 @@ def check_data(state: TrainState, x: np.ndarray | jax.Array, y: np.ndarray | jax
 
     ``x``: a non-empty, finite float batch (for an image flow, whose first layer is a
     :class:`~flowclass.bijectors.LogitTransform`: pixels in ``[0, 1]``); ``y``: one integer label
-    per example (any integer dtype), in ``[0, K)`` with ``K`` read from the model's logits, or
+    per example (any integer dtype), in ``[0, K)`` with ``K`` the model's ``num_classes`` (else read
+    from its logits), or
     ``-1`` (unlabelled) when the loss accepts it. Raises ValueError naming ``name`` (e.g. ``'train'``).
 
     Example:
@@ -318,7 +319,8 @@ def _num_classes(apply_fn, variables, event_shape: tuple, dtype: np.dtype) -> in
     """``K``: the model's ``num_classes`` attribute (:class:`~flowclass.FlowClassifier`,
     :class:`~flowclass.FNN`, :class:`~flowclass.CNN`), else the shape of its logits (traced once per
     model and input shape), or ``None`` for a model whose call does not give ``(batch, K)`` logits.
-    The attribute spares tracing the whole model: 0.25 s of the multi-scale flow's first step."""
+    The attribute spares tracing the whole model once more (the multi-scale flow's train step
+    lowered in 1.63-1.64 s instead of 1.83 s, separate processes, not alternated)."""
     declared = getattr(getattr(apply_fn, "__self__", None), "num_classes", None)
     if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1:
         return declared

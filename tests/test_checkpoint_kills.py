@@ -25,7 +25,7 @@ from flowclass import runs
 pytestmark = pytest.mark.slow  # end-to-end: CI runs it; `-m 'not slow'` skips it
 
 EPOCHS = 100
-KILLS = 12  # each costs a child's start (~3 s); 20 took 89 s of CI
+KILLS = 12  # each kill starts a fresh child process: with 20 the test took 89 s of the suite
 CHILD = textwrap.dedent(f"""
     import sys
     import jax

@@ -216,6 +216,29 @@ def test_small_models_are_not_packed_and_large_ones_are():
     assert isinstance(make_optimizer(1e-3).init(PARAMS)[0].mu, dict)
 
 
+def test_a_packed_model_keeps_its_parameter_average_as_a_tree_of_the_parameters():
+    large = {"kernel": jnp.zeros((PACK_MIN_PARAMS,)), "bias": jnp.zeros(3)}
+    tx = make_optimizer(1e-2, clip_norm=1.0, ema_decay=0.5)
+    state = tx.init(large)
+    grads = {"kernel": jnp.ones((PACK_MIN_PARAMS,)), "bias": jnp.ones(3)}
+    updates, state = jax.jit(tx.update)(grads, state, large)
+    assert find_ema(state) is not None
+    average = averaged_params(state)
+    assert jax.tree.structure(average) == jax.tree.structure(large)
+    assert average["bias"].shape == (3,) and average["kernel"].shape == (PACK_MIN_PARAMS,)
+    assert jax.tree.structure(updates) == jax.tree.structure(large)
+
+
+def test_pack_small_leaves_refuses_updates_that_do_not_fit():
+    tx = pack_small_leaves(optax.adam(1e-2), min_params=10)
+    big = {"k": jnp.zeros(8), "b": jnp.zeros(3)}
+    state = tx.init(big)
+    with pytest.raises(ValueError, match="the state was made for a packed tree"):
+        tx.update({"b": jnp.ones(3)}, state)
+    with pytest.raises(ValueError, match="updates and params must hold arrays of the same shapes"):
+        tx.update({"k": jnp.ones(8), "b": jnp.ones(4)}, state, {"k": jnp.zeros(8), "b": jnp.zeros(3)})
+
+
 @pytest.mark.parametrize(("inner", "kwargs", "error", "match"), [
     (optax.adam(1e-3), {"max_size": 0}, ValueError, "max_size must be a positive integer"),
     (optax.adam(1e-3), {"max_size": 2.5}, ValueError, "max_size must be a positive integer"),

@@ -385,3 +385,30 @@ def test_repeated_fits_free_their_executables(moons):
     for seed in range(1, 3):
         one_fit(seed)
     assert maps() - before < 200, f"{maps() - before} memory maps more after 2 fits"
+
+
+def test_check_data_reads_num_classes_from_the_model_and_else_from_its_logits(monkeypatch):
+    import flax.linen as nn
+
+    from flowclass import training
+
+    model = fc.tabular_realnvp(2, 3)
+    state = fc.create_train_state(model, jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.flow_nll)
+
+    class Logits(nn.Module):  # no num_classes attribute: K comes from the logits' shape
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(4)(x)
+
+    other = fc.create_train_state(Logits(), jax.random.key(0), jnp.zeros((1, 2)), optax.adam(1e-3), fc.cross_entropy)
+    training.check_data(other, np.zeros((2, 2), np.float32), np.array([0, 3]), name="train")  # traced once, cached
+    with pytest.raises(ValueError, match=re.escape("train y must hold labels in [0, 4)")):
+        training.check_data(other, np.zeros((2, 2), np.float32), np.array([0, 4]), name="train")
+
+    def no_tracing(*args, **kwargs):
+        raise AssertionError("the model was traced to find its number of classes")
+
+    monkeypatch.setattr(training.jax, "eval_shape", no_tracing)
+    training.check_data(state, np.zeros((2, 2), np.float32), np.array([0, 2]), name="train")
+    with pytest.raises(ValueError, match=re.escape("train y must hold labels in [0, 3)")):
+        training.check_data(state, np.zeros((2, 2), np.float32), np.array([0, 3]), name="train")
