@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from flowclass.averaging import params_ema
 
@@ -70,30 +71,20 @@ class PackedLeaves(NamedTuple):
     large: tuple
 
 
-def _is_small(leaf: Any, max_size: int) -> bool:
-    return math.prod(jnp.shape(leaf)) < max_size
+def _pack(tree: Any, max_size: int) -> tuple[PackedLeaves, Callable[[PackedLeaves], Any]]:
+    """``tree`` as :class:`PackedLeaves` (the small arrays through ``jax.flatten_util.ravel_pytree``,
+    which casts them to their common dtype), and the function that maps a ``PackedLeaves`` of the
+    same layout back to ``tree``'s structure, shapes and dtypes."""
+    leaves, treedef = jax.tree.flatten(tree)
+    small_at = [math.prod(jnp.shape(leaf)) < max_size for leaf in leaves]
+    vector, unravel = ravel_pytree([leaf for leaf, small in zip(leaves, small_at, strict=True) if small])
+    large = tuple(leaf for leaf, small in zip(leaves, small_at, strict=True) if not small)
 
+    def unpack(packed: PackedLeaves) -> Any:
+        small, big = iter(unravel(packed.small)), iter(packed.large)
+        return jax.tree.unflatten(treedef, [next(small) if is_small else next(big) for is_small in small_at])
 
-def _pack(tree: Any, max_size: int) -> PackedLeaves:
-    leaves = jax.tree.leaves(tree)
-    small = [leaf for leaf in leaves if _is_small(leaf, max_size)]
-    large = tuple(leaf for leaf in leaves if not _is_small(leaf, max_size))
-    dtype = jnp.result_type(*small) if small else jnp.float32
-    vector = jnp.concatenate([jnp.ravel(leaf).astype(dtype) for leaf in small]) if small else jnp.zeros((0,), dtype)
-    return PackedLeaves(vector, large)
-
-
-def _unpack(packed: PackedLeaves, like: Any, max_size: int) -> Any:
-    leaves, treedef = jax.tree.flatten(like)
-    out, offset, large = [], 0, iter(packed.large)
-    for leaf in leaves:
-        if _is_small(leaf, max_size):
-            size = math.prod(jnp.shape(leaf))
-            out.append(packed.small[offset: offset + size].reshape(jnp.shape(leaf)).astype(leaf.dtype))
-            offset += size
-        else:
-            out.append(next(large))
-    return jax.tree.unflatten(treedef, out)
+    return PackedLeaves(vector, large), unpack
 
 
 def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL_LEAF_SIZE,
@@ -102,7 +93,8 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
     parameter trees of at least ``min_params`` numbers (smaller trees go to ``inner`` as they are).
 
     The arrays with fewer than ``max_size`` elements are raveled and concatenated (in
-    ``jax.tree.leaves`` order, cast to their common dtype) into :attr:`PackedLeaves.small`; the
+    ``jax.tree.leaves`` order, cast to their common dtype, by ``jax.flatten_util.ravel_pytree``)
+    into :attr:`PackedLeaves.small`; the
     others are kept as :attr:`PackedLeaves.large`. ``inner`` sees that ``PackedLeaves`` pair and
     its updates are unpacked to the parameters' own tree, shapes and dtypes. For an elementwise
     ``inner`` (Adam, SGD) and for global-norm clipping the updates are those of ``inner`` on the
@@ -169,7 +161,7 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
         return sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(tree)) >= min_params
 
     def init_fn(params):
-        return inner.init(_pack(params, max_size) if packs(params) else params)
+        return inner.init(_pack(params, max_size)[0] if packs(params) else params)
 
     def update_fn(updates, state, params=None):
         if params is not None and [jnp.shape(a) for a in jax.tree.leaves(updates)] != [
@@ -183,9 +175,9 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
                 raise ValueError(f"pack_small_leaves: the state was made for a packed tree (>= {min_params} numbers), "
                                  f"but these updates hold fewer; init and update must see the same parameters.")
             return inner.update(updates, state, params)
-        packed_params = None if params is None else _pack(params, max_size)
-        new, state = inner.update(_pack(updates, max_size), state, packed_params)
-        return _unpack(new, updates, max_size), state
+        packed, unpack = _pack(updates, max_size)
+        new, state = inner.update(packed, state, None if params is None else _pack(params, max_size)[0])
+        return unpack(new), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
