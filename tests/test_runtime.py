@@ -102,7 +102,10 @@ import jax, numpy as np
 import flowclass as fc
 model = fc.image_realnvp("fast", input_shape=(8, 8, 1))
 x = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype(np.float32)
-variables = jax.jit(model.init)(jax.random.key(0), x)
+# the same initialisation in both processes (compiled quickly either way), so only the flags of
+# the log-likelihood's program differ
+init = jax.jit(model.init).lower(jax.random.key(0), x).compile(fc.runtime.quick_compile_options())
+variables = init(jax.random.key(0), x)
 ll = jax.jit(lambda v, x: model.apply(v, x, method="class_log_likelihoods"))(variables, x)
 print(*np.asarray(ll).ravel().tolist())
 """
