@@ -602,11 +602,14 @@ def _run_block(state, data, order, count, key, augment=None, batch_spec=None):
     The trip count is an argument, so one compiled program serves every block length of a fit;
     step ``i`` draws its key as ``split(key, max_steps)[i]``, which does not depend on ``max_steps``
     (threefry's partitionable split)."""
-    x_all, y_all = data
     keys = jax.random.split(key, order.shape[0])
 
-    def one_step(state, i):
-        idx, step_key = order[i], keys[i]
+    # Jitted inside the block so that its one trace (by eval_shape, for the sums' shapes) serves the
+    # loop body too: tracing the model and its gradient twice cost each fit 0.3 s (moons flow) to
+    # 1 s (multi-scale image flow). XLA inlines the call: the compiled block is the same.
+    @jax.jit
+    def one_step(state, i, data, order, keys):
+        (x_all, y_all), idx, step_key = data, order[i], keys[i]
         x, y = x_all[idx], y_all[idx]
         if batch_spec is not None:
             x = jax.lax.with_sharding_constraint(x, batch_spec)
@@ -616,10 +619,12 @@ def _run_block(state, data, order, count, key, augment=None, batch_spec=None):
         return _train_step(state, (x, y), jax.random.fold_in(step_key, _LOSS_KEY_DATA))
 
     def body(i, carry):
-        state, sums = one_step(carry[0], i)
+        state, sums = one_step(carry[0], i, data, order, keys)
         return state, jax.tree.map(jnp.add, carry[1], sums)
 
-    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(one_step, state, 0)[1])
+    index = jax.ShapeDtypeStruct((), jnp.int32, weak_type=True)  # as fori_loop passes i
+    sums = jax.eval_shape(one_step, state, index, data, order, keys)[1]
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), sums)
     return jax.lax.fori_loop(0, count, body, (state, zeros))
 
 
