@@ -605,8 +605,10 @@ def _run_block(state, data, order, count, key, augment=None, batch_spec=None):
     keys = jax.random.split(key, order.shape[0])
 
     # Jitted inside the block so that its one trace (by eval_shape, for the sums' shapes) serves the
-    # loop body too: tracing the model and its gradient twice cost each fit 0.3 s (moons flow) to
-    # 1 s (multi-scale image flow). XLA inlines the call: the compiled block is the same.
+    # loop body too: tracing the model and its gradient twice cost each fit about 0.2 s (moons flow)
+    # to 1 s (multi-scale image flow). XLA inlines the call: the compiled block is the same. The
+    # loop index is a strong int32 on both sides (a weak one in the loop, or int64 under x64, would
+    # miss the trace cache and trace again).
     @jax.jit
     def one_step(state, i, data, order, keys):
         (x_all, y_all), idx, step_key = data, order[i], keys[i]
@@ -622,10 +624,9 @@ def _run_block(state, data, order, count, key, augment=None, batch_spec=None):
         state, sums = one_step(carry[0], i, data, order, keys)
         return state, jax.tree.map(jnp.add, carry[1], sums)
 
-    index = jax.ShapeDtypeStruct((), jnp.int32, weak_type=True)  # as fori_loop passes i
-    sums = jax.eval_shape(one_step, state, index, data, order, keys)[1]
+    sums = jax.eval_shape(one_step, state, jax.ShapeDtypeStruct((), jnp.int32), data, order, keys)[1]
     zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), sums)
-    return jax.lax.fori_loop(0, count, body, (state, zeros))
+    return jax.lax.fori_loop(jnp.int32(0), jnp.asarray(count, jnp.int32), body, (state, zeros))
 
 
 def _initialise(model: nn.Module, key: jax.Array, sample_x: jax.Array) -> Any:

@@ -72,6 +72,12 @@ SCRIPT = textwrap.dedent(
     model = fc.tabular_realnvp(2, 2, num_couplings=2, hidden=(16,), means=means)
     state = fc.create_train_state(model, jax.random.key(0), x[:64], optax.adam(3e-3), fc.flow_nll)
     state, aux = fc.train_step(state, (x[:64], y[:64]))
+    traced = []  # the epoch runner traces the loss once in 64-bit mode too (the loop index's dtype)
+    counting = lambda apply_fn, variables, xb, yb: traced.append(1) or fc.flow_nll(apply_fn, variables, xb, yb)
+    counted = fc.create_train_state(model, jax.random.key(0), x[:64], optax.adam(3e-3), counting)
+    traced.clear()
+    fc.EpochRunner(counted, train, batch_size=50)
+    runner_loss_traces = len(traced)
     result = fc.fit(state, train, val, key=jax.random.key(1), progress=False,
                     config=fc.TrainConfig(epochs=2, batch_size=50, checkpoint_every_s=0.0))
     metrics = fc.evaluate(result.state, *val)
@@ -89,6 +95,7 @@ SCRIPT = textwrap.dedent(
                                             key=jax.random.key(2), bounds=(-4.0, 4.0))
     print(json.dumps({
         "x64": bool(jax.config.jax_enable_x64),
+        "runner_loss_traces": runner_loss_traces,
         "step_loss": str(aux["loss"].dtype),
         "history_val_loss": [float(v) for v in result.history["val_loss"]],
         "history_dtype": str(result.history["val_loss"].dtype),
@@ -123,6 +130,7 @@ def x64_run():
 
 def test_fit_and_evaluate_run_in_64_bit_mode(x64_run):
     assert x64_run["x64"] and x64_run["epochs_run"] == 2
+    assert x64_run["runner_loss_traces"] == 1  # one trace of the step per epoch runner, as in 32-bit mode
     assert x64_run["step_loss"] == "float64" and x64_run["history_dtype"] == "float64"
     assert x64_run["params_finite"]
     losses = x64_run["history_val_loss"]
