@@ -76,7 +76,7 @@ def _pack(tree: Any, max_size: int) -> tuple[PackedLeaves, Callable[[PackedLeave
     which casts them to their common dtype), and the function that maps a ``PackedLeaves`` of the
     same layout back to ``tree``'s structure, shapes and dtypes."""
     leaves, treedef = jax.tree.flatten(tree)
-    small_at = [math.prod(jnp.shape(leaf)) < max_size for leaf in leaves]
+    small_at = [jnp.size(leaf) < max_size for leaf in leaves]
     vector, unravel = ravel_pytree([leaf for leaf, small in zip(leaves, small_at, strict=True) if small])
     large = tuple(leaf for leaf, small in zip(leaves, small_at, strict=True) if not small)
 
@@ -158,7 +158,7 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
                          f"got {min_params!r}.")
 
     def packs(tree) -> bool:
-        return sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(tree)) >= min_params
+        return sum(jnp.size(leaf) for leaf in jax.tree.leaves(tree)) >= min_params
 
     def init_fn(params):
         return inner.init(_pack(params, max_size)[0] if packs(params) else params)
@@ -168,10 +168,9 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
                 jnp.shape(a) for a in jax.tree.leaves(params)]:
             raise ValueError("pack_small_leaves: updates and params must hold arrays of the same shapes in the "
                              "same order; got differing trees.")
-        packed_state = any(isinstance(node, PackedLeaves)
-                           for node in jax.tree.leaves(state, is_leaf=lambda n: isinstance(n, PackedLeaves)))
         if not packs(updates):
-            if packed_state:
+            if any(isinstance(node, PackedLeaves)
+                   for node in jax.tree.leaves(state, is_leaf=lambda n: isinstance(n, PackedLeaves))):
                 raise ValueError(f"pack_small_leaves: the state was made for a packed tree (>= {min_params} numbers), "
                                  f"but these updates hold fewer; init and update must see the same parameters.")
             return inner.update(updates, state, params)

@@ -626,7 +626,7 @@ def _run_block(state, data, order, count, key, augment=None, batch_spec=None):
 
     sums = jax.eval_shape(one_step, state, jax.ShapeDtypeStruct((), jnp.int32), data, order, keys)[1]
     zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), sums)
-    return jax.lax.fori_loop(jnp.int32(0), jnp.asarray(count, jnp.int32), body, (state, zeros))
+    return jax.lax.fori_loop(jnp.int32(0), count, body, (state, zeros))
 
 
 def _initialise(model: nn.Module, key: jax.Array, sample_x: jax.Array) -> Any:

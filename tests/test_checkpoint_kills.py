@@ -129,12 +129,12 @@ def test_random_kills_leave_restorable_checkpoints_and_the_same_result(tmp_path)
     reference = _run_to_end(tmp_path / "uninterrupted")
     workdir = tmp_path / "killed"
     rng = random.Random(0)
-    where = []
+    where, templates = [], None
     for _ in range(KILLS):
         where.append(_kill_during_run(workdir, rng))
         if not (workdir / "config.json").exists():
             continue  # killed before the run was stored
-        templates = _templates(runs.read_config(workdir))
+        templates = templates or _templates(runs.read_config(workdir))  # the same config every time
         with fc.Checkpointer(workdir / "checkpoints", create=False) as checkpointer:
             for step in checkpointer.steps:  # every listed step restores completely
                 items, meta = checkpointer.restore(templates, step=step)

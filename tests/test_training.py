@@ -19,9 +19,9 @@ def moons():
     return train_val_split(x, y, val_fraction=0.2, seed=0), test
 
 
-def _flow_state(x, lr=1e-3, loss_fn=fc.flow_nll, seed=0):
+def _flow_state(x, lr=1e-3, loss_fn=fc.flow_nll, seed=0, tx=None):
     model = fc.tabular_realnvp(2, 2, num_couplings=4, hidden=(32, 32), means=((-4, 0), (4, 0)))
-    return fc.create_train_state(model, jax.random.key(seed), x[:1], optax.adam(lr), loss_fn)
+    return fc.create_train_state(model, jax.random.key(seed), x[:1], tx or optax.adam(lr), loss_fn)
 
 
 def test_train_step_lowers_the_loss_and_donates_state(moons):
@@ -87,8 +87,7 @@ def test_an_epoch_runner_traces_the_loss_once(moons, setup):
         return fc.flow_nll(apply_fn, variables, x, y)
 
     tx = fc.optim.make_optimizer(1e-3, clip_norm=1.0, ema_decay=0.9) if setup == "clipped_and_averaged" else None
-    model = fc.tabular_realnvp(2, 2, num_couplings=4, hidden=(32, 32), means=((-4, 0), (4, 0)))
-    state = fc.create_train_state(model, jax.random.key(0), train[0][:1], tx or optax.adam(1e-3), counting_loss)
+    state = _flow_state(train[0], loss_fn=counting_loss, tx=tx)
     augment = (lambda key, x: x + 0.01 * jax.random.normal(key, x.shape, x.dtype)) if setup == "augment" else None
     mesh = fc.sharding.data_mesh(jax.devices()[:1]) if setup == "mesh" else None
     traced.clear()  # create_train_state may trace the loss itself
