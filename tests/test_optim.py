@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from flowclass.averaging import averaged_params, find_ema, params_ema
-from flowclass.optim import PACK_MIN_PARAMS, SCHEDULES, PackedLeaves, make_optimizer, pack_small_leaves
+from flowclass.optim import PACK_MIN_PARAMS, SCHEDULES, PackedLeaves, PackedState, make_optimizer, pack_small_leaves
 
 
 def mnist_recipe(lr, total_steps, ema):
@@ -179,7 +179,9 @@ def test_pack_small_leaves_packs_only_the_small_arrays_and_updates_as_the_tree()
     expected, _ = run(inner, grads, MIXED)
     for a, b in zip(got, expected, strict=True):  # the global norm sums the packed arrays in another order
         jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7), a, b)
-    adam = state[1][0]
+    assert isinstance(state, PackedState)
+    assert [int(start) for start in state.starts] == [0, 5, 6]  # bias, scale, small_kernel
+    adam = state.inner[1][0]
     assert isinstance(adam.mu, PackedLeaves)
     assert adam.mu.small.shape == (5 + 1 + 12,) and [a.shape for a in adam.mu.large] == [(70, 70)]
     assert jax.tree.structure(got[-1]) == jax.tree.structure(MIXED)
@@ -212,7 +214,7 @@ def test_small_models_are_not_packed_and_large_ones_are():
     assert jax.tree.structure(state) == jax.tree.structure(expected_state)  # its checkpoints are plain Adam's
     large = {"kernel": jnp.zeros((PACK_MIN_PARAMS,)), "bias": jnp.zeros(3)}
     state = make_optimizer(1e-3).init(large)
-    assert isinstance(state[0].mu, PackedLeaves) and state[0].mu.small.shape == (3,)
+    assert isinstance(state.inner[0].mu, PackedLeaves) and state.inner[0].mu.small.shape == (3,)
     assert isinstance(make_optimizer(1e-3).init(PARAMS)[0].mu, dict)
 
 
@@ -237,6 +239,34 @@ def test_pack_small_leaves_refuses_updates_that_do_not_fit():
         tx.update({"b": jnp.ones(3)}, state)
     with pytest.raises(ValueError, match="updates and params must hold arrays of the same shapes"):
         tx.update({"k": jnp.ones(8), "b": jnp.ones(4)}, state, {"k": jnp.zeros(8), "b": jnp.zeros(3)})
+
+
+def test_pack_small_leaves_refuses_a_state_made_for_other_small_arrays():
+    tx = pack_small_leaves(optax.adam(1e-2), max_size=4, min_params=0)
+    params = {"a": jnp.zeros(3), "b": jnp.zeros(2), "k": jnp.zeros(8)}
+    other = {"a": jnp.zeros(3), "k": jnp.zeros(10)}  # one small array, not two
+    with pytest.raises(ValueError, match="these updates pack 2 small arrays, but the state was made for 1"):
+        tx.update(jax.tree.map(jnp.ones_like, params), tx.init(other), params)
+    unpacked = pack_small_leaves(optax.adam(1e-2), max_size=4, min_params=100).init(params)
+    with pytest.raises(ValueError, match="but the state was made for an unpacked tree"):
+        tx.update(jax.tree.map(jnp.ones_like, params), unpacked, params)
+
+
+def test_the_compiled_update_reads_where_the_small_arrays_start_from_the_state():
+    # The starts are runtime values (one kernel per shape, not per array): a compiled update
+    # given swapped starts unpacks each array from the other's place, without retracing.
+    tx = pack_small_leaves(optax.sgd(1.0), max_size=4, min_params=0)
+    params = {"a": jnp.zeros(3), "b": jnp.zeros(3), "k": jnp.zeros(8)}
+    grads = {"a": jnp.full(3, 1.0), "b": jnp.full(3, 2.0), "k": jnp.ones(8)}
+    update = jax.jit(tx.update)
+    state = tx.init(params)
+    updates, _ = update(grads, state, params)
+    np.testing.assert_array_equal(updates["a"], -1.0)
+    np.testing.assert_array_equal(updates["b"], -2.0)
+    swapped, _ = update(grads, state._replace(starts=state.starts[::-1]), params)
+    np.testing.assert_array_equal(swapped["a"], -2.0)
+    np.testing.assert_array_equal(swapped["b"], -1.0)
+    assert update._cache_size() == 1
 
 
 @pytest.mark.parametrize(("inner", "kwargs", "error", "match"), [

@@ -163,15 +163,19 @@ def test_fnn_baseline_trains(moons):
     assert fc.evaluate(result.state, x_test, y_test)["accuracy"] > 0.97
 
 
-def test_resume_from_checkpoint_equals_an_uninterrupted_run(moons, tmp_path):
+@pytest.mark.parametrize("packed", [False, True], ids=["adam", "packed_adam"])
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(moons, tmp_path, packed):
     (train, val), _ = moons
+    # packed: the optimiser state holds PackedState's int32 offsets, which must come back from the checkpoint
+    tx = fc.optim.pack_small_leaves(optax.adam(1e-3), max_size=64, min_params=0) if packed else None
     kwargs = dict(key=jax.random.key(3), progress=False)
     four, two = (fc.TrainConfig(epochs=n, batch_size=128, checkpoint_every_s=0.0) for n in (4, 2))
-    full = fc.fit(_flow_state(train[0]), train, val, config=four, **kwargs)
-    fc.fit(_flow_state(train[0]), train, val, config=two, checkpoint_dir=tmp_path, **kwargs)
+    full = fc.fit(_flow_state(train[0], tx=tx), train, val, config=four, **kwargs)
+    fc.fit(_flow_state(train[0], tx=tx), train, val, config=two, checkpoint_dir=tmp_path, **kwargs)
     with pytest.raises(FileExistsError, match=r"holds checkpoints of an earlier run \(epochs \[1, 2\]\)"):
-        fc.fit(_flow_state(train[0]), train, val, config=four, checkpoint_dir=tmp_path, **kwargs)
-    resumed = fc.fit(_flow_state(train[0]), train, val, config=four, checkpoint_dir=tmp_path, resume=True, **kwargs)
+        fc.fit(_flow_state(train[0], tx=tx), train, val, config=four, checkpoint_dir=tmp_path, **kwargs)
+    resumed = fc.fit(_flow_state(train[0], tx=tx), train, val, config=four, checkpoint_dir=tmp_path, resume=True,
+                     **kwargs)
     assert resumed.epochs_run == 4 and len(resumed.history["val_loss"]) == 4
     np.testing.assert_allclose(resumed.history["val_loss"], full.history["val_loss"], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(resumed.last_state.params), jax.tree.leaves(full.last_state.params), strict=True):
