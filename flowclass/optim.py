@@ -19,15 +19,17 @@ train steps faster at the same step time.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
 import math
 import numbers
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
-from jax.flatten_util import ravel_pytree
 
 from flowclass.averaging import params_ema
 
@@ -72,53 +74,80 @@ class PackedLeaves(NamedTuple):
     large: tuple
 
 
-class PackedState(NamedTuple):
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["inner", "starts"], meta_fields=["sizes"])
+@dataclasses.dataclass(frozen=True)
+class PackedState:
     """The state of :func:`pack_small_leaves` for a packed tree: ``inner``, the wrapped
-    transformation's state of the :class:`PackedLeaves`, and ``starts``, where each small array
-    begins in :attr:`PackedLeaves.small` (a tuple of ``int32`` scalar arrays, one per small array,
-    in ``jax.tree.leaves`` order; they never change).
+    transformation's state of the :class:`PackedLeaves`; ``starts``, where each small array begins
+    in :attr:`PackedLeaves.small` (a tuple of ``int32`` scalar arrays, one per small array, in
+    ``jax.tree.leaves`` order; they never change); and ``sizes``, the small arrays' numbers of
+    elements (static: part of the tree's structure, not an array), which ``update`` checks against
+    the updates it is given.
 
-    Why the starts are state rather than constants: XLA compiles one CPU kernel per distinct
-    fusion, and a slice at a constant offset makes every small array's unpacking its own kernel
-    (132 for the multi-scale MNIST flow, each compiled in ~5-7 ms). Read from the state, the
-    offsets are runtime values, and the arrays of one shape share one kernel (``dynamic_slice``):
-    the multi-scale flow's train step compiled in 3.6-3.8 s instead of 4.5-4.7 s (2-core AVX-512
-    Xeon, 2026-12-02, jaxlib 0.10.2, one process each) at the same step time.
+    Why the starts are arrays rather than constants in the program: XLA compiles one CPU kernel
+    per distinct fusion, and a slice at a constant offset makes every small array's unpacking its
+    own kernel (132 for the multi-scale MNIST flow). Read from the state, the offsets are runtime
+    values, and the arrays of one shape share one ``dynamic_slice`` kernel: the multi-scale flow's
+    train step compiled in 3.80-3.83 s instead of 4.38-4.39 s (4.9 s instead of 5.4 s with its
+    lowering; 2-core AVX-512 Xeon, 2026-12-02, jaxlib 0.10.2, one process each). One array per
+    offset, not one vector of them: reading element ``i`` of a vector puts the constant ``i``
+    back into each kernel.
 
     Example:
       >>> import jax.numpy as jnp, optax
       >>> params = {"a": jnp.zeros(3), "b": jnp.zeros(2), "kernel": jnp.zeros((64, 64))}
       >>> state = pack_small_leaves(optax.adam(0.1), max_size=100, min_params=0).init(params)
-      >>> [int(start) for start in state.starts]  # "a" at 0, "b" after a's three numbers
-      [0, 3]
+      >>> [int(start) for start in state.starts], state.sizes  # "a" at 0, "b" after a's three numbers
+      ([0, 3], (3, 2))
     """
 
     inner: Any
     starts: tuple
+    sizes: tuple[int, ...]
 
 
-def _pack(tree: Any, max_size: int) -> tuple[PackedLeaves, tuple[int, ...], Callable[[PackedLeaves, tuple], Any]]:
-    """``tree`` as :class:`PackedLeaves` (the small arrays through ``jax.flatten_util.ravel_pytree``,
-    which casts them to their common dtype), where each small array starts in the packed vector,
-    and the function that maps a ``PackedLeaves`` of the same layout, given those starts (as
-    runtime ``int32`` scalars, see :class:`PackedState`), back to ``tree``'s structure, shapes
-    and dtypes."""
+class _Layout(NamedTuple):
+    """Where :func:`_pack` put a tree's arrays: enough to rebuild the tree from a ``PackedLeaves``."""
+
+    treedef: Any
+    small_at: tuple[bool, ...]
+    shapes: tuple[tuple[int, ...], ...]  # of the small arrays
+    dtypes: tuple[Any, ...]  # of the small arrays
+    sizes: tuple[int, ...]  # of the small arrays
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        return tuple(itertools.accumulate(self.sizes, initial=0))[:-1]
+
+
+def _pack(tree: Any, max_size: int) -> tuple[PackedLeaves, _Layout]:
+    """``tree`` as :class:`PackedLeaves` (the small arrays raveled and concatenated, cast to their
+    common dtype as ``jax.flatten_util.ravel_pytree`` does) and the layout :func:`_unpack` needs."""
     leaves, treedef = jax.tree.flatten(tree)
-    small_at = [jnp.size(leaf) < max_size for leaf in leaves]
-    small_leaves = [leaf for leaf, small in zip(leaves, small_at, strict=True) if small]
-    vector, _ = ravel_pytree(small_leaves)
-    large = tuple(leaf for leaf, small in zip(leaves, small_at, strict=True) if not small)
-    sizes = [int(jnp.size(leaf)) for leaf in small_leaves]
-    starts = tuple(sum(sizes[:i]) for i in range(len(sizes)))
+    small_at = tuple(bool(jnp.size(leaf) < max_size) for leaf in leaves)
+    small = [leaf for leaf, is_small in zip(leaves, small_at, strict=True) if is_small]
+    large = tuple(leaf for leaf, is_small in zip(leaves, small_at, strict=True) if not is_small)
+    dtype = jnp.result_type(*small) if small else jnp.float32
+    vector = jnp.concatenate([jnp.ravel(leaf).astype(dtype) for leaf in small]) if small else jnp.zeros(0, dtype)
+    layout = _Layout(treedef, small_at, tuple(jnp.shape(leaf) for leaf in small),
+                     tuple(jnp.result_type(leaf) for leaf in small), tuple(int(jnp.size(leaf)) for leaf in small))
+    return PackedLeaves(vector, large), layout
 
-    def unpack(packed: PackedLeaves, starts: tuple) -> Any:
-        small = iter([lax.dynamic_slice_in_dim(packed.small, start, size, allow_negative_indices=False).reshape(
-            jnp.shape(leaf)).astype(
-            jnp.result_type(leaf)) for start, size, leaf in zip(starts, sizes, small_leaves, strict=True)])
-        big = iter(packed.large)
-        return jax.tree.unflatten(treedef, [next(small) if is_small else next(big) for is_small in small_at])
 
-    return PackedLeaves(vector, large), starts, unpack
+def _unpack(packed: PackedLeaves, starts: tuple, layout: _Layout) -> Any:
+    """The tree ``layout`` describes, its small arrays read from ``packed.small`` at ``starts``
+    (runtime ``int32`` scalars, see :class:`PackedState`), each cast back to its dtype."""
+    pieces = zip(starts, layout.sizes, layout.shapes, layout.dtypes, strict=True)
+    small = iter([lax.dynamic_slice_in_dim(packed.small, start, size, allow_negative_indices=False)
+                  .reshape(shape).astype(dtype) for start, size, shape, dtype in pieces])
+    large = iter(packed.large)
+    leaves = [next(small) if is_small else next(large) for is_small in layout.small_at]
+    return jax.tree.unflatten(layout.treedef, leaves)
+
+
+def _sizes_text(sizes: tuple[int, ...]) -> str:
+    shown = ", ".join(map(str, sizes[:6])) + (", ..." if len(sizes) > 6 else "")
+    return f"{len(sizes)} small arrays of sizes ({shown})"
 
 
 def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL_LEAF_SIZE,
@@ -127,7 +156,7 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
     parameter trees of at least ``min_params`` numbers (smaller trees go to ``inner`` as they are).
 
     The arrays with fewer than ``max_size`` elements are raveled and concatenated (in
-    ``jax.tree.leaves`` order, cast to their common dtype, by ``jax.flatten_util.ravel_pytree``)
+    ``jax.tree.leaves`` order, cast to their common dtype, as ``jax.flatten_util.ravel_pytree`` does)
     into :attr:`PackedLeaves.small`; the
     others are kept as :attr:`PackedLeaves.large`. ``inner`` sees that ``PackedLeaves`` pair and
     its updates are unpacked to the parameters' own tree, shapes and dtypes. For an elementwise
@@ -146,8 +175,9 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
     6-7 % slower (213,297 against 228,123 examples/s, interleaved in one process), hence
     ``min_params``. Where each small array starts in the vector is kept in the state
     (:class:`PackedState`) rather than in the compiled program, so that XLA compiles one
-    unpacking kernel per array shape instead of one per array (the multi-scale flow's step: 4.9 s
-    instead of 5.4 s to lower and compile).
+    unpacking kernel per array shape instead of one per array: the multi-scale flow's step then
+    lowered and compiled in 4.9 s instead of 5.4 s (measured later the same day, the machine in a
+    faster state than for the figures above, both versions alternated).
 
     Args:
       inner: the transformation to wrap (e.g. ``optax.chain(optax.clip_by_global_norm(c), optax.adam(η))``).
@@ -165,15 +195,16 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
 
     Returns:
       An ``optax.GradientTransformation`` whose state is a :class:`PackedState`: ``inner``'s
-      state of the packed parameters and where each small array starts in the packed vector (for
-      trees below ``min_params``: ``inner``'s state of the parameters themselves).
+      state of the packed parameters, and where each small array starts in the packed vector and
+      how many elements it has (for trees below ``min_params``: ``inner``'s state of the
+      parameters themselves).
 
     Raises:
       TypeError: ``inner`` is not an optax transformation.
       ValueError: ``max_size`` is not a positive integer, or ``min_params`` not an integer
         ``>= 0``; from ``update``: ``updates`` and ``params`` do not have the same arrays, or
-        ``updates`` do not fit the state ``init`` made (packed for another size of tree, or for
-        another number of small arrays).
+        ``updates`` do not fit the state ``init`` made (packed for another size of tree, for
+        other small arrays, or by a flowclass before :class:`PackedState`).
 
     Example:
       >>> import jax.numpy as jnp, optax
@@ -202,8 +233,9 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
     def init_fn(params):
         if not packs(params):
             return inner.init(params)
-        packed, starts, _ = _pack(params, max_size)
-        return PackedState(inner.init(packed), tuple(jnp.asarray(start, jnp.int32) for start in starts))
+        packed, layout = _pack(params, max_size)
+        return PackedState(inner.init(packed), tuple(jnp.asarray(start, jnp.int32) for start in layout.starts),
+                           layout.sizes)
 
     def update_fn(updates, state, params=None):
         if params is not None and [jnp.shape(a) for a in jax.tree.leaves(updates)] != [
@@ -213,15 +245,24 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
         if not packs(updates):
             if isinstance(state, PackedState):
                 raise ValueError(f"pack_small_leaves: the state was made for a packed tree (>= {min_params} numbers), "
-                                 f"but these updates hold fewer; init and update must see the same parameters.")
+                                 f"but these updates hold {sum(jnp.size(a) for a in jax.tree.leaves(updates))}; "
+                                 f"init and update must see the same parameters.")
             return inner.update(updates, state, params)
-        packed, starts, unpack = _pack(updates, max_size)
-        if not isinstance(state, PackedState) or len(state.starts) != len(starts):
-            made_for = len(state.starts) if isinstance(state, PackedState) else "an unpacked tree"
-            raise ValueError(f"pack_small_leaves: these updates pack {len(starts)} small arrays, but the state was "
-                             f"made for {made_for}; init and update must see the same parameters.")
+        packed, layout = _pack(updates, max_size)
+        if not isinstance(state, PackedState):
+            made_by = ("an earlier flowclass (before PackedState: re-create it with init)"
+                       if any(isinstance(node, PackedLeaves) for node in
+                              jax.tree.leaves(state, is_leaf=lambda n: isinstance(n, PackedLeaves)))
+                       else "an unpacked tree")
+            raise ValueError(f"pack_small_leaves: these updates pack {_sizes_text(layout.sizes)} (max_size="
+                             f"{max_size}), but the state was made for {made_by}; init and update must see the "
+                             f"same parameters.")
+        if state.sizes != layout.sizes:
+            raise ValueError(f"pack_small_leaves: these updates pack {_sizes_text(layout.sizes)} (max_size="
+                             f"{max_size}), but the state was made for {_sizes_text(state.sizes)}; init and update "
+                             f"must see the same parameters.")
         new, inner_state = inner.update(packed, state.inner, None if params is None else _pack(params, max_size)[0])
-        return unpack(new, state.starts), PackedState(inner_state, state.starts)
+        return _unpack(new, state.starts, layout), dataclasses.replace(state, inner=inner_state)
 
     return optax.GradientTransformation(init_fn, update_fn)
 

@@ -1,5 +1,6 @@
 """The optimiser recipe (flowclass.optim.make_optimizer)."""
 
+import dataclasses
 import math
 import re
 
@@ -242,14 +243,24 @@ def test_pack_small_leaves_refuses_updates_that_do_not_fit():
 
 
 def test_pack_small_leaves_refuses_a_state_made_for_other_small_arrays():
-    tx = pack_small_leaves(optax.adam(1e-2), max_size=4, min_params=0)
+    tx = pack_small_leaves(optax.sgd(1.0), max_size=4, min_params=0)
     params = {"a": jnp.zeros(3), "b": jnp.zeros(2), "k": jnp.zeros(8)}
+    grads = jax.tree.map(jnp.ones_like, params)
     other = {"a": jnp.zeros(3), "k": jnp.zeros(10)}  # one small array, not two
-    with pytest.raises(ValueError, match="these updates pack 2 small arrays, but the state was made for 1"):
-        tx.update(jax.tree.map(jnp.ones_like, params), tx.init(other), params)
-    unpacked = pack_small_leaves(optax.adam(1e-2), max_size=4, min_params=100).init(params)
+    with pytest.raises(ValueError, match=r"these updates pack 2 small arrays of sizes \(3, 2\) \(max_size=4\), but the "
+                                         r"state was made for 1 small arrays of sizes \(3\)"):
+        tx.update(grads, tx.init(other), params)
+    swapped = {"a": jnp.zeros(2), "b": jnp.zeros(3), "k": jnp.zeros(8)}  # as many numbers, in other arrays
+    for update in (tx.update, jax.jit(tx.update)):  # the sizes are static: checked under jit too
+        with pytest.raises(ValueError, match=r"sizes \(3, 2\) .* made for 2 small arrays of sizes \(2, 3\)"):
+            update(grads, tx.init(swapped), params)
+    unpacked = pack_small_leaves(optax.sgd(1.0), max_size=4, min_params=100).init(params)
     with pytest.raises(ValueError, match="but the state was made for an unpacked tree"):
-        tx.update(jax.tree.map(jnp.ones_like, params), unpacked, params)
+        tx.update(grads, unpacked, params)
+    adam = pack_small_leaves(optax.adam(1e-2), max_size=4, min_params=0)
+    earlier = adam.init(params).inner  # what pack_small_leaves returned before PackedState
+    with pytest.raises(ValueError, match=r"made for an earlier flowclass \(before PackedState"):
+        adam.update(grads, earlier, params)
 
 
 def test_the_compiled_update_reads_where_the_small_arrays_start_from_the_state():
@@ -263,10 +274,12 @@ def test_the_compiled_update_reads_where_the_small_arrays_start_from_the_state()
     updates, _ = update(grads, state, params)
     np.testing.assert_array_equal(updates["a"], -1.0)
     np.testing.assert_array_equal(updates["b"], -2.0)
-    swapped, _ = update(grads, state._replace(starts=state.starts[::-1]), params)
+    swapped, _ = update(grads, dataclasses.replace(state, starts=state.starts[::-1]), params)
     np.testing.assert_array_equal(swapped["a"], -2.0)
     np.testing.assert_array_equal(swapped["b"], -1.0)
     assert update._cache_size() == 1
+    compiled = update.lower(grads, state, params).compile().as_text()
+    assert compiled.count("dynamic-slice(") >= 2  # one per small array, indexed by a parameter of the program
 
 
 @pytest.mark.parametrize(("inner", "kwargs", "error", "match"), [
