@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
 import numbers
 from typing import Any, NamedTuple
@@ -58,9 +57,10 @@ def _is_real(value: object) -> bool:
 
 class PackedLeaves(NamedTuple):
     """A parameter tree as :func:`pack_small_leaves` hands it to the transformation it wraps:
-    ``small``, the small arrays raveled and concatenated in ``jax.tree.leaves`` order (1-D, their
-    common dtype; shape ``(n,)`` with ``n`` their total number of elements), and ``large``, the
-    other arrays as they are, in the same order.
+    ``small``, the small arrays raveled and concatenated, those of one shape side by side (the
+    shapes in order of first appearance in ``jax.tree.leaves``, the arrays of a shape in that
+    order; 1-D, their common dtype; shape ``(n,)`` with ``n`` their total number of elements), and
+    ``large``, the other arrays as they are, in ``jax.tree.leaves`` order.
 
     Example:
       >>> import jax.numpy as jnp, optax
@@ -74,80 +74,97 @@ class PackedLeaves(NamedTuple):
     large: tuple
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["inner", "starts"], meta_fields=["sizes"])
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["inner", "indices"], meta_fields=["shapes"])
 @dataclasses.dataclass(frozen=True)
 class PackedState:
     """The state of :func:`pack_small_leaves` for a packed tree: ``inner``, the wrapped
-    transformation's state of the :class:`PackedLeaves`; ``starts``, where each small array begins
-    in :attr:`PackedLeaves.small` (a tuple of ``int32`` scalar arrays, one per small array, in
-    ``jax.tree.leaves`` order; they never change); and ``sizes``, the small arrays' numbers of
-    elements (static: part of the tree's structure, not an array), which ``update`` checks against
-    the updates it is given.
+    transformation's state of the :class:`PackedLeaves`; ``indices``, the ``int32`` scalar
+    arrays ``0, 1, …, m − 1`` (a tuple; ``m`` is the largest number of small arrays of one shape;
+    they never change); and ``shapes``, the small arrays' shapes in ``jax.tree.leaves`` order
+    (static: part of the tree's structure, not arrays), which ``update`` checks against the
+    updates it is given.
 
-    Why the starts are arrays rather than constants in the program: XLA compiles one CPU kernel
-    per distinct fusion, and a slice at a constant offset makes every small array's unpacking its
-    own kernel (132 for the multi-scale MNIST flow). Read from the state, the offsets are runtime
-    values, and the arrays of one shape share one ``dynamic_slice`` kernel: the multi-scale flow's
-    train step compiled in 3.80-3.83 s instead of 4.38-4.39 s (4.9 s instead of 5.4 s with its
-    lowering; 2-core AVX-512 Xeon, 2026-12-02, jaxlib 0.10.2, one process each). One array per
-    offset, not one vector of them: reading element ``i`` of a vector puts the constant ``i``
-    back into each kernel.
+    Why indices as arrays rather than constants in the program: XLA compiles one CPU kernel per
+    distinct fusion, and a slice at a constant offset makes every small array's unpacking its own
+    kernel (132 for the multi-scale MNIST flow). The small arrays of one shape sit side by side in
+    the packed vector, and the ``j``-th of them is read with ``dynamic_slice`` at ``indices[j]``,
+    a runtime value: the arrays of one shape share one kernel. The multi-scale flow's train step
+    then compiled in 3.54-3.58 s instead of 4.34-4.48 s (4.6 s instead of 5.3-5.6 s with its
+    lowering; 2-core AVX-512 Xeon, 2026-12-02, jaxlib 0.10.2, one process each). Scalars, not one vector of
+    indices: reading element ``j`` of a vector puts the constant ``j`` back into each kernel. And
+    one index per position within a shape's group, not one offset per array, because each array
+    of the state is a separate file in a checkpoint: 46 scalars instead of 132 for that flow.
 
     Example:
       >>> import jax.numpy as jnp, optax
-      >>> params = {"a": jnp.zeros(3), "b": jnp.zeros(2), "kernel": jnp.zeros((64, 64))}
+      >>> params = {"a": jnp.zeros(3), "b": jnp.zeros(2), "c": jnp.zeros(3), "kernel": jnp.zeros((64, 64))}
       >>> state = pack_small_leaves(optax.adam(0.1), max_size=100, min_params=0).init(params)
-      >>> [int(start) for start in state.starts], state.sizes  # "a" at 0, "b" after a's three numbers
-      ([0, 3], (3, 2))
+      >>> [int(i) for i in state.indices], state.shapes  # two arrays of shape (3,): indices 0 and 1
+      ([0, 1], ((3,), (2,), (3,)))
     """
 
     inner: Any
-    starts: tuple
-    sizes: tuple[int, ...]
+    indices: tuple
+    shapes: tuple[tuple[int, ...], ...]
 
 
 class _Layout(NamedTuple):
-    """Where :func:`_pack` put a tree's arrays: enough to rebuild the tree from a ``PackedLeaves``."""
+    """Where :func:`_pack` put a tree's arrays: enough to rebuild the tree from a ``PackedLeaves``.
+    The small arrays are packed grouped by shape (groups in order of first appearance, each in
+    ``jax.tree.leaves`` order), so the layout depends on the shapes alone."""
 
     treedef: Any
     small_at: tuple[bool, ...]
-    shapes: tuple[tuple[int, ...], ...]  # of the small arrays
-    dtypes: tuple[Any, ...]  # of the small arrays
-    sizes: tuple[int, ...]  # of the small arrays
+    shapes: tuple[tuple[int, ...], ...]  # of the small arrays, in tree order
+    groups: tuple[tuple[int, ...], ...]  # positions (in the small arrays) of each group's members
 
     @property
-    def starts(self) -> tuple[int, ...]:
-        return tuple(itertools.accumulate(self.sizes, initial=0))[:-1]
+    def group_length(self) -> int:
+        """The largest number of small arrays of one shape: how many indices unpacking needs."""
+        return max((len(group) for group in self.groups), default=0)
 
 
 def _pack(tree: Any, max_size: int) -> tuple[PackedLeaves, _Layout]:
-    """``tree`` as :class:`PackedLeaves` (the small arrays raveled and concatenated, cast to their
-    common dtype as ``jax.flatten_util.ravel_pytree`` does) and the layout :func:`_unpack` needs."""
+    """``tree`` as :class:`PackedLeaves` (the small arrays raveled and concatenated, grouped by
+    shape, cast to their common dtype as ``jax.flatten_util.ravel_pytree`` does) and the layout
+    :func:`_unpack` needs."""
     leaves, treedef = jax.tree.flatten(tree)
     small_at = tuple(bool(jnp.size(leaf) < max_size) for leaf in leaves)
     small = [leaf for leaf, is_small in zip(leaves, small_at, strict=True) if is_small]
     large = tuple(leaf for leaf, is_small in zip(leaves, small_at, strict=True) if not is_small)
+    members: dict[tuple, list[int]] = {}
+    for position, leaf in enumerate(small):
+        members.setdefault(jnp.shape(leaf), []).append(position)
+    groups = tuple(tuple(group) for group in members.values())
     dtype = jnp.result_type(*small) if small else jnp.float32
-    vector = jnp.concatenate([jnp.ravel(leaf).astype(dtype) for leaf in small]) if small else jnp.zeros(0, dtype)
-    layout = _Layout(treedef, small_at, tuple(jnp.shape(leaf) for leaf in small),
-                     tuple(jnp.result_type(leaf) for leaf in small), tuple(int(jnp.size(leaf)) for leaf in small))
-    return PackedLeaves(vector, large), layout
+    order = [position for group in groups for position in group]
+    vector = (jnp.concatenate([jnp.ravel(small[position]).astype(dtype) for position in order]) if small
+              else jnp.zeros(0, dtype))
+    return PackedLeaves(vector, large), _Layout(treedef, small_at, tuple(jnp.shape(leaf) for leaf in small), groups)
 
 
-def _unpack(packed: PackedLeaves, starts: tuple, layout: _Layout) -> Any:
-    """The tree ``layout`` describes, its small arrays read from ``packed.small`` at ``starts``
-    (runtime ``int32`` scalars, see :class:`PackedState`), each cast back to its dtype."""
-    pieces = zip(starts, layout.sizes, layout.shapes, layout.dtypes, strict=True)
-    small = iter([lax.dynamic_slice_in_dim(packed.small, start, size, allow_negative_indices=False)
-                  .reshape(shape).astype(dtype) for start, size, shape, dtype in pieces])
-    large = iter(packed.large)
-    leaves = [next(small) if is_small else next(large) for is_small in layout.small_at]
+def _unpack(packed: PackedLeaves, indices: tuple, layout: _Layout, dtypes: list) -> Any:
+    """The tree ``layout`` describes, its small arrays read from ``packed.small``: the ``j``-th
+    array of a group at ``indices[j]`` (runtime ``int32`` scalars, see :class:`PackedState`),
+    each cast back to its dtype (``dtypes``, in tree order)."""
+    small: list = [None] * len(layout.shapes)
+    offset = 0
+    for group in layout.groups:
+        shape = layout.shapes[group[0]]
+        size = math.prod(shape)
+        block = packed.small[offset:offset + len(group) * size].reshape(len(group), size)
+        for index, position in zip(indices[:len(group)], group, strict=True):
+            row = lax.dynamic_slice_in_dim(block, index, 1, allow_negative_indices=False)
+            small[position] = row.reshape(shape).astype(dtypes[position])
+        offset += len(group) * size
+    rows, large = iter(small), iter(packed.large)
+    leaves = [next(rows) if is_small else next(large) for is_small in layout.small_at]
     return jax.tree.unflatten(layout.treedef, leaves)
 
 
-def _sizes_text(sizes: tuple[int, ...]) -> str:
-    shown = ", ".join(map(str, sizes[:6])) + (", ..." if len(sizes) > 6 else "")
-    return f"{len(sizes)} small arrays of sizes ({shown})"
+def _shapes_text(shapes: tuple[tuple[int, ...], ...]) -> str:
+    shown = ", ".join(map(str, shapes[:4])) + (", ..." if len(shapes) > 4 else "")
+    return f"{len(shapes)} small arrays of shapes ({shown})"
 
 
 def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL_LEAF_SIZE,
@@ -155,13 +172,13 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
     """``inner`` applied to the parameters with their small arrays packed into one vector, for
     parameter trees of at least ``min_params`` numbers (smaller trees go to ``inner`` as they are).
 
-    The arrays with fewer than ``max_size`` elements are raveled and concatenated (in
-    ``jax.tree.leaves`` order, cast to their common dtype, as ``jax.flatten_util.ravel_pytree`` does)
-    into :attr:`PackedLeaves.small`; the
-    others are kept as :attr:`PackedLeaves.large`. ``inner`` sees that ``PackedLeaves`` pair and
-    its updates are unpacked to the parameters' own tree, shapes and dtypes. For an elementwise
-    ``inner`` (Adam, SGD) and for global-norm clipping the updates are those of ``inner`` on the
-    tree itself, up to float rounding (the global norm sums in another order).
+    The arrays with fewer than ``max_size`` elements are raveled and concatenated (grouped by
+    shape, cast to their common dtype as ``jax.flatten_util.ravel_pytree`` does) into
+    :attr:`PackedLeaves.small`; the others are kept as :attr:`PackedLeaves.large`. ``inner`` sees
+    that ``PackedLeaves`` pair and its updates are unpacked to the parameters' own tree, shapes and
+    dtypes. For an elementwise ``inner`` (Adam, SGD) and for global-norm clipping the updates are
+    those of ``inner`` on the tree itself, up to float rounding (the global norm sums in another
+    order).
 
     Why: the update of a tree of arrays is traced and compiled array by array (on the moons
     flow's train step, packed: 185 fusions instead of 242), so a flow's hundred small arrays cost
@@ -173,11 +190,11 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
     flow's step 1-3 % slower in one process (it packs the 2.8 M kernel weights too). On the moons
     flow (54,030 numbers, a step of about 0.6 ms) packing ran 100 steps in one compiled loop
     6-7 % slower (213,297 against 228,123 examples/s, interleaved in one process), hence
-    ``min_params``. Where each small array starts in the vector is kept in the state
+    ``min_params``. Which of its shape's group each small array is read from is kept in the state
     (:class:`PackedState`) rather than in the compiled program, so that XLA compiles one
     unpacking kernel per array shape instead of one per array: the multi-scale flow's step then
-    lowered and compiled in 4.9 s instead of 5.4 s (measured later the same day, the machine in a
-    faster state than for the figures above, both versions alternated).
+    lowered and compiled in 4.6 s instead of 5.3-5.6 s (measured later the same day, the machine in
+    a faster state than for the figures above, both versions alternated).
 
     Args:
       inner: the transformation to wrap (e.g. ``optax.chain(optax.clip_by_global_norm(c), optax.adam(η))``).
@@ -195,9 +212,9 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
 
     Returns:
       An ``optax.GradientTransformation`` whose state is a :class:`PackedState`: ``inner``'s
-      state of the packed parameters, and where each small array starts in the packed vector and
-      how many elements it has (for trees below ``min_params``: ``inner``'s state of the
-      parameters themselves).
+      state of the packed parameters, the indices that read each small array from its shape's
+      group, and the small arrays' shapes (for trees below ``min_params``: ``inner``'s state of
+      the parameters themselves).
 
     Raises:
       TypeError: ``inner`` is not an optax transformation.
@@ -234,8 +251,8 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
         if not packs(params):
             return inner.init(params)
         packed, layout = _pack(params, max_size)
-        return PackedState(inner.init(packed), tuple(jnp.asarray(start, jnp.int32) for start in layout.starts),
-                           layout.sizes)
+        return PackedState(inner.init(packed), tuple(jnp.asarray(j, jnp.int32) for j in range(layout.group_length)),
+                           layout.shapes)
 
     def update_fn(updates, state, params=None):
         if params is not None and [jnp.shape(a) for a in jax.tree.leaves(updates)] != [
@@ -254,15 +271,16 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
                        if any(isinstance(node, PackedLeaves) for node in
                               jax.tree.leaves(state, is_leaf=lambda n: isinstance(n, PackedLeaves)))
                        else "an unpacked tree")
-            raise ValueError(f"pack_small_leaves: these updates pack {_sizes_text(layout.sizes)} (max_size="
+            raise ValueError(f"pack_small_leaves: these updates pack {_shapes_text(layout.shapes)} (max_size="
                              f"{max_size}), but the state was made for {made_by}; init and update must see the "
                              f"same parameters.")
-        if state.sizes != layout.sizes:
-            raise ValueError(f"pack_small_leaves: these updates pack {_sizes_text(layout.sizes)} (max_size="
-                             f"{max_size}), but the state was made for {_sizes_text(state.sizes)}; init and update "
-                             f"must see the same parameters.")
+        if state.shapes != layout.shapes:
+            raise ValueError(f"pack_small_leaves: these updates pack {_shapes_text(layout.shapes)} (max_size="
+                             f"{max_size}), but the state was made for {_shapes_text(state.shapes)}; init and "
+                             f"update must see the same parameters.")
         new, inner_state = inner.update(packed, state.inner, None if params is None else _pack(params, max_size)[0])
-        return _unpack(new, state.starts, layout), dataclasses.replace(state, inner=inner_state)
+        dtypes = [jnp.result_type(leaf) for leaf in jax.tree.leaves(updates) if jnp.size(leaf) < max_size]
+        return _unpack(new, state.indices, layout, dtypes), dataclasses.replace(state, inner=inner_state)
 
     return optax.GradientTransformation(init_fn, update_fn)
 

@@ -181,7 +181,7 @@ def test_pack_small_leaves_packs_only_the_small_arrays_and_updates_as_the_tree()
     for a, b in zip(got, expected, strict=True):  # the global norm sums the packed arrays in another order
         jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7), a, b)
     assert isinstance(state, PackedState)
-    assert [int(start) for start in state.starts] == [0, 5, 6]  # bias, scale, small_kernel
+    assert state.shapes == ((5,), (), (3, 4)) and [int(i) for i in state.indices] == [0]  # bias, scale, small_kernel
     adam = state.inner[1][0]
     assert isinstance(adam.mu, PackedLeaves)
     assert adam.mu.small.shape == (5 + 1 + 12,) and [a.shape for a in adam.mu.large] == [(70, 70)]
@@ -247,12 +247,14 @@ def test_pack_small_leaves_refuses_a_state_made_for_other_small_arrays():
     params = {"a": jnp.zeros(3), "b": jnp.zeros(2), "k": jnp.zeros(8)}
     grads = jax.tree.map(jnp.ones_like, params)
     other = {"a": jnp.zeros(3), "k": jnp.zeros(10)}  # one small array, not two
-    with pytest.raises(ValueError, match=r"these updates pack 2 small arrays of sizes \(3, 2\) \(max_size=4\), but the "
-                                         r"state was made for 1 small arrays of sizes \(3\)"):
+    with pytest.raises(ValueError, match=r"these updates pack 2 small arrays of shapes \(\(3,\), \(2,\)\) "
+                                         r"\(max_size=4\), but the state was made for 1 small arrays of "
+                                         r"shapes \(\(3,\)\)"):
         tx.update(grads, tx.init(other), params)
     swapped = {"a": jnp.zeros(2), "b": jnp.zeros(3), "k": jnp.zeros(8)}  # as many numbers, in other arrays
-    for update in (tx.update, jax.jit(tx.update)):  # the sizes are static: checked under jit too
-        with pytest.raises(ValueError, match=r"sizes \(3, 2\) .* made for 2 small arrays of sizes \(2, 3\)"):
+    for update in (tx.update, jax.jit(tx.update)):  # the shapes are static: checked under jit too
+        with pytest.raises(ValueError, match=r"shapes \(\(3,\), \(2,\)\) .* made for 2 small arrays of shapes "
+                                             r"\(\(2,\), \(3,\)\)"):
             update(grads, tx.init(swapped), params)
     unpacked = pack_small_leaves(optax.sgd(1.0), max_size=4, min_params=100).init(params)
     with pytest.raises(ValueError, match="but the state was made for an unpacked tree"):
@@ -263,23 +265,35 @@ def test_pack_small_leaves_refuses_a_state_made_for_other_small_arrays():
         adam.update(grads, earlier, params)
 
 
-def test_the_compiled_update_reads_where_the_small_arrays_start_from_the_state():
-    # The starts are runtime values (one kernel per shape, not per array): a compiled update
-    # given swapped starts unpacks each array from the other's place, without retracing.
+def test_the_compiled_update_reads_each_small_array_at_an_index_from_the_state():
+    # The indices are runtime values (one kernel per shape, not per array): a compiled update
+    # given swapped indices unpacks each array of a shape from the other's place, without retracing.
     tx = pack_small_leaves(optax.sgd(1.0), max_size=4, min_params=0)
-    params = {"a": jnp.zeros(3), "b": jnp.zeros(3), "k": jnp.zeros(8)}
-    grads = {"a": jnp.full(3, 1.0), "b": jnp.full(3, 2.0), "k": jnp.ones(8)}
+    params = {"a": jnp.zeros(3), "b": jnp.zeros(2), "c": jnp.zeros(3), "k": jnp.zeros(8)}
+    grads = {"a": jnp.full(3, 1.0), "b": jnp.full(2, 5.0), "c": jnp.full(3, 2.0), "k": jnp.ones(8)}
     update = jax.jit(tx.update)
     state = tx.init(params)
+    assert [int(i) for i in state.indices] == [0, 1] and state.inner[0].__class__.__name__ != "PackedLeaves"
     updates, _ = update(grads, state, params)
-    np.testing.assert_array_equal(updates["a"], -1.0)
-    np.testing.assert_array_equal(updates["b"], -2.0)
-    swapped, _ = update(grads, dataclasses.replace(state, starts=state.starts[::-1]), params)
+    for name in params:
+        np.testing.assert_array_equal(updates[name], -grads[name])
+    swapped, _ = update(grads, dataclasses.replace(state, indices=state.indices[::-1]), params)
     np.testing.assert_array_equal(swapped["a"], -2.0)
-    np.testing.assert_array_equal(swapped["b"], -1.0)
+    np.testing.assert_array_equal(swapped["c"], -1.0)
+    np.testing.assert_array_equal(swapped["b"], -5.0)  # alone in its shape: index 0 either way
     assert update._cache_size() == 1
     compiled = update.lower(grads, state, params).compile().as_text()
-    assert compiled.count("dynamic-slice(") >= 2  # one per small array, indexed by a parameter of the program
+    assert compiled.count("dynamic-slice(") >= 2  # "a" and "c", indexed by parameters of the program ("b" is its group)
+
+
+def test_packed_small_arrays_keep_their_values_and_dtypes_whatever_the_order_of_shapes():
+    params = {"a": jnp.arange(3.0), "b": jnp.arange(4.0).reshape(2, 2).astype(jnp.bfloat16), "c": jnp.arange(3.0) + 10,
+              "d": jnp.arange(4.0).reshape(2, 2) + 20, "e": jnp.arange(3.0, dtype=jnp.float16) + 30, "k": jnp.zeros(64)}
+    tx = pack_small_leaves(optax.sgd(-1.0), max_size=8, min_params=0)  # update = +grads
+    updates, _ = jax.jit(tx.update)(params, tx.init(params), params)
+    for name, leaf in params.items():
+        assert updates[name].dtype == leaf.dtype and updates[name].shape == leaf.shape, name
+        np.testing.assert_array_equal(np.asarray(updates[name], np.float32), np.asarray(leaf, np.float32))
 
 
 @pytest.mark.parametrize(("inner", "kwargs", "error", "match"), [
