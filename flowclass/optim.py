@@ -80,7 +80,8 @@ class PackedState:
     """The state of :func:`pack_small_leaves` for a packed tree: ``inner``, the wrapped
     transformation's state of the :class:`PackedLeaves`; ``indices``, the ``int32`` scalar
     arrays ``0, 1, …, m − 1`` (a tuple; ``m`` is the largest number of small arrays of one shape;
-    they never change); and ``shapes``, the small arrays' shapes in ``jax.tree.leaves`` order
+    they never change, and ``update`` refuses other values where they are concrete, outside
+    ``jit``); and ``shapes``, the small arrays' shapes in ``jax.tree.leaves`` order
     (static: part of the tree's structure, not arrays), which ``update`` checks against the
     updates it is given.
 
@@ -111,11 +112,12 @@ class PackedState:
 class _Layout(NamedTuple):
     """Where :func:`_pack` put a tree's arrays: enough to rebuild the tree from a ``PackedLeaves``.
     The small arrays are packed grouped by shape (groups in order of first appearance, each in
-    ``jax.tree.leaves`` order), so the layout depends on the shapes alone."""
+    ``jax.tree.leaves`` order), so the packed vector's layout depends on their shapes alone."""
 
     treedef: Any
     small_at: tuple[bool, ...]
     shapes: tuple[tuple[int, ...], ...]  # of the small arrays, in tree order
+    dtypes: tuple[Any, ...]  # of the small arrays, in tree order
     groups: tuple[tuple[int, ...], ...]  # positions (in the small arrays) of each group's members
 
     @property
@@ -140,13 +142,15 @@ def _pack(tree: Any, max_size: int) -> tuple[PackedLeaves, _Layout]:
     order = [position for group in groups for position in group]
     vector = (jnp.concatenate([jnp.ravel(small[position]).astype(dtype) for position in order]) if small
               else jnp.zeros(0, dtype))
-    return PackedLeaves(vector, large), _Layout(treedef, small_at, tuple(jnp.shape(leaf) for leaf in small), groups)
+    layout = _Layout(treedef, small_at, tuple(jnp.shape(leaf) for leaf in small),
+                     tuple(jnp.result_type(leaf) for leaf in small), groups)
+    return PackedLeaves(vector, large), layout
 
 
-def _unpack(packed: PackedLeaves, indices: tuple, layout: _Layout, dtypes: list) -> Any:
+def _unpack(packed: PackedLeaves, indices: tuple, layout: _Layout) -> Any:
     """The tree ``layout`` describes, its small arrays read from ``packed.small``: the ``j``-th
     array of a group at ``indices[j]`` (runtime ``int32`` scalars, see :class:`PackedState`),
-    each cast back to its dtype (``dtypes``, in tree order)."""
+    each cast back to its dtype."""
     small: list = [None] * len(layout.shapes)
     offset = 0
     for group in layout.groups:
@@ -155,11 +159,24 @@ def _unpack(packed: PackedLeaves, indices: tuple, layout: _Layout, dtypes: list)
         block = packed.small[offset:offset + len(group) * size].reshape(len(group), size)
         for index, position in zip(indices[:len(group)], group, strict=True):
             row = lax.dynamic_slice_in_dim(block, index, 1, allow_negative_indices=False)
-            small[position] = row.reshape(shape).astype(dtypes[position])
+            small[position] = row.reshape(shape).astype(layout.dtypes[position])
         offset += len(group) * size
     rows, large = iter(small), iter(packed.large)
     leaves = [next(rows) if is_small else next(large) for is_small in layout.small_at]
     return jax.tree.unflatten(layout.treedef, leaves)
+
+
+def _check_indices(indices: tuple, length: int) -> None:
+    """``indices`` must be ``0, 1, …, length − 1`` (their values are checked where they are
+    concrete, not under ``jit``, where a wrong one would read another array of the group)."""
+    if len(indices) != length:
+        raise ValueError(f"pack_small_leaves: the state holds {len(indices)} indices, but these updates' largest "
+                         f"group of small arrays of one shape has {length}; the state was edited or made for other "
+                         f"parameters.")
+    if not any(isinstance(index, jax.core.Tracer) for index in indices):
+        values = [int(index) for index in indices]
+        if values != list(range(length)):
+            raise ValueError(f"pack_small_leaves: the state's indices must be 0, 1, ..., {length - 1}; got {values}.")
 
 
 def _shapes_text(shapes: tuple[tuple[int, ...], ...]) -> str:
@@ -190,8 +207,8 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
     flow's step 1-3 % slower in one process (it packs the 2.8 M kernel weights too). On the moons
     flow (54,030 numbers, a step of about 0.6 ms) packing ran 100 steps in one compiled loop
     6-7 % slower (213,297 against 228,123 examples/s, interleaved in one process), hence
-    ``min_params``. Which of its shape's group each small array is read from is kept in the state
-    (:class:`PackedState`) rather than in the compiled program, so that XLA compiles one
+    ``min_params``. Each small array's position within its shape's group is read from the state
+    (:class:`PackedState`) rather than written into the compiled program, so that XLA compiles one
     unpacking kernel per array shape instead of one per array: the multi-scale flow's step then
     lowered and compiled in 4.6 s instead of 5.3-5.6 s (measured later the same day, the machine in
     a faster state than for the figures above, both versions alternated).
@@ -221,7 +238,8 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
       ValueError: ``max_size`` is not a positive integer, or ``min_params`` not an integer
         ``>= 0``; from ``update``: ``updates`` and ``params`` do not have the same arrays, or
         ``updates`` do not fit the state ``init`` made (packed for another size of tree, for
-        other small arrays, or by a flowclass before :class:`PackedState`).
+        other small arrays, or by a flowclass before :class:`PackedState`), or its indices are not
+        ``0, 1, …, m − 1``.
 
     Example:
       >>> import jax.numpy as jnp, optax
@@ -278,9 +296,9 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
             raise ValueError(f"pack_small_leaves: these updates pack {_shapes_text(layout.shapes)} (max_size="
                              f"{max_size}), but the state was made for {_shapes_text(state.shapes)}; init and "
                              f"update must see the same parameters.")
+        _check_indices(state.indices, layout.group_length)
         new, inner_state = inner.update(packed, state.inner, None if params is None else _pack(params, max_size)[0])
-        dtypes = [jnp.result_type(leaf) for leaf in jax.tree.leaves(updates) if jnp.size(leaf) < max_size]
-        return _unpack(new, state.indices, layout, dtypes), dataclasses.replace(state, inner=inner_state)
+        return _unpack(new, state.indices, layout), dataclasses.replace(state, inner=inner_state)
 
     return optax.GradientTransformation(init_fn, update_fn)
 

@@ -273,22 +273,28 @@ def test_the_compiled_update_reads_each_small_array_at_an_index_from_the_state()
     grads = {"a": jnp.full(3, 1.0), "b": jnp.full(2, 5.0), "c": jnp.full(3, 2.0), "k": jnp.ones(8)}
     update = jax.jit(tx.update)
     state = tx.init(params)
-    assert [int(i) for i in state.indices] == [0, 1] and state.inner[0].__class__.__name__ != "PackedLeaves"
+    assert [int(i) for i in state.indices] == [0, 1]
     updates, _ = update(grads, state, params)
     for name in params:
         np.testing.assert_array_equal(updates[name], -grads[name])
     swapped, _ = update(grads, dataclasses.replace(state, indices=state.indices[::-1]), params)
     np.testing.assert_array_equal(swapped["a"], -2.0)
     np.testing.assert_array_equal(swapped["c"], -1.0)
-    np.testing.assert_array_equal(swapped["b"], -5.0)  # alone in its shape: index 0 either way
+    np.testing.assert_array_equal(swapped["b"], -5.0)  # alone in its shape: its block has one row to read
     assert update._cache_size() == 1
+    with pytest.raises(ValueError, match=r"the state's indices must be 0, 1, ..., 1; got \[1, 0\]"):
+        tx.update(grads, dataclasses.replace(state, indices=state.indices[::-1]), params)  # checked outside jit
+    with pytest.raises(ValueError, match="the state holds 1 indices, but these updates' largest group of small arrays "
+                                         "of one shape has 2"):
+        update(grads, dataclasses.replace(state, indices=state.indices[:1]), params)
     compiled = update.lower(grads, state, params).compile().as_text()
     assert compiled.count("dynamic-slice(") >= 2  # "a" and "c", indexed by parameters of the program ("b" is its group)
 
 
 def test_packed_small_arrays_keep_their_values_and_dtypes_whatever_the_order_of_shapes():
     params = {"a": jnp.arange(3.0), "b": jnp.arange(4.0).reshape(2, 2).astype(jnp.bfloat16), "c": jnp.arange(3.0) + 10,
-              "d": jnp.arange(4.0).reshape(2, 2) + 20, "e": jnp.arange(3.0, dtype=jnp.float16) + 30, "k": jnp.zeros(64)}
+              "d": jnp.arange(4.0).reshape(2, 2) + 20, "e": jnp.arange(3.0, dtype=jnp.float16) + 30, "k": jnp.zeros(64),
+              "empty": jnp.zeros((0,)), "scalar": jnp.asarray(7.0), "f": jnp.zeros((0,))}
     tx = pack_small_leaves(optax.sgd(-1.0), max_size=8, min_params=0)  # update = +grads
     updates, _ = jax.jit(tx.update)(params, tx.init(params), params)
     for name, leaf in params.items():

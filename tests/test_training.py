@@ -166,7 +166,7 @@ def test_fnn_baseline_trains(moons):
 @pytest.mark.parametrize("packed", [False, True], ids=["adam", "packed_adam"])
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(moons, tmp_path, packed):
     (train, val), _ = moons
-    # packed: the optimiser state holds PackedState's int32 offsets, which must come back from the checkpoint
+    # packed: the optimiser state holds PackedState's int32 indices, which must come back from the checkpoint
     tx = fc.optim.pack_small_leaves(optax.adam(1e-3), max_size=64, min_params=0) if packed else None
     kwargs = dict(key=jax.random.key(3), progress=False)
     four, two = (fc.TrainConfig(epochs=n, batch_size=128, checkpoint_every_s=0.0) for n in (4, 2))
