@@ -11,7 +11,10 @@ Per library, in fresh subprocesses (``peers.py --worker``): the jitted train ste
 PyTorch libraries), 100 steps inside one compiled ``lax.scan`` (JAX libraries), ``log p(x | k)`` for
 200,000 points, and the library's own training function for 20 epochs of 8,500 points (flowclass's
 ``fit``, flowjax's ``fit_to_data``), compile included. Every library is measured ``--rounds`` times, the
-libraries in a rotated order each round, and each column reports the median over the rounds. Writes
+libraries in a rotated order each round, and each column reports the median over the rounds. Then, in one
+more process, the JAX libraries' steps and loops are timed interleaved, call by call in a random order
+(``peers.py --worker`` with ``parts: ['interleaved']``): every library then meets the same machine state,
+which the rounds of separate processes do not (their step ratios move by ±5 % from round to round). Writes
 ``peers.json`` and ``peers.md`` to
 ``--out``; progress goes to stderr. benchmarks/README.md ("Peer flow libraries") says what each
 library forces to differ.
@@ -454,9 +457,62 @@ def measure_torch_peer(spec: dict) -> dict:
     return result
 
 
+def measure_interleaved(spec: dict) -> dict:
+    """``spec['libraries']``' (JAX libraries') compiled steps and 100-step loops in one process, timed call by
+    call with the libraries in a fresh random order for every turn: ``{library: {'step_s', 'step_ex_s',
+    'scan_s', 'scan_ex_s', 'step_calls', 'scan_calls'}}`` (medians; the first tenth of each library's calls
+    dropped as warm-up). Turns go on until every library has ``repeats`` calls and ``min_seconds`` of timed
+    calls of each kind, as :func:`measure_jax_peer` times one library."""
+    import jax
+
+    data = _data(spec)
+    batch = (jax.numpy.asarray(data["x"]), jax.numpy.asarray(data["y"]))
+    batches = (jax.numpy.asarray(data["xs"]), jax.numpy.asarray(data["ys"]))
+    build = {"flowclass": flowclass_peer, "flowjax": flowjax_peer, "distrax": distrax_peer}
+    calls: dict[str, dict[str, Callable[[], Any]]] = {}
+    for library in spec["libraries"]:
+        peer = build[library](data["x"])
+        step = jax.jit(peer.step, donate_argnums=0).lower(peer.carry, batch).compile()
+        loop = jax.jit(lambda carry, xs, ys, f=peer.step: jax.lax.scan(f, carry, (xs, ys)), donate_argnums=0)
+        loop = loop.lower(peer.carry, *batches).compile()
+        holder = {"carry": peer.carry}
+
+        def run_step(step=step, holder=holder):
+            holder["carry"], aux = step(holder["carry"], batch)  # donated: keep the new carry
+            return holder["carry"], aux
+
+        def run_loop(loop=loop, holder=holder):
+            holder["carry"], aux = loop(holder["carry"], *batches)
+            return holder["carry"], aux
+
+        calls[library] = {"step": run_step, "scan": run_loop}
+    rng = np.random.default_rng(0)
+    times: dict[str, dict[str, list[float]]] = {library: {"step": [], "scan": []} for library in calls}
+    for kind in ("step", "scan"):
+        for library in calls:
+            for _ in range(spec["warmup"]):
+                jax.block_until_ready(calls[library][kind]())
+        while any(len(t[kind]) < spec["repeats"] or sum(t[kind]) < spec["min_seconds"] for t in times.values()):
+            for library in rng.permutation(list(calls)):
+                start = time.perf_counter()
+                jax.block_until_ready(calls[library][kind]())
+                times[library][kind].append(time.perf_counter() - start)
+    result = {}
+    for library, t in times.items():
+        step_s, scan_s = (float(np.median(t[kind][len(t[kind]) // 10:])) for kind in ("step", "scan"))
+        result[library] = {"step_s": step_s, "step_ex_s": BATCH / step_s, "scan_s": scan_s,
+                           "scan_ex_s": spec["scan_steps"] * BATCH / scan_s, "step_calls": len(t["step"]),
+                           "scan_calls": len(t["scan"])}
+    return result
+
+
 def worker(spec: dict) -> dict:
     """One library's measurements in this process, ``spec['parts']`` of ``'fit'`` (its training function, first)
-    and ``'speed'`` (step, loop, log p); adds the process's peak resident set size (``ru_maxrss``)."""
+    and ``'speed'`` (step, loop, log p), or ``['interleaved']`` (:func:`measure_interleaved`, the libraries in
+    ``spec['libraries']``); adds the process's peak resident set size (``ru_maxrss``)."""
+    if spec["parts"] == ["interleaved"]:
+        return {"interleaved": measure_interleaved(spec),
+                "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     measure = measure_jax_peer if spec["library"] in JAX_LIBRARIES else measure_torch_peer
     result = measure(spec)
     result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -526,6 +582,25 @@ def median_over_rounds(results: list[dict]) -> dict:
     return row
 
 
+def add_interleaved(rows: list[dict], interleaved: dict[str, dict]) -> None:
+    """Puts :func:`measure_interleaved`'s step and loop speeds into the rows as ``step_interleaved_ex_s`` and
+    ``scan_interleaved_ex_s`` (with their call counts).
+
+    Example:
+      >>> rows = [{"library": "flowclass"}, {"library": "zuko"}]
+      >>> add_interleaved(rows, {"flowclass": {"step_ex_s": 2.0, "scan_ex_s": 3.0, "step_calls": 9, "scan_calls": 4}})
+      >>> rows[0]["step_interleaved_ex_s"], rows[0]["scan_interleaved_calls"], "step_interleaved_ex_s" in rows[1]
+      (2.0, 4, False)
+    """
+    for row in rows:
+        measured = interleaved.get(row["library"])
+        if measured is None or "error" in row:
+            continue
+        for kind in ("step", "scan"):
+            row[f"{kind}_interleaved_ex_s"] = measured[f"{kind}_ex_s"]
+            row[f"{kind}_interleaved_calls"] = measured[f"{kind}_calls"]
+
+
 def add_ratios(rows: list[dict]) -> None:
     """flowclass ÷ each library, as speeds (above 1: flowclass is faster); the training functions by wall time."""
     base = next((r for r in rows if r["library"] == "flowclass" and "error" not in r), None)
@@ -535,7 +610,8 @@ def add_ratios(rows: list[dict]) -> None:
         if row["library"] == "flowclass" or "error" in row:
             continue
         ratios = {}
-        for column in ("train_ex_s", "train_best_ex_s", "scan_ex_s", "infer_ex_s"):
+        for column in ("train_ex_s", "train_best_ex_s", "scan_ex_s", "infer_ex_s", "step_interleaved_ex_s",
+                       "scan_interleaved_ex_s"):
             if column in row and column in base:
                 ratios[column] = base[column] / row[column]
         if "fit_s" in row and "fit_s" in base:
@@ -567,27 +643,34 @@ def markdown(summary: dict) -> str:
         f"`lax.scan`. log p: `log p(x | k)` for both classes of {cfg['infer_points']:,} points. Own fit: the "
         f"library's training function, {cfg['fit_epochs']} epochs of {cfg['fit_train']:,} moons points at batch "
         f"{BATCH} with a validation pass on {cfg['fit_val']} points every epoch, compile included, in a fresh "
-        "process (its final validation NLL in brackets). Ratios: flowclass ÷ library as speeds (above 1: flowclass "
-        "is faster); step / loop / log p / own fit.",
+        "process (its final validation NLL in brackets). Interleaved: the JAX libraries' steps and loops timed "
+        "again in one process, call by call in a random order (median call; the same machine state for every "
+        "library). Ratios: flowclass ÷ library as speeds (above 1: flowclass is faster); step / loop / log p / "
+        "own fit; interleaved step / loop.",
         "",
         "| library | model | params | step ex/s (best) | loop ex/s | log p ex/s | own fit s (val NLL) "
-        "| flowclass ÷ library: step / loop / log p / fit |",
-        "|---|---|---|---|---|---|---|---|",
+        "| interleaved step / loop ex/s | flowclass ÷ library: step / loop / log p / fit; interleaved |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary["rows"]:
         name = f"{r['library']} {versions.get(r['library'], '')}".strip()
         if "error" in r:
             lines.append(f"| {name} | {MODELS[r['library']]} | | error: {r['error'].splitlines()[-1][:100]} "
-                         "| | | | |")
+                         "| | | | | |")
             continue
         fit = "—" if "fit_s" not in r else f"{r['fit_s']:.1f} ({r['fit_val_nll']:.3f})"
+        interleaved = "—" if "step_interleaved_ex_s" not in r else (
+            f"{r['step_interleaved_ex_s']:,.0f} / {r['scan_interleaved_ex_s']:,.0f}")
         ratio = r.get("flowclass_ratio")
         ratio_cell = "" if ratio is None else " / ".join(
             _num(ratio.get(k), ".2f") for k in ("train_ex_s", "scan_ex_s", "infer_ex_s", "fit_s"))
+        if ratio is not None and "step_interleaved_ex_s" in ratio:
+            ratio_cell += "; " + " / ".join(
+                _num(ratio.get(k), ".2f") for k in ("step_interleaved_ex_s", "scan_interleaved_ex_s"))
         lines.append(
             f"| {name} | {MODELS[r['library']]} | {r['params']:,} "
             f"| {r['train_ex_s']:,.0f} ({r['train_best_ex_s']:,.0f}) | {_num(r.get('scan_ex_s'))} "
-            f"| {r['infer_ex_s']:,.0f} | {fit} | {ratio_cell} |"
+            f"| {r['infer_ex_s']:,.0f} | {fit} | {interleaved} | {ratio_cell} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -629,6 +712,20 @@ def main(argv: list[str] | None = None) -> dict:
             print(f" {result['params']:,} params, step {result['train_ex_s']:,.0f} ex/s{loop}, "
                   f"log p {result['infer_ex_s']:,.0f} ex/s{fit} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     rows = [{"library": library, **median_over_rounds(per_round[library])} for library in args.libraries]
+    jax_libraries = [library for library in args.libraries if library in JAX_LIBRARIES]
+    interleaved: dict[str, Any] = {}
+    if len(jax_libraries) > 1:
+        t0 = time.perf_counter()
+        print(f"interleaved: {', '.join(jax_libraries)} ...", end="", file=sys.stderr, flush=True)
+        interleaved = run.run_worker({"library": "interleaved", "libraries": jax_libraries, "parts": ["interleaved"],
+                                      **cfg, "threads": args.threads}, jax_env, script=Path(__file__).resolve())
+        if "error" in interleaved:
+            print(f" FAILED ({time.perf_counter() - t0:.0f} s)\n{interleaved['error']}", file=sys.stderr)
+        else:
+            add_interleaved(rows, interleaved["interleaved"])
+            print(" " + ", ".join(f"{library} step {m['step_ex_s']:,.0f} / loop {m['scan_ex_s']:,.0f} ex/s"
+                                  for library, m in interleaved["interleaved"].items())
+                  + f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     add_ratios(rows)
     summary = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -638,13 +735,14 @@ def main(argv: list[str] | None = None) -> dict:
         "omp_wait_policy": env["OMP_WAIT_POLICY"], "malloc": args.malloc, "tcmalloc": tcmalloc,
         "codegen": args.codegen, "codegen_flags": codegen_flags if args.codegen == "fast" else [],
         "threads": args.threads, "rounds": args.rounds, "rows": rows, "wall_s": time.perf_counter() - start,
+        "interleaved": interleaved,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "peers.json").write_text(json.dumps(summary, indent=2) + "\n")
     (args.out / "peers.md").write_text(markdown(summary))
     print(markdown(summary), file=sys.stderr)
     print(f"wrote {args.out / 'peers.json'} and peers.md; wall {summary['wall_s']:.0f} s", file=sys.stderr)
-    failed = [r["library"] for r in rows if "error" in r]
+    failed = [r["library"] for r in rows if "error" in r] + (["interleaved"] if "error" in interleaved else [])
     if failed:
         raise SystemExit(f"{len(failed)} measurement(s) failed: {failed}")
     return summary

@@ -186,6 +186,23 @@ def test_distrax_peer_is_flowclass_moons_flow():
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
+def test_interleaved_worker_times_every_jax_library_in_one_process():
+    """peers.py's interleaved worker compiles each JAX library's step and loop in one process and times them in
+    turns: every library gets at least ``repeats`` calls of each kind, and a speed from them."""
+    pytest.importorskip("distrax")
+    run = _load_run_module()
+    spec = {"library": "interleaved", "libraries": ["flowclass", "distrax"], "parts": ["interleaved"],
+            **TINY, "repeats": 3}
+    result = run.run_worker(spec, dict(os.environ), script=PEERS)
+    assert "error" not in result, result.get("error")
+    measured = result["interleaved"]
+    assert sorted(measured) == ["distrax", "flowclass"]
+    for library, m in measured.items():
+        assert m["step_calls"] >= 3 and m["scan_calls"] >= 3, library
+        assert m["step_ex_s"] == pytest.approx(128 / m["step_s"]) and m["step_ex_s"] > 0
+        assert m["scan_ex_s"] == pytest.approx(TINY["scan_steps"] * 128 / m["scan_s"]) and m["scan_ex_s"] > 0
+
+
 def test_peer_table_ratios_and_markdown():
     sys.path.insert(0, str(RUN.parent))
     import peers
@@ -194,13 +211,23 @@ def test_peer_table_ratios_and_markdown():
              "scan_ex_s": 400.0, "infer_ex_s": 1000.0, "fit_s": 2.0, "fit_val_nll": 1.5},
             {"library": "zuko", "params": 52_510, "train_ex_s": 100.0, "train_best_ex_s": 125.0, "infer_ex_s": 500.0},
             {"library": "flowjax", "error": "worker exited with 1: boom"}]
+    rows.insert(1, {"library": "distrax", "params": 54_030, "train_ex_s": 400.0, "train_best_ex_s": 500.0,
+                    "scan_ex_s": 800.0, "infer_ex_s": 500.0})
+    calls = {"step_calls": 9, "scan_calls": 4}
+    peers.add_interleaved(rows, {"flowclass": {"step_ex_s": 150.0, "scan_ex_s": 300.0, **calls},
+                                 "distrax": {"step_ex_s": 100.0, "scan_ex_s": 400.0, **calls}})
+    assert "step_interleaved_ex_s" not in rows[2] and "step_interleaved_ex_s" not in rows[3]  # not a JAX row, failed
     peers.add_ratios(rows)
-    assert rows[1]["flowclass_ratio"] == {"train_ex_s": 2.0, "train_best_ex_s": 2.0, "infer_ex_s": 2.0}
+    assert rows[2]["flowclass_ratio"] == {"train_ex_s": 2.0, "train_best_ex_s": 2.0, "infer_ex_s": 2.0}
+    assert rows[1]["flowclass_ratio"] == {"train_ex_s": 0.5, "train_best_ex_s": 0.5, "scan_ex_s": 0.5,
+                                          "infer_ex_s": 2.0, "step_interleaved_ex_s": 1.5,
+                                          "scan_interleaved_ex_s": 0.75}
     summary = {"date": "today", "machine": "m", "versions": {"flowclass": "0", "zuko": "1.6.0"}, "quick": True,
                "config": peers.QUICK, "load_average": (0.0, 0.0, 0.0), "omp_wait_policy": "PASSIVE",
                "malloc": "system", "tcmalloc": None, "codegen_flags": [], "threads": 2, "rows": rows, "wall_s": 1.0}
     table = peers.markdown(summary)
-    assert "| zuko 1.6.0 |" in table and "| 2.00 / — / 2.00 / — |" in table and "error: worker exited" in table
+    assert "| zuko 1.6.0 |" in table and "| — | 2.00 / — / 2.00 / — |" in table and "error: worker exited" in table
+    assert "| 100 / 400 | 0.50 / 0.50 / 2.00 / —; 1.50 / 0.75 |" in table  # distrax: interleaved speeds and ratios
 
 
 def test_peer_rows_are_medians_over_rounds_and_a_failed_round_fails_the_row():
