@@ -14,7 +14,8 @@ PyTorch libraries), 100 steps inside one compiled ``lax.scan`` (JAX libraries), 
 libraries in a rotated order each round, and each column reports the median over the rounds. Then, in one
 more process, the JAX libraries' steps and loops are timed interleaved, call by call in a random order
 (``peers.py --worker`` with ``parts: ['interleaved']``): every library then meets the same machine state,
-which the rounds of separate processes do not (their step ratios move by ±5 % from round to round). Writes
+which the rounds of separate processes do not (one full run's step ratios moved by ±5 % from round to
+round, another's by ±1.5 %). Writes
 ``peers.json`` and ``peers.md`` to
 ``--out``; progress goes to stderr. benchmarks/README.md ("Peer flow libraries") says what each
 library forces to differ.
@@ -457,19 +458,56 @@ def measure_torch_peer(spec: dict) -> dict:
     return result
 
 
+def interleave(calls: dict[str, Callable[[], Any]], warmup: int, repeats: int, min_seconds: float,
+               seed: int = 0, clock: Callable[[], float] = time.perf_counter,
+               wait: Callable[[Any], Any] | None = None) -> dict[str, list[float]]:
+    """Times ``calls`` (name → function) in turns, the names in a fresh random order every turn, each call
+    ended by ``wait`` (``jax.block_until_ready`` by default), after ``warmup`` untimed calls of each; returns
+    every timed call's seconds per name. Turns go on until, with the first tenth of each name's calls left out
+    (more warm-up), every name has at least ``repeats`` calls and ``min_seconds`` of timed calls; every name
+    then has the same number of calls.
+
+    Example:
+      >>> ticks = iter(range(100))
+      >>> times = interleave({"a": lambda: None, "b": lambda: None}, warmup=1, repeats=3, min_seconds=0.0,
+      ...                    clock=lambda: float(next(ticks)), wait=lambda out: out)
+      >>> {name: len(t) for name, t in times.items()}, set(times["a"])
+      ({'a': 3, 'b': 3}, {1.0})
+    """
+    if wait is None:
+        import jax
+
+        wait = jax.block_until_ready
+    for fn in calls.values():
+        for _ in range(warmup):
+            wait(fn())
+    rng = np.random.default_rng(seed)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+
+    def short(t: list[float]) -> bool:
+        kept = t[len(t) // 10:]
+        return len(kept) < repeats or sum(kept) < min_seconds
+
+    while any(short(t) for t in times.values()):
+        for name in rng.permutation(list(calls)):
+            start = clock()
+            wait(calls[name]())
+            times[name].append(clock() - start)
+    return times
+
+
 def measure_interleaved(spec: dict) -> dict:
-    """``spec['libraries']``' (JAX libraries') compiled steps and 100-step loops in one process, timed call by
-    call with the libraries in a fresh random order for every turn: ``{library: {'step_s', 'step_ex_s',
-    'scan_s', 'scan_ex_s', 'step_calls', 'scan_calls'}}`` (medians; the first tenth of each library's calls
-    dropped as warm-up). Turns go on until every library has ``repeats`` calls and ``min_seconds`` of timed
-    calls of each kind, as :func:`measure_jax_peer` times one library."""
+    """``spec['libraries']``' (JAX libraries') compiled steps and 100-step loops in one process, timed by
+    :func:`interleave` (the steps first, then the loops): ``{library: {'step_s', 'step_ex_s', 'scan_s',
+    'scan_ex_s', 'step_calls', 'scan_calls'}}``, each time the median of the calls after the first tenth."""
     import jax
 
     data = _data(spec)
     batch = (jax.numpy.asarray(data["x"]), jax.numpy.asarray(data["y"]))
     batches = (jax.numpy.asarray(data["xs"]), jax.numpy.asarray(data["ys"]))
     build = {"flowclass": flowclass_peer, "flowjax": flowjax_peer, "distrax": distrax_peer}
-    calls: dict[str, dict[str, Callable[[], Any]]] = {}
+    steps: dict[str, Callable[[], Any]] = {}
+    loops: dict[str, Callable[[], Any]] = {}
     for library in spec["libraries"]:
         peer = build[library](data["x"])
         step = jax.jit(peer.step, donate_argnums=0).lower(peer.carry, batch).compile()
@@ -485,24 +523,15 @@ def measure_interleaved(spec: dict) -> dict:
             holder["carry"], aux = loop(holder["carry"], *batches)
             return holder["carry"], aux
 
-        calls[library] = {"step": run_step, "scan": run_loop}
-    rng = np.random.default_rng(0)
-    times: dict[str, dict[str, list[float]]] = {library: {"step": [], "scan": []} for library in calls}
-    for kind in ("step", "scan"):
-        for library in calls:
-            for _ in range(spec["warmup"]):
-                jax.block_until_ready(calls[library][kind]())
-        while any(len(t[kind]) < spec["repeats"] or sum(t[kind]) < spec["min_seconds"] for t in times.values()):
-            for library in rng.permutation(list(calls)):
-                start = time.perf_counter()
-                jax.block_until_ready(calls[library][kind]())
-                times[library][kind].append(time.perf_counter() - start)
+        steps[library], loops[library] = run_step, run_loop
+    timing = {k: spec[k] for k in ("warmup", "repeats", "min_seconds")}
+    step_times, loop_times = interleave(steps, **timing), interleave(loops, **timing, seed=1)
     result = {}
-    for library, t in times.items():
-        step_s, scan_s = (float(np.median(t[kind][len(t[kind]) // 10:])) for kind in ("step", "scan"))
+    for library in steps:
+        step_s, scan_s = (float(np.median(t[library][len(t[library]) // 10:])) for t in (step_times, loop_times))
         result[library] = {"step_s": step_s, "step_ex_s": BATCH / step_s, "scan_s": scan_s,
-                           "scan_ex_s": spec["scan_steps"] * BATCH / scan_s, "step_calls": len(t["step"]),
-                           "scan_calls": len(t["scan"])}
+                           "scan_ex_s": spec["scan_steps"] * BATCH / scan_s,
+                           "step_calls": len(step_times[library]), "scan_calls": len(loop_times[library])}
     return result
 
 
@@ -655,7 +684,8 @@ def markdown(summary: dict) -> str:
     for r in summary["rows"]:
         name = f"{r['library']} {versions.get(r['library'], '')}".strip()
         if "error" in r:
-            lines.append(f"| {name} | {MODELS[r['library']]} | | error: {r['error'].splitlines()[-1][:100]} "
+            error = r["error"].splitlines()[-1][:100].replace("|", "\\|")
+            lines.append(f"| {name} | {MODELS[r['library']]} | | error: {error} "
                          "| | | | | |")
             continue
         fit = "—" if "fit_s" not in r else f"{r['fit_s']:.1f} ({r['fit_val_nll']:.3f})"
@@ -672,6 +702,9 @@ def markdown(summary: dict) -> str:
             f"| {r['train_ex_s']:,.0f} ({r['train_best_ex_s']:,.0f}) | {_num(r.get('scan_ex_s'))} "
             f"| {r['infer_ex_s']:,.0f} | {fit} | {interleaved} | {ratio_cell} |"
         )
+    failed = summary.get("interleaved", {}).get("error")
+    if failed:
+        lines += ["", f"The interleaved run failed: {failed.splitlines()[-1]}"]
     return "\n".join(lines) + "\n"
 
 
@@ -712,9 +745,10 @@ def main(argv: list[str] | None = None) -> dict:
             print(f" {result['params']:,} params, step {result['train_ex_s']:,.0f} ex/s{loop}, "
                   f"log p {result['infer_ex_s']:,.0f} ex/s{fit} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     rows = [{"library": library, **median_over_rounds(per_round[library])} for library in args.libraries]
-    jax_libraries = [library for library in args.libraries if library in JAX_LIBRARIES]
+    # The JAX libraries whose rounds succeeded, flowclass among them (else there is no ratio to form).
+    jax_libraries = [r["library"] for r in rows if r["library"] in JAX_LIBRARIES and "error" not in r]
     interleaved: dict[str, Any] = {}
-    if len(jax_libraries) > 1:
+    if len(jax_libraries) > 1 and "flowclass" in jax_libraries:
         t0 = time.perf_counter()
         print(f"interleaved: {', '.join(jax_libraries)} ...", end="", file=sys.stderr, flush=True)
         interleaved = run.run_worker({"library": "interleaved", "libraries": jax_libraries, "parts": ["interleaved"],

@@ -197,10 +197,53 @@ def test_interleaved_worker_times_every_jax_library_in_one_process():
     assert "error" not in result, result.get("error")
     measured = result["interleaved"]
     assert sorted(measured) == ["distrax", "flowclass"]
-    for library, m in measured.items():
-        assert m["step_calls"] >= 3 and m["scan_calls"] >= 3, library
-        assert m["step_ex_s"] == pytest.approx(128 / m["step_s"]) and m["step_ex_s"] > 0
-        assert m["scan_ex_s"] == pytest.approx(TINY["scan_steps"] * 128 / m["scan_s"]) and m["scan_ex_s"] > 0
+    for library, m in measured.items():  # min_seconds 0: exactly `repeats` turns, one call each per turn
+        assert (m["step_calls"], m["scan_calls"]) == (3, 3), library
+        assert m["step_s"] > 0 and m["scan_s"] > 0 and m["step_ex_s"] * m["step_s"] == pytest.approx(128), library
+
+
+def test_interleave_runs_every_library_in_turns_until_each_has_enough_timed_calls():
+    """peers.interleave: warm-up calls untimed, the same number of calls per name, a random order per turn,
+    and the first tenth of each name's calls left out when deciding whether there are enough."""
+    sys.path.insert(0, str(RUN.parent))
+    import peers
+
+    log: list[str] = []
+    clock = iter(range(10_000))
+    calls = {name: (lambda name=name: log.append(name)) for name in ("a", "b", "c")}
+    times = peers.interleave(calls, warmup=2, repeats=10, min_seconds=0.0, clock=lambda: float(next(clock)),
+                             wait=lambda out: out)
+    assert log[:6] == ["a", "a", "b", "b", "c", "c"]  # the warm-up, name by name
+    turns = [log[i:i + 3] for i in range(6, len(log), 3)]
+    # 10 calls keep only 9 (the first is left out), so an 11th turn: 10 kept
+    assert len(turns) == 11 and all(sorted(turn) == ["a", "b", "c"] for turn in turns)
+    assert len({tuple(turn) for turn in turns}) > 1  # the order changes between turns
+    assert {name: len(t) for name, t in times.items()} == {"a": 11, "b": 11, "c": 11}
+    # min_seconds counts only the kept calls: each call lasts 1 tick here, so 20 s need 20 kept: 22 calls
+    clock = iter(range(10_000))
+    times = peers.interleave(calls, warmup=0, repeats=1, min_seconds=20.0, clock=lambda: float(next(clock)),
+                             wait=lambda out: out)
+    assert {len(t) for t in times.values()} == {22}
+
+
+def test_peers_main_reports_a_failed_interleaved_run_and_still_writes_the_table(tmp_path, monkeypatch):
+    sys.path.insert(0, str(RUN.parent))
+    import peers
+
+    row = {"params": 1, "train_ex_s": 2.0, "train_best_ex_s": 3.0, "scan_ex_s": 4.0, "infer_ex_s": 5.0}
+    monkeypatch.setattr(peers, "measure_library", lambda library, cfg, threads, env: dict(row))
+    asked = []
+
+    def failing_worker(spec, env, script=None):
+        asked.append(spec["libraries"])
+        return {"error": "worker exited with 1: boom"}
+
+    monkeypatch.setattr(peers.run, "run_worker", failing_worker)
+    with pytest.raises(SystemExit, match="interleaved"):
+        peers.main(["--quick", "--libraries", "flowclass,distrax,zuko", "--out", str(tmp_path)])
+    assert asked == [["flowclass", "distrax"]]  # the JAX libraries only
+    assert json.loads((tmp_path / "peers.json").read_text())["interleaved"]["error"].endswith("boom")
+    assert "The interleaved run failed: worker exited with 1: boom" in (tmp_path / "peers.md").read_text()
 
 
 def test_peer_table_ratios_and_markdown():
@@ -215,8 +258,9 @@ def test_peer_table_ratios_and_markdown():
                     "scan_ex_s": 800.0, "infer_ex_s": 500.0})
     calls = {"step_calls": 9, "scan_calls": 4}
     peers.add_interleaved(rows, {"flowclass": {"step_ex_s": 150.0, "scan_ex_s": 300.0, **calls},
-                                 "distrax": {"step_ex_s": 100.0, "scan_ex_s": 400.0, **calls}})
-    assert "step_interleaved_ex_s" not in rows[2] and "step_interleaved_ex_s" not in rows[3]  # not a JAX row, failed
+                                 "distrax": {"step_ex_s": 100.0, "scan_ex_s": 400.0, **calls},
+                                 "flowjax": {"step_ex_s": 1.0, "scan_ex_s": 1.0, **calls}})
+    assert "step_interleaved_ex_s" not in rows[3]  # a failed row stays as it is
     peers.add_ratios(rows)
     assert rows[2]["flowclass_ratio"] == {"train_ex_s": 2.0, "train_best_ex_s": 2.0, "infer_ex_s": 2.0}
     assert rows[1]["flowclass_ratio"] == {"train_ex_s": 0.5, "train_best_ex_s": 0.5, "scan_ex_s": 0.5,
@@ -228,6 +272,8 @@ def test_peer_table_ratios_and_markdown():
     table = peers.markdown(summary)
     assert "| zuko 1.6.0 |" in table and "| — | 2.00 / — / 2.00 / — |" in table and "error: worker exited" in table
     assert "| 100 / 400 | 0.50 / 0.50 / 2.00 / —; 1.50 / 0.75 |" in table  # distrax: interleaved speeds and ratios
+    assert "| 150 / 300 |  |" in table  # flowclass: its interleaved speeds, no ratio
+    assert {line.count("|") for line in table.splitlines() if line.startswith("|")} == {10}  # 9 cells in every row
 
 
 def test_peer_rows_are_medians_over_rounds_and_a_failed_round_fails_the_row():
