@@ -239,6 +239,7 @@ def test_peers_main_reports_a_failed_interleaved_run_and_still_writes_the_table(
         return {"error": "worker exited with 1: boom"}
 
     monkeypatch.setattr(peers.run, "run_worker", failing_worker)
+    monkeypatch.setattr(peers.run, "versions", lambda packages: {name: "0" for name in packages})  # no bench extra
     with pytest.raises(SystemExit, match="interleaved"):
         peers.main(["--quick", "--libraries", "flowclass,distrax,zuko", "--out", str(tmp_path)])
     assert asked == [["flowclass", "distrax"]]  # the JAX libraries only
