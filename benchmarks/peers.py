@@ -367,14 +367,47 @@ def _data(spec: dict) -> dict[str, np.ndarray]:
             "points": points}
 
 
+JAX_PEERS = {"flowclass": flowclass_peer, "flowjax": flowjax_peer, "distrax": distrax_peer}
+
+
+class CompiledPeer:
+    """A JAX peer's train step and ``lax.scan`` loop over ``batches``, both compiled with the carry donated;
+    :meth:`step` and :meth:`loop` each run one call and keep the new carry in :attr:`carry`.
+    ``compile_s``: the step's lowering and compilation, in seconds."""
+
+    def __init__(self, peer: JaxPeer, batch: tuple, batches: tuple):
+        import jax
+
+        start = time.perf_counter()
+        self._step = jax.jit(peer.step, donate_argnums=0).lower(peer.carry, batch).compile()
+        self.compile_s = time.perf_counter() - start
+        self._loop = jax.jit(lambda carry, xs, ys: jax.lax.scan(peer.step, carry, (xs, ys)), donate_argnums=0)
+        self._loop = self._loop.lower(peer.carry, *batches).compile()
+        self.carry, self._batch, self._batches = peer.carry, batch, batches
+
+    def step(self) -> tuple:
+        self.carry, aux = self._step(self.carry, self._batch)  # the carry is donated: keep the new one
+        return self.carry, aux
+
+    def loop(self) -> tuple:
+        self.carry, aux = self._loop(self.carry, *self._batches)
+        return self.carry, aux
+
+
+def _batches(data: dict[str, np.ndarray]) -> tuple[tuple, tuple]:
+    """The step's batch and the loop's stacked batches as device arrays."""
+    import jax.numpy as jnp
+
+    return (jnp.asarray(data["x"]), jnp.asarray(data["y"])), (jnp.asarray(data["xs"]), jnp.asarray(data["ys"]))
+
+
 def measure_jax_peer(spec: dict) -> dict:
     import jax
 
     import measure_jax
 
     data = _data(spec)
-    build = {"flowclass": flowclass_peer, "flowjax": flowjax_peer, "distrax": distrax_peer}[spec["library"]]
-    peer = build(data["x"])
+    peer = JAX_PEERS[spec["library"]](data["x"])
     result: dict[str, Any] = {"params": peer.num_params}
     if "fit" in spec["parts"] and peer.fit is not None and spec["fit_epochs"] > 0:  # first: compiles included
         train, val = moons(spec)
@@ -382,36 +415,19 @@ def measure_jax_peer(spec: dict) -> dict:
         result.update(fit_epochs=spec["fit_epochs"], fit_train=len(train[0]), fit_val=len(val[0]))
     if "speed" not in spec["parts"]:
         return result
-    batch = (jax.numpy.asarray(data["x"]), jax.numpy.asarray(data["y"]))
+    batch, batches = _batches(data)
     result["init_nll"] = float(nll(jax.jit(peer.log_likelihoods)(peer.params(peer.carry), batch[0]), batch[1]))
-
-    start = time.perf_counter()
-    step = jax.jit(peer.step, donate_argnums=0).lower(peer.carry, batch).compile()
-    result["compile_s"] = time.perf_counter() - start
-    holder = {"carry": peer.carry}
-
-    def train():
-        holder["carry"], aux = step(holder["carry"], batch)  # the carry is donated: keep the new one
-        return holder["carry"], aux
-
-    train_s, train_best_s, n = measure_jax.median_time(train, **_timing(spec))
+    compiled = CompiledPeer(peer, batch, batches)
+    result["compile_s"] = compiled.compile_s
+    train_s, train_best_s, n = measure_jax.median_time(compiled.step, **_timing(spec))
     result.update(train_step_s=train_s, train_ex_s=BATCH / train_s, train_best_ex_s=BATCH / train_best_s,
                   train_repeats=n)
-
-    batches = (jax.numpy.asarray(data["xs"]), jax.numpy.asarray(data["ys"]))
-    loop = jax.jit(lambda carry, xs, ys: jax.lax.scan(peer.step, carry, (xs, ys)), donate_argnums=0)
-    loop = loop.lower(holder["carry"], *batches).compile()
-
-    def train_loop():
-        holder["carry"], aux = loop(holder["carry"], *batches)
-        return holder["carry"], aux
-
-    loop_s, loop_best_s, n = measure_jax.median_time(train_loop, **_timing(spec))
+    loop_s, loop_best_s, n = measure_jax.median_time(compiled.loop, **_timing(spec))
     examples = spec["scan_steps"] * BATCH
     result.update(scan_steps=spec["scan_steps"], scan_s=loop_s, scan_ex_s=examples / loop_s,
                   scan_best_ex_s=examples / loop_best_s, scan_repeats=n)
 
-    params, points = peer.params(holder["carry"]), jax.numpy.asarray(data["points"])
+    params, points = peer.params(compiled.carry), jax.numpy.asarray(data["points"])
     infer = jax.jit(peer.log_likelihoods).lower(params, points).compile()
     infer_s, infer_best_s, n = measure_jax.median_time(lambda: infer(params, points), **_timing(spec))
     out = np.asarray(infer(params, points))
@@ -458,6 +474,11 @@ def measure_torch_peer(spec: dict) -> dict:
     return result
 
 
+def kept(times: list[float]) -> list[float]:
+    """The calls :func:`interleave` counts and reports: all but the first tenth (more warm-up)."""
+    return times[len(times) // 10:]
+
+
 def interleave(calls: dict[str, Callable[[], Any]], warmup: int, repeats: int, min_seconds: float,
                seed: int = 0, clock: Callable[[], float] = time.perf_counter,
                wait: Callable[[Any], Any] | None = None) -> dict[str, list[float]]:
@@ -485,8 +506,7 @@ def interleave(calls: dict[str, Callable[[], Any]], warmup: int, repeats: int, m
     times: dict[str, list[float]] = {name: [] for name in calls}
 
     def short(t: list[float]) -> bool:
-        kept = t[len(t) // 10:]
-        return len(kept) < repeats or sum(kept) < min_seconds
+        return len(kept(t)) < repeats or sum(kept(t)) < min_seconds
 
     while any(short(t) for t in times.values()):
         for name in rng.permutation(list(calls)):
@@ -500,35 +520,15 @@ def measure_interleaved(spec: dict) -> dict:
     """``spec['libraries']``' (JAX libraries') compiled steps and 100-step loops in one process, timed by
     :func:`interleave` (the steps first, then the loops): ``{library: {'step_s', 'step_ex_s', 'scan_s',
     'scan_ex_s', 'step_calls', 'scan_calls'}}``, each time the median of the calls after the first tenth."""
-    import jax
-
     data = _data(spec)
-    batch = (jax.numpy.asarray(data["x"]), jax.numpy.asarray(data["y"]))
-    batches = (jax.numpy.asarray(data["xs"]), jax.numpy.asarray(data["ys"]))
-    build = {"flowclass": flowclass_peer, "flowjax": flowjax_peer, "distrax": distrax_peer}
-    steps: dict[str, Callable[[], Any]] = {}
-    loops: dict[str, Callable[[], Any]] = {}
-    for library in spec["libraries"]:
-        peer = build[library](data["x"])
-        step = jax.jit(peer.step, donate_argnums=0).lower(peer.carry, batch).compile()
-        loop = jax.jit(lambda carry, xs, ys, f=peer.step: jax.lax.scan(f, carry, (xs, ys)), donate_argnums=0)
-        loop = loop.lower(peer.carry, *batches).compile()
-        holder = {"carry": peer.carry}
-
-        def run_step(step=step, holder=holder):
-            holder["carry"], aux = step(holder["carry"], batch)  # donated: keep the new carry
-            return holder["carry"], aux
-
-        def run_loop(loop=loop, holder=holder):
-            holder["carry"], aux = loop(holder["carry"], *batches)
-            return holder["carry"], aux
-
-        steps[library], loops[library] = run_step, run_loop
+    batch, batches = _batches(data)
+    compiled = {library: CompiledPeer(JAX_PEERS[library](data["x"]), batch, batches) for library in spec["libraries"]}
     timing = {k: spec[k] for k in ("warmup", "repeats", "min_seconds")}
-    step_times, loop_times = interleave(steps, **timing), interleave(loops, **timing, seed=1)
+    step_times = interleave({library: c.step for library, c in compiled.items()}, **timing)
+    loop_times = interleave({library: c.loop for library, c in compiled.items()}, **timing, seed=1)
     result = {}
-    for library in steps:
-        step_s, scan_s = (float(np.median(t[library][len(t[library]) // 10:])) for t in (step_times, loop_times))
+    for library in compiled:
+        step_s, scan_s = (float(np.median(kept(t[library]))) for t in (step_times, loop_times))
         result[library] = {"step_s": step_s, "step_ex_s": BATCH / step_s, "scan_s": scan_s,
                            "scan_ex_s": spec["scan_steps"] * BATCH / scan_s,
                            "step_calls": len(step_times[library]), "scan_calls": len(loop_times[library])}
@@ -751,8 +751,8 @@ def main(argv: list[str] | None = None) -> dict:
     if len(jax_libraries) > 1 and "flowclass" in jax_libraries:
         t0 = time.perf_counter()
         print(f"interleaved: {', '.join(jax_libraries)} ...", end="", file=sys.stderr, flush=True)
-        interleaved = run.run_worker({"library": "interleaved", "libraries": jax_libraries, "parts": ["interleaved"],
-                                      **cfg, "threads": args.threads}, jax_env, script=Path(__file__).resolve())
+        interleaved = run.run_worker({"libraries": jax_libraries, "parts": ["interleaved"], **cfg,
+                                      "threads": args.threads}, jax_env, script=Path(__file__).resolve())
         if "error" in interleaved:
             print(f" FAILED ({time.perf_counter() - t0:.0f} s)\n{interleaved['error']}", file=sys.stderr)
         else:

@@ -191,8 +191,7 @@ def test_interleaved_worker_times_every_jax_library_in_one_process():
     turns: every library gets at least ``repeats`` calls of each kind, and a speed from them."""
     pytest.importorskip("distrax")
     run = _load_run_module()
-    spec = {"library": "interleaved", "libraries": ["flowclass", "distrax"], "parts": ["interleaved"],
-            **TINY, "repeats": 3}
+    spec = {"libraries": ["flowclass", "distrax"], "parts": ["interleaved"], **TINY, "repeats": 3}
     result = run.run_worker(spec, dict(os.environ), script=PEERS)
     assert "error" not in result, result.get("error")
     measured = result["interleaved"]

@@ -134,7 +134,8 @@ def test_random_kills_leave_restorable_checkpoints_and_the_same_result(tmp_path)
         where.append(_kill_during_run(workdir, rng))
         if not (workdir / "config.json").exists():
             continue  # killed before the run was stored
-        templates = templates or _templates(runs.read_config(workdir))  # the same config every time
+        if templates is None:  # the same config every time: build the restore templates once
+            templates = _templates(runs.read_config(workdir))
         with fc.Checkpointer(workdir / "checkpoints", create=False) as checkpointer:
             for step in checkpointer.steps:  # every listed step restores completely
                 items, meta = checkpointer.restore(templates, step=step)
